@@ -1,0 +1,176 @@
+"""CPU benchmark: the same localization work three ways, in one process and one run.
+
+    uv run python bench/run_cpu.py [--repeats 3] [--out bench/results/cpu.json]
+
+Workloads (tiny models, CPU):
+  locogen       LocoGen m=1 over all 16 cross-attention layers of tiny SD1.x, 4 prompts
+  patching      P3 cached patching, step_start=2, all 24 joint blocks of tiny SD3, 3 SimpleBench pairs
+  causal_trace  P1 causal trace over the 16 cross-attention layers of tiny SD1.x, 3 prompts
+
+Ways: the reference-style loop (bench/reference.py: one pipeline call per variant, batch 1, hooks), the
+harness in-process (a warm `Worker`), the harness through Ray (warm actors, one per core, `run_ray`).
+Images/s counts the images the reference loop makes (the science); the harness's extra reference rows
+are part of its cost. Medians over repeats; the harness's images are checked against the reference's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench import reference  # noqa: E402
+from harness import generate, provenance  # noqa: E402
+from harness.cli import _quiet  # noqa: E402
+from harness.execution import Worker, init_ray, plan_units, ray_workers, run_ray  # noqa: E402
+from harness.jobs import load_job  # noqa: E402
+from harness.models import load_model, set_reproducible  # noqa: E402
+
+STYLE = [("a house in the style of van gogh", "a house", "van gogh"),
+         ("a cat in the style of monet", "a cat", "monet"),
+         ("a portrait in the style of salvador dali", "a portrait", "salvador dali"),
+         ("a photo of r2d2 in a street", "a photo of a robot in a street", "r2d2")]
+SIGNS = [('A sign that says "assembly".', 'A sign that says "popular".'),
+         ('A sign that says "program".', 'A sign that says "van".'),
+         ('A sign that says "william".', 'A sign that says "notable".')]
+
+
+def workloads():
+    """name → (job dict, reference function, arguments, science images, harness-row order)."""
+    return {
+        "locogen": dict(
+            job={"model": "tiny:sd15", "method": "locogen", "seeds": [0],
+                 "prompts": [{"prompt": a, "target": b} for a, b, _ in STYLE]},
+            reference=lambda ad, cfg: reference.locogen_loop(ad, [(a, b) for a, b, _ in STYLE], 0, cfg),
+            roles=("control",), per_prompt=17),
+        "patching": dict(
+            job={"model": "tiny:sd3", "method": "attn_patch", "step_start": 2, "seeds": [42],
+                 "prompts": [{"prompt": a, "target": b} for a, b in SIGNS]},
+            reference=lambda ad, cfg: reference.patching_loop(ad, SIGNS, 42, cfg, step_start=2),
+            roles=("target", "control"), per_prompt=26),
+        "causal_trace": dict(
+            job={"model": "tiny:sd15", "method": "causal_trace", "sites": {"kind": "cross_attn"}, "seeds": [0],
+                 "prompts": [{"prompt": a, "target": b, "attribute": c} for a, b, c in STYLE[:3]]},
+            reference=lambda ad, cfg: reference.causal_trace_loop(ad, [(a, c) for a, _, c in STYLE[:3]], 0, cfg),
+            roles=("control", "corrupted"), per_prompt=18),
+    }
+
+
+def ordered_images(results, roles) -> list[np.ndarray]:
+    """The harness's images in the reference loop's order: per prompt, references then variants."""
+    out = []
+    for result in results:
+        rows = {r["row_id"]: r for r in result.rows}
+        by_prompt: dict[str, list] = {}
+        for r in result.rows:
+            by_prompt.setdefault(r["prompt_id"], []).append(r)
+        for prompt_rows in by_prompt.values():
+            refs = [next(r for r in prompt_rows if r["role"] == role) for role in roles]
+            variants = sorted((r for r in prompt_rows if r["role"] == "variant"), key=lambda r: r["site_index"])
+            out.extend(result.images[r["row_id"]] for r in [*refs, *variants] if r["row_id"] in rows)
+    return out
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    times, value = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        value = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), value
+
+
+def run(name: str, spec: dict, repeats: int) -> dict:
+    job = load_job({"name": f"bench-{name}", "save_images": True, "executor": {"prompts_per_unit": 1}, **spec["job"]})
+    n_prompts = len(job.prompts)
+    science = n_prompts * spec["per_prompt"]
+    set_reproducible(False)
+    torch.set_num_threads(os.cpu_count())
+    adapter = load_model(job.model)
+    d = adapter.defaults
+    from harness.generate import GenerationConfig
+
+    cfg = GenerationConfig(d.steps, d.guidance_scale, d.height, d.width)
+    ref_seconds, ref_images = timed(lambda: spec["reference"](adapter, cfg), repeats)
+    assert len(ref_images) == science, (len(ref_images), science)
+
+    worker = Worker(job)
+    units = plan_units(job, worker.variants)
+    worker.run_unit(units[0])  # warm-up
+    local_seconds, results = timed(lambda: [worker.run_unit(u) for u in units], repeats)
+    mine = ordered_images(results, spec["roles"])
+    diff = max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(mine, ref_images, strict=True))
+
+    ablations = {}
+    if max(job.step_start) > 0:  # the shared-prefix optimization only applies when step_start > 0
+        generate.SHARE_PREFIX = False
+        ablations["local_no_shared_prefix_s"], _ = timed(lambda: [worker.run_unit(u) for u in units], repeats)
+        generate.SHARE_PREFIX = True
+
+    fast = Worker(load_job({**job.model_dump(mode="json"), "reproducible": False}))
+    torch.set_num_threads(os.cpu_count())
+    fast.run_unit(units[0])
+    fast_seconds, _ = timed(lambda: [fast.run_unit(u) for u in units], repeats)
+
+    init_ray(None)
+    actors = ray_workers(job)
+    import ray
+
+    ray.get([a.describe.remote() for a in actors])
+    ray_seconds, _ = timed(lambda: run_ray(job, units, actors, lambda r: None), repeats)
+    for actor in actors:
+        ray.kill(actor)
+    return {
+        "workload": name, "model": job.model, "science_images": science,
+        "harness_rows": sum(len(r.rows) for r in results),
+        "reference_s": ref_seconds, "local_s": local_seconds, "local_fast_kernels_s": fast_seconds,
+        "ray_s": ray_seconds, "ray_workers": len(actors),
+        "reference_img_s": science / ref_seconds, "local_img_s": science / local_seconds,
+        "local_fast_kernels_img_s": science / fast_seconds, "ray_img_s": science / ray_seconds,
+        "local_vs_reference": ref_seconds / local_seconds, "ray_vs_reference": ref_seconds / ray_seconds,
+        "max_pixel_diff_vs_reference": diff, **ablations,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", nargs="*", help="workloads to run (default: all)")
+    parser.add_argument("--out", default="bench/results/cpu.json")
+    args = parser.parse_args()
+    _quiet()
+    rows = [run(name, spec, args.repeats) for name, spec in workloads().items()
+            if not args.only or name in args.only]
+    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpu": platform.processor()
+              or platform.machine(), "cores": os.cpu_count(), "repeats": args.repeats, **provenance.versions(),
+              "results": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    for r in rows:
+        if "local_no_shared_prefix_s" in r:
+            print(f"{r['workload']}: shared prefix on {r['local_s']:.2f} s, off {r['local_no_shared_prefix_s']:.2f} s "
+                  f"({r['local_no_shared_prefix_s'] / r['local_s']:.2f}×)")
+    print("| workload | reference img/s | harness in-process img/s (ratio) | in-process, fast kernels | "
+          "harness via Ray img/s (ratio) | max pixel diff |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['workload']} ({r['model']}, {r['science_images']} images) | {r['reference_img_s']:.2f} | "
+              f"{r['local_img_s']:.2f} ({r['local_vs_reference']:.2f}×) | {r['local_fast_kernels_img_s']:.2f} | "
+              f"{r['ray_img_s']:.2f} ({r['ray_vs_reference']:.2f}×, {r['ray_workers']} actors) | "
+              f"{r['max_pixel_diff_vs_reference']} |")
+
+
+if __name__ == "__main__":
+    main()

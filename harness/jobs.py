@@ -1,0 +1,283 @@
+"""Job files: one YAML file describes one sweep; it is validated into `JobSpec` before anything runs.
+
+Minimal job (everything else has a default)::
+
+    name: van-gogh-locogen
+    model: tiny:sd15            # or a diffusers directory, or a hub id already in the local HF cache
+    method: locogen             # locogen | attn_patch | causal_trace
+    window: 2
+    prompts:
+      - {prompt: "a house in the style of van gogh", target: "a house", attribute: "van gogh"}
+
+Every validation error is one line naming the field (``prompts[2].target``) and what was expected.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import hashlib
+import json
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.errors import UserError
+from harness.interventions import POSITIONS
+from harness.metrics import check_metric
+from harness.metrics.text import quoted_text  # noqa: F401  (re-exported for prompt rows)
+
+METHODS = ("locogen", "attn_patch", "causal_trace")
+
+
+class JobError(UserError):
+    """A job that cannot run as written; the message is one line naming the field."""
+
+
+def parse_index(value: Any) -> list[int] | None:
+    """Forward indices from ``5``, ``"40-50"``, ``"0-3,8,10-11"`` or a list of ints (ranges inclusive)."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, list):
+        if not all(isinstance(v, int) for v in value):
+            raise ValueError("expected integers")
+        return value
+    if isinstance(value, str):
+        out: list[int] = []
+        for part in value.replace(" ", "").split(","):
+            lo, sep, hi = part.partition("-")
+            if not lo.isdigit() or (sep and not hi.isdigit()):
+                raise ValueError(f"expected an index range like '40-50' or '0-3,8', got '{value}'")
+            out.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+        return out
+    raise ValueError(f"expected an index, a range string or a list, got {type(value).__name__}")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteSelector(Strict):
+    """Which sites a sweep intervenes on. A bare string is a kind (``cross_attn``) or a glob of names."""
+
+    kind: list[str] | None = None
+    index: list[int] | None = None  # forward indices within the kind(s); "40-50" and "0-3,8" accepted
+    names: list[str] | None = None  # exact site names or globs
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"names": [value]} if ("." in value or "*" in value) else {"kind": [value]}
+        if isinstance(value, list):
+            return {"names": value}
+        if isinstance(value, dict):
+            value = dict(value)
+            if isinstance(value.get("kind"), str):
+                value["kind"] = [value["kind"]]
+            if isinstance(value.get("names"), str):
+                value["names"] = [value["names"]]
+        return value
+
+    @field_validator("index", mode="before")
+    @classmethod
+    def _index(cls, value: Any) -> Any:
+        return parse_index(value)
+
+
+class PromptRow(Strict):
+    """One prompt of a sweep. `target` is what intervened layers see (LocoGen's altered prompt, P3's
+    prompt B); `attribute` is the span causal tracing corrupts; `text`/`target_text` the words P3 renders
+    (taken from the quotes in the prompt when not given)."""
+
+    prompt: str = Field(min_length=1)
+    target: str | None = None
+    attribute: str | None = None
+    concept: str | None = None
+    text: str | None = None
+    target_text: str | None = None
+    id: str | None = None
+
+
+class ExecutorSpec(Strict):
+    """Where and how units run."""
+
+    backend: Literal["ray", "local"] = "ray"  # local = in this process, no Ray (debugging, benchmarks)
+    address: str | None = None  # Ray cluster address; None starts a local Ray on this machine
+    workers: int | Literal["auto"] = "auto"  # actors; auto = one per GPU, or one on a CPU-only machine
+    prompts_per_unit: int = Field(1, ge=1)  # prompt shard size of a work unit
+    variants_per_unit: int | None = Field(None, ge=1)  # None = every variant of a shard in one unit
+    max_retries: int = Field(2, ge=0)  # re-runs of a unit whose actor died
+
+
+class JobSpec(Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    model: str = "tiny:sd15"
+    method: Literal["locogen", "attn_patch", "causal_trace"]
+    sites: SiteSelector | None = None  # default: every site the method applies to
+    window: int = Field(1, ge=1)  # m: consecutive text-attention layers intervened on together
+    step_start: list[int] = [0]  # first intervened denoising step (0 = noisiest); a list sweeps it
+    step_end: int | None = Field(None, ge=1)  # exclusive; None = to the last step
+    heads: list[int] | None = None  # attention heads to swap (None = all)
+    mode: Literal["auto", "inject", "patch"] = "auto"  # auto: inject where exact (SD/SDXL), else patch
+    branch: Literal["cond", "both"] | None = None  # CFG halves intervened on; default per method
+    prompts: list[PromptRow] = Field(min_length=1)
+    seeds: list[int] = [0]
+    steps: int | None = Field(None, ge=1)  # None = the model's default (paper defaults for real models)
+    guidance_scale: float | None = None
+    height: int | None = Field(None, ge=8)
+    width: int | None = Field(None, ge=8)
+    metrics: list[str] = ["mse", "psnr", "ssim"]
+    scorers: dict[str, dict[str, Any]] = {}  # per-scorer options, e.g. {clip: {model: ViT-B-32}}
+    noise_scale: float = Field(3.0, gt=0)  # causal tracing: κ in κ·σ
+    noise_seed: int = 0
+    positions: list[Literal["first_subject", "last_subject", "last"]] = list(POSITIONS)
+    save_images: bool = False
+    batch_size: int | Literal["auto"] = "auto"
+    device: str = "auto"
+    dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    reproducible: bool = True  # batch-independent kernels: a row's image does not depend on its batch
+    executor: ExecutorSpec = ExecutorSpec()
+
+    @field_validator("step_start", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return [value] if isinstance(value, int) else value
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds(cls, value: Any) -> Any:
+        if isinstance(value, int):
+            return [value]
+        if isinstance(value, str):
+            return parse_index(value)
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, value: list[str]) -> list[str]:
+        for name in value:
+            check_metric(name, where=None)
+        return value
+
+    @model_validator(mode="after")
+    def _method_needs(self) -> JobSpec:
+        for i, row in enumerate(self.prompts):
+            if self.method in ("locogen", "attn_patch") and not row.target:
+                raise ValueError(f"prompts[{i}].target: required for method '{self.method}' "
+                                 "(the prompt fed to the intervened layers)")
+            if self.method == "causal_trace":
+                if not row.attribute:
+                    raise ValueError(f"prompts[{i}].attribute: required for method 'causal_trace' "
+                                     "(the words whose token embeddings are corrupted)")
+                if row.attribute.lower() not in row.prompt.lower():
+                    raise ValueError(f"prompts[{i}].attribute: '{row.attribute}' does not occur in prompt "
+                                     f"'{row.prompt}'")
+        if any(s < 0 for s in self.step_start):
+            raise ValueError("step_start: expected steps >= 0")
+        if self.steps is not None and max(self.step_start) >= self.steps:
+            raise ValueError(f"step_start: {max(self.step_start)} is not below steps ({self.steps})")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("seeds: duplicate seeds")
+        return self
+
+    @property
+    def effective_branch(self) -> str:
+        """P3 patches both CFG halves; LocoGen and causal tracing intervene on the conditional half."""
+        return self.branch or ("both" if self.method == "attn_patch" else "cond")
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes results (not where or how they are executed)."""
+        data = self.model_dump(mode="json", exclude={"executor", "save_images", "batch_size"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def prompt_ids(self) -> list[str]:
+        return [row.id or f"p{i:05d}" for i, row in enumerate(self.prompts)]
+
+
+def read_prompt_file(path: Path) -> list[dict]:
+    """Rows of a CSV (header row) or JSONL prompt file; empty cells become missing values."""
+    if not path.is_file():
+        raise JobError(f"prompts: file '{path}' does not exist")
+    if path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as handle:
+            return [{k: v for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(handle)]
+    if path.suffix in (".jsonl", ".ndjson"):
+        rows = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise JobError(f"prompts: {path}:{n}: not valid JSON ({exc.msg})") from None
+        return rows
+    raise JobError(f"prompts: '{path}' must be a .csv or .jsonl file")
+
+
+def _model_at(loc: tuple) -> type[BaseModel]:
+    """The pydantic model that owns the field at `loc` (to suggest a close key for a typo)."""
+    model: type[BaseModel] = JobSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        annotation = model.model_fields[part].annotation
+        candidates = [annotation, *typing.get_args(annotation)]
+        candidates += [a for c in candidates for a in typing.get_args(c)]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), model)
+    return model
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    err = exc.errors()[0]
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        names = list(_model_at(err["loc"][:-1]).model_fields)
+        close = difflib.get_close_matches(str(err["loc"][-1]), names, n=1)
+        msg = "unknown key" + (f" (did you mean '{close[0]}'?)" if close else "")
+    elif err["type"] == "missing":
+        msg = "required"
+    elif err["type"] == "literal_error":
+        msg = f"got {err['input']!r}, {msg[0].lower()}{msg[1:]}"
+    return f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}"
+
+
+def load_job(data: dict | str | Path, base_dir: Path | None = None) -> JobSpec:
+    """Validate a job from a dict, YAML text or a YAML file; prompts may name a CSV/JSONL file (relative
+    to the job file)."""
+    source = "job"
+    if isinstance(data, Path) or (isinstance(data, str) and "\n" not in data and data.endswith((".yaml", ".yml"))):
+        path = Path(data)
+        if not path.is_file():
+            raise JobError(f"job file '{path}' does not exist")
+        source, base_dir = str(path), path.parent
+        data = path.read_text(encoding="utf-8")
+    if isinstance(data, str):
+        try:
+            data = yaml.safe_load(data)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise JobError(f"{source}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise JobError(f"{source}: expected a mapping of job keys, got {type(data).__name__}")
+    data = dict(data)
+    if isinstance(data.get("prompts"), str):
+        try:
+            data["prompts"] = read_prompt_file((base_dir or Path.cwd()) / data["prompts"])
+        except JobError as exc:
+            raise JobError(f"{source}: {exc}") from None
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise JobError(_format_error(exc, source)) from None
+
+
+def default_job() -> JobSpec:
+    """The embedded default: a LocoGen sweep over every cross-attention layer of the tiny SD1.x model."""
+    return load_job(Path(__file__).with_name("default_job.yaml"))

@@ -1,0 +1,144 @@
+"""Metrics: scorers turn generated images into numbers for the result rows.
+
+A scorer is built once per worker (it may hold a model), scores a whole batch at a time, and says who it
+is: `identity()` returns columns such as ``clip_model``/``clip_weights`` that are written into every row
+next to the values, so a number can always be traced to the weights that produced it.
+
+Every metric column also declares its *direction*: +1 when a larger value means the intervened image is
+further from the un-intervened one (MSE), −1 when smaller means further (SSIM, PSNR). Ranking uses it to
+sort by effect without the user having to remember which way each metric points.
+
+Register a scorer with `@register("metric", "other_metric")`; a job's ``metrics:`` list names metrics,
+and `build_scorers` instantiates each needed scorer once.
+"""
+
+from __future__ import annotations
+
+import difflib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from harness.errors import UserError
+
+
+@dataclass
+class ScoreBatch:
+    """What scorers see: row-aligned images and the texts they should be compared with."""
+
+    images: np.ndarray  # uint8 (N, H, W, 3): the images to score
+    references: np.ndarray | None = None  # uint8 (N, H, W, 3): each row's un-intervened (control) image
+    prompts: list[str] = field(default_factory=list)  # the prompt each image was generated from (A)
+    targets: list[str | None] = field(default_factory=list)  # the prompt fed at intervened sites (B)
+    texts: list[str | None] = field(default_factory=list)  # text prompt A asks to render (P3)
+    target_texts: list[str | None] = field(default_factory=list)  # text prompt B asks to render
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+class Scorer(ABC):
+    """Base class: subclasses set `metrics` and `directions`, and implement `score`."""
+
+    name: ClassVar[str]
+    metrics: ClassVar[tuple[str, ...]]  # names a job may list under `metrics:`
+    directions: ClassVar[dict[str, int]] = {}
+    # Model-backed scorers (CLIP, OCR, ...) run in their own Ray actors, overlapped with generation;
+    # cheap pure functions (image distances) run in the generation worker.
+    heavy: ClassVar[bool] = False  # column -> +1/-1 (see module docstring); 0 = not an effect
+
+    def __init__(self, **options: Any):
+        self.options = options
+
+    @abstractmethod
+    def score(self, batch: ScoreBatch) -> dict[str, list]:
+        """Column name -> one value per row of `batch` (None where undefined for that row)."""
+
+    def identity(self) -> dict[str, str]:
+        """Columns naming the model and weights behind the values; empty for pure functions."""
+        return {}
+
+
+class ScorerError(UserError):
+    """A scorer cannot be built as configured (weights missing or not cached, a bad option). The message
+    is one line naming the option as the job spells it, e.g. ``scorers.clip.weights``."""
+
+
+def reject_unknown(scorer: str, options: dict[str, Any]) -> None:
+    """ScorerError naming ``scorers.<scorer>`` and the options a scorer's constructor did not take."""
+    if options:
+        raise ScorerError(f"scorers.{scorer}: unknown option(s) {', '.join(sorted(options))}")
+
+
+_REGISTRY: dict[str, type[Scorer]] = {}
+
+
+def register(*metric_names: str):
+    """Class decorator: make `metric_names` resolvable to this scorer."""
+
+    def wrap(cls: type[Scorer]) -> type[Scorer]:
+        for name in metric_names:
+            _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def known_metrics() -> list[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def check_metric(name: str, where: str | None = "metrics") -> None:
+    """Raise ValueError naming `where` (if given) and the closest known metric when `name` is unknown."""
+    _load_builtin()
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        prefix = f"{where}: " if where else ""
+        raise ValueError(f"{prefix}unknown metric '{name}'{hint}; known: {', '.join(known_metrics())}")
+
+
+def build_scorers(metric_names: list[str], options: dict[str, dict] | None = None,
+                  instantiate: bool = True) -> list:
+    """One scorer instance per scorer class needed by `metric_names`, with its job options (the classes
+    themselves with `instantiate=False`)."""
+    _load_builtin()
+    options = options or {}
+    classes: list[type[Scorer]] = []
+    for name in metric_names:
+        check_metric(name)
+        if _REGISTRY[name] not in classes:
+            classes.append(_REGISTRY[name])
+    if not instantiate:
+        return classes
+    return [cls(**options.get(cls.name, {})) for cls in classes]
+
+
+def direction(column: str) -> int:
+    """+1/-1 effect direction of a metric column (0 when the column is not an effect measure)."""
+    _load_builtin()
+    for cls in set(_REGISTRY.values()):
+        if column in cls.directions:
+            return cls.directions[column]
+    return 0
+
+
+def score_all(scorers: list[Scorer], batch: ScoreBatch) -> dict[str, list]:
+    """Run every scorer on `batch`; identity columns are broadcast to every row."""
+    columns: dict[str, list] = {}
+    for scorer in scorers:
+        for key, values in scorer.score(batch).items():
+            if len(values) != len(batch):
+                raise RuntimeError(f"scorer {scorer.name} returned {len(values)} values for {len(batch)} rows")
+            columns[key] = list(values)
+        for key, value in scorer.identity().items():
+            columns[key] = [value] * len(batch)
+    return columns
+
+
+def _load_builtin() -> None:
+    """Import the built-in scorer modules so their @register decorators run."""
+    from harness.metrics import clip, image, notext, ocr, perceptual, toxicity  # noqa: F401

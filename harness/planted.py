@@ -1,0 +1,45 @@
+"""Planted models: a model whose text reaches the image through exactly one known attention layer.
+
+A localization method is only trustworthy if it finds a layer when the answer is known. `plant` edits a
+model in place so that every text-reading attention site except one ignores the text: its K and V
+projections are zeroed (weights and biases), which makes the text tokens' attention logits constant and
+their values zero, so the site's output no longer depends on the prompt. The other text paths are cut
+as well — SDXL's pooled text embedding in the added time conditioning, DeepFloyd IF's text time
+embedding, SD3's pooled text projection — so the planted site is the *only* way the prompt can change the
+image. Then:
+
+* LocoGen / attention patching at the planted site moves the image, and at every other site changes
+  nothing at all (exactly: the swapped K/V are zeroed away);
+* causal tracing restores the clean image exactly when, and only when, the planted site is restored.
+
+`loco` uses this in its known-answer tests; it is also a quick self-check of a new architecture adapter.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from harness.sites import TEXT_KINDS
+
+
+@torch.no_grad()
+def plant(adapter, site_name: str) -> None:
+    """Cut every text path of `adapter`'s model except the K/V of `site_name` (in place)."""
+    table = adapter.sites
+    planted = table[site_name]
+    if planted.kind not in TEXT_KINDS:
+        raise ValueError(f"plant: '{site_name}' is a {planted.kind} site; expected one of {', '.join(TEXT_KINDS)}")
+    for site in table.sites:
+        if site.kind in TEXT_KINDS and site.name != site_name:
+            for proj in adapter.kv_modules(site.name):
+                proj.weight.zero_()
+                if proj.bias is not None:
+                    proj.bias.zero_()
+    denoiser = adapter.denoiser
+    if adapter.arch == "sdxl":
+        pooled = adapter.pipe.text_encoder_2.config.projection_dim
+        denoiser.add_embedding.linear_1.weight[:, :pooled] = 0
+    elif adapter.arch == "if":
+        denoiser.add_embedding.proj.weight.zero_()
+    elif adapter.arch == "sd3":
+        denoiser.time_text_embed.text_embedder.linear_1.weight.zero_()

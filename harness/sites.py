@@ -1,0 +1,215 @@
+"""Sites: every place an intervention can act, with one naming scheme across architectures.
+
+A site's **name** is its dotted module path prefixed by the pipeline component that owns it
+(``unet.up_blocks.1.attentions.1.transformer_blocks.0.attn2``, ``transformer.transformer_blocks.10.attn``,
+``text_encoder.text_model.encoder.layers.0.self_attn``). Its **kind** says what it computes, and its
+**index** is its position in *forward-call order* among the sites of that kind.
+
+Why forward order and not name order: the papers number layers by when they run (P3's counter, LocoGen's
+sorted list that only happens to match for single-digit indices). In SDXL ``up_blocks.0`` runs after
+``mid_block``, and ``attentions.10`` sorts before ``attentions.2``. So the table is built by running the
+pipeline once for one step with a hook on every candidate module and recording the order of first calls.
+
+Kinds:
+  cross_attn       UNet attention that reads text (SD/SDXL ``attn2``; IF's fused AttnAddedKV attentions)
+  joint_attn       SD3 joint attention; its text side (``add_k_proj``/``add_v_proj``) is the text path
+  self_attn        UNet self-attention (``attn1``)
+  ff               feed-forward of a transformer block (image stream)
+  ff_context       SD3 feed-forward of the text stream
+  resnet           UNet ResNet block
+  text_self_attn   text-encoder self-attention sublayer (output before the residual add)
+  text_mlp         text-encoder MLP sublayer (output before the residual add)
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import asdict, dataclass
+
+import torch
+
+from harness.errors import UserError
+
+TEXT_KINDS = ("cross_attn", "joint_attn")
+DENOISER_KINDS = ("cross_attn", "joint_attn", "self_attn", "ff", "ff_context", "resnet")
+TEXT_ENCODER_KINDS = ("text_self_attn", "text_mlp")
+KINDS = DENOISER_KINDS + TEXT_ENCODER_KINDS
+
+
+@dataclass(frozen=True)
+class Site:
+    """One intervention site. `index` counts forward calls among sites of the same kind."""
+
+    name: str
+    kind: str
+    index: int
+    component: str
+    module_type: str
+    params: int
+
+    @property
+    def module_path(self) -> str:
+        """The path inside the component (the name without the component prefix)."""
+        return self.name[len(self.component) + 1 :]
+
+    @property
+    def label(self) -> str:
+        """Short alias, e.g. ``cross_attn#55``."""
+        return f"{self.kind}#{self.index}"
+
+
+def classify(component: str, path: str, module: torch.nn.Module) -> str | None:
+    """The kind of a module, or None when it is not a site."""
+    cls = type(module).__name__
+    leaf = path.rsplit(".", 1)[-1]
+    if component.startswith("text_encoder"):
+        if cls == "CLIPAttention" or (cls == "T5Attention" and leaf == "SelfAttention"):
+            return "text_self_attn"
+        if cls == "CLIPMLP" or (cls.startswith("T5Dense") and leaf == "DenseReluDense"):
+            return "text_mlp"
+        return None
+    if cls == "Attention":
+        if hasattr(module, "add_k_proj") and getattr(module, "add_k_proj", None) is not None:
+            return "joint_attn" if component == "transformer" else "cross_attn"
+        if leaf == "attn2":
+            return "cross_attn"
+        if leaf == "attn1":
+            return "self_attn"
+        return None
+    if cls == "FeedForward":
+        return "ff_context" if leaf == "ff_context" else "ff"
+    if cls == "ResnetBlock2D":
+        return "resnet"
+    return None
+
+
+class SiteError(UserError):
+    """A site selector that matches nothing; the message names the closest real sites."""
+
+
+class SiteTable:
+    """All sites of one model, in forward order per kind; the job's selectors resolve against it."""
+
+    def __init__(self, sites: list[Site]):
+        self.sites = sites
+        self._by_name = {s.name: s for s in sites}
+
+    def __len__(self) -> int:
+        return len(self.sites)
+
+    def __getitem__(self, name: str) -> Site:
+        if name not in self._by_name:
+            raise SiteError(f"unknown site '{name}'{self.suggest(name)}")
+        return self._by_name[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._by_name
+
+    def resolve(self, name_or_label: str) -> Site:
+        """A site by name or by its ``kind#index`` label."""
+        kind, sep, index = name_or_label.partition("#")
+        if sep and index.isdigit():
+            for site in self.sites:
+                if site.kind == kind and site.index == int(index):
+                    return site
+            raise SiteError(f"no site '{name_or_label}'; this model has {kind} sites 0.."
+                            f"{len(self.of_kind(kind)) - 1}" if self.of_kind(kind) else
+                            f"no site '{name_or_label}': this model has no '{kind}' sites")
+        return self[name_or_label]
+
+    def of_kind(self, kind: str) -> list[Site]:
+        return sorted((s for s in self.sites if s.kind == kind), key=lambda s: s.index)
+
+    def kinds(self) -> list[str]:
+        return [k for k in KINDS if any(s.kind == k for s in self.sites)]
+
+    def suggest(self, name: str) -> str:
+        close = difflib.get_close_matches(name, list(self._by_name), n=3, cutoff=0.5)
+        return f"; closest: {', '.join(close)}" if close else ""
+
+    def select(self, kinds: list[str] | None = None, indices: list[int] | None = None,
+               names: list[str] | None = None) -> list[Site]:
+        """Sites matching every given criterion, in (kind, forward index) order.
+
+        `names` are exact names or globs (``unet.up_blocks.0.*``); `indices` are forward indices within
+        the selected kind(s). Unknown kinds, names and out-of-range indices raise SiteError.
+        """
+        pool = self.sites
+        if kinds:
+            for kind in kinds:
+                if kind not in self.kinds():
+                    close = difflib.get_close_matches(kind, self.kinds(), n=1)
+                    hint = f" (did you mean '{close[0]}'?)" if close else ""
+                    raise SiteError(f"sites.kind: this model has no '{kind}' sites{hint}; "
+                                    f"it has {', '.join(self.kinds())}")
+            pool = [s for s in pool if s.kind in kinds]
+        if names:
+            chosen = []
+            for pattern in names:
+                hits = [s for s in pool if fnmatch.fnmatchcase(s.name, pattern)]
+                if not hits:
+                    raise SiteError(f"sites.names: no site matches '{pattern}'{self.suggest(pattern)}")
+                chosen.extend(h for h in hits if h not in chosen)
+            pool = chosen
+        if indices is not None:
+            available = {s.index for s in pool}
+            missing = sorted(set(indices) - available)
+            if missing:
+                top = max(available) if available else -1
+                raise SiteError(f"sites.index: {missing[0]} is out of range; this selection has indices "
+                                f"0..{top}")
+            pool = [s for s in pool if s.index in set(indices)]
+        order = {k: i for i, k in enumerate(KINDS)}
+        return sorted(pool, key=lambda s: (order[s.kind], s.index))
+
+    def to_records(self) -> list[dict]:
+        return [asdict(s) | {"label": s.label} for s in self.sites]
+
+    def format(self, kind: str | None = None) -> str:
+        """A fixed-width table for the terminal."""
+        rows = [s for s in self.sites if kind is None or s.kind == kind]
+        width = max((len(s.name) for s in rows), default=4)
+        lines = [f"{'kind':<15} {'index':>5}  {'name':<{width}}  {'module':<22} {'params':>12}"]
+        lines += [f"{s.kind:<15} {s.index:>5}  {s.name:<{width}}  {s.module_type:<22} {s.params:>12,}"
+                  for s in rows]
+        return "\n".join(lines)
+
+
+def discover(components: dict[str, torch.nn.Module], run_once) -> SiteTable:
+    """Build the table: hook every candidate module of `components`, call `run_once()` (one short
+    generation), and number each kind's sites in the order they were first called."""
+    candidates = []
+    for component, root in components.items():
+        for path, module in root.named_modules():
+            kind = classify(component, path, module)
+            if kind is not None:
+                candidates.append((f"{component}.{path}", kind, component, module))
+    calls: list[str] = []
+    seen: set[str] = set()
+
+    def recorder(name):
+        def hook(_module, _args):
+            if name not in seen:
+                seen.add(name)
+                calls.append(name)
+        return hook
+
+    handles = [module.register_forward_pre_hook(recorder(name)) for name, _, _, module in candidates]
+    try:
+        with torch.no_grad():
+            run_once()
+    finally:
+        for handle in handles:
+            handle.remove()
+    info = {name: (kind, component, module) for name, kind, component, module in candidates}
+    counters: dict[str, int] = {}
+    sites = []
+    for name in calls:
+        kind, component, module = info[name]
+        index = counters.get(kind, 0)
+        counters[kind] = index + 1
+        sites.append(Site(name=name, kind=kind, index=index, component=component,
+                          module_type=type(module).__name__,
+                          params=sum(p.numel() for p in module.parameters())))
+    return SiteTable(sites)

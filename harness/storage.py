@@ -1,0 +1,162 @@
+"""Storage: a run directory that never loses finished work.
+
+Layout (``RUN_DIR``)::
+
+    job.yaml            the validated job, as it ran
+    manifest.json       run metadata: job fingerprint, model, library versions, unit counts, timings
+    sites.csv           the model's site table (kind, forward index, name, module type, params)
+    results/method=<m>/part-<unit>.parquet   one file per finished work unit (Hive-partitioned)
+    images/<unit>/<row>.png                  when the job sets save_images
+
+Each unit's file is written to a temporary name and renamed into place, so a file that exists is
+complete; a sweep that is interrupted and started again skips the units whose files exist. A run
+directory remembers the job fingerprint it was made for and refuses to mix in results of another job.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from harness.errors import UserError
+
+# Columns whose type is fixed so every part file of every run has the same schema.
+SCHEMA_FIELDS = {
+    "run_id": pa.string(), "job_name": pa.string(), "job_fingerprint": pa.string(), "method": pa.string(),
+    "unit_id": pa.string(), "row_id": pa.string(), "role": pa.string(), "variant": pa.string(),
+    "site": pa.string(), "sites": pa.list_(pa.string()), "kind": pa.string(), "site_index": pa.int64(),
+    "indices": pa.list_(pa.int64()), "window_start": pa.int64(), "window_size": pa.int64(),
+    "step_start": pa.int64(), "step_end": pa.int64(), "steps_patched": pa.int64(), "heads": pa.list_(pa.int64()),
+    "position": pa.string(), "mode": pa.string(), "branch": pa.string(),
+    "prompt_id": pa.string(), "prompt": pa.string(), "target": pa.string(), "attribute": pa.string(),
+    "concept": pa.string(), "text": pa.string(), "target_text": pa.string(), "seed": pa.int64(),
+    "steps": pa.int64(), "guidance_scale": pa.float64(), "height": pa.int64(), "width": pa.int64(),
+    "noise_scale": pa.float64(), "image_path": pa.string(),
+    "gen_seconds": pa.float64(), "score_seconds": pa.float64(), "batch_rows": pa.int64(),
+    "model_id": pa.string(), "model_arch": pa.string(), "model_revision": pa.string(),
+    "model_fingerprint": pa.string(), "dtype": pa.string(), "device": pa.string(), "device_name": pa.string(),
+    "worker": pa.string(), "ray_node": pa.string(), "harness_version": pa.string(), "git_commit": pa.string(),
+    "torch_version": pa.string(), "diffusers_version": pa.string(), "transformers_version": pa.string(),
+    "python_version": pa.string(), "created_at": pa.string(),
+}
+
+
+class RunDirError(UserError):
+    """A run directory that belongs to another job, or cannot be written."""
+
+
+def _infer_type(values: list) -> pa.DataType:
+    sample = next((v for v in values if v is not None), None)
+    if isinstance(sample, bool):
+        return pa.bool_()
+    if isinstance(sample, (int, float, np.floating, np.integer)):
+        return pa.float64()
+    if isinstance(sample, (list, tuple)):
+        return pa.list_(pa.string())
+    return pa.string()
+
+
+def to_table(rows: list[dict]) -> pa.Table:
+    """Rows → Arrow table: known columns get their fixed types, metric columns float64 (or string)."""
+    names = list(dict.fromkeys(k for row in rows for k in row))
+    arrays, fields = [], []
+    for name in names:
+        values = [row.get(name) for row in rows]
+        dtype = SCHEMA_FIELDS.get(name) or _infer_type(values)
+        if dtype == pa.float64():
+            values = [None if v is None else float(v) for v in values]
+        arrays.append(pa.array(values, type=dtype))
+        fields.append(pa.field(name, dtype))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunStore:
+    """Reads and writes one run directory."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / "results"
+
+    def open(self, job, fingerprint: str, force: bool = False) -> None:
+        """Create the directory for `job`, or reopen it to resume; another job's directory is an error."""
+        manifest = self.read_manifest()
+        if manifest and manifest.get("job_fingerprint") != fingerprint:
+            if not force:
+                raise RunDirError(f"run directory '{self.root}' holds results of a different job "
+                                  f"({manifest.get('job_name')}, fingerprint {manifest.get('job_fingerprint')}); "
+                                  "choose another --out or pass --force to replace them")
+            self.clear()
+        self.root.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False)
+        _atomic_write(self.root / "job.yaml", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+    def clear(self) -> None:
+        import shutil
+
+        for name in ("results", "images"):
+            shutil.rmtree(self.root / name, ignore_errors=True)
+        for name in ("manifest.json", "job.yaml", "sites.csv"):
+            (self.root / name).unlink(missing_ok=True)
+
+    def read_manifest(self) -> dict:
+        path = self.root / "manifest.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def write_manifest(self, manifest: dict) -> None:
+        text = json.dumps(manifest, indent=2, sort_keys=True, default=str)
+        _atomic_write(self.root / "manifest.json", lambda tmp: Path(tmp).write_text(text))
+
+    def write_sites(self, records: list[dict]) -> None:
+        def write(tmp):
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(records[0]))
+                writer.writeheader()
+                writer.writerows(records)
+
+        _atomic_write(self.root / "sites.csv", write)
+
+    def unit_path(self, method: str, unit_id: str) -> Path:
+        return self.results_dir / f"method={method}" / f"part-{unit_id}.parquet"
+
+    def completed_units(self) -> set[str]:
+        return {p.stem.removeprefix("part-") for p in self.results_dir.glob("method=*/part-*.parquet")}
+
+    def write_unit(self, method: str, unit_id: str, rows: list[dict],
+                   images: dict[str, np.ndarray] | None = None) -> Path:
+        """Write one unit's images, then its rows (the rows file is the unit's completion marker)."""
+        for row_id, image in (images or {}).items():
+            path = self.root / "images" / unit_id / f"{row_id}.png"
+            _atomic_write(path, lambda tmp, image=image: _save_png(image, tmp))
+        table = to_table(rows)
+        path = self.unit_path(method, unit_id)
+        _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+        return path
+
+
+def _save_png(image: np.ndarray, path: str) -> None:
+    from PIL import Image
+
+    Image.fromarray(image).save(path, format="PNG")

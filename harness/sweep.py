@@ -1,0 +1,82 @@
+"""`loco sweep`: plan units → dispatch → collect rows → write, with resume.
+
+    from harness.jobs import load_job
+    from harness.sweep import run_sweep
+    summary = run_sweep(load_job("jobs/locogen_tiny_sdxl.yaml"), out="runs/x")
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import provenance
+from harness.execution import Worker, init_ray, plan_units, ray_scorers, ray_workers, remote_call, run_local, run_ray
+from harness.jobs import JobSpec
+from harness.storage import RunStore
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    run_dir: Path
+    units_total: int
+    units_run: int
+    units_skipped: int
+    rows_written: int
+    seconds: float
+
+
+def run_sweep(job: JobSpec, out: str | Path | None = None, force: bool = False,
+              backend: str | None = None) -> SweepSummary:
+    """Run `job` into `out` (default ``runs/<name>``), skipping units a previous run already finished."""
+    start = time.perf_counter()
+    store = RunStore(Path(out) if out else Path("runs") / job.name)
+    fingerprint = job.fingerprint()
+    store.open(job, fingerprint, force=force)
+    backend = backend or job.executor.backend
+    workers, scorers = [], []
+    if backend == "ray":
+        init_ray(job.executor.address)
+        workers = ray_workers(job)
+        scorers = ray_scorers(job)
+        info = remote_call(workers[0].describe.remote())
+        if scorers:
+            remote_call([s.ready.remote() for s in scorers])
+    else:
+        worker = Worker(job)
+        info = worker.describe()
+    store.write_sites(info["sites"])
+    units = plan_units(job, info["variants"])
+    done = store.completed_units()
+    todo = [u for u in units if u.unit_id not in done]
+    manifest = {
+        "job_name": job.name, "job_fingerprint": fingerprint, "method": job.method, "backend": backend,
+        "model": info["model"].__dict__, "generation": info["config"].__dict__, "mode": info["mode"],
+        "batch_size": info["batch_size"], "variants": len(info["variants"]), "units_total": len(units),
+        "units_done_before": len(units) - len(todo), "status": "running", "started_at": provenance.now(),
+        **provenance.versions(),
+    }
+    store.write_manifest(manifest)
+    written = 0
+
+    def on_result(result) -> None:
+        nonlocal written
+        store.write_unit(job.method, result.unit_id, result.rows, result.images)
+        written += len(result.rows)
+
+    try:
+        if backend == "ray":
+            run_ray(job, todo, workers, on_result, scorers)
+        else:
+            run_local(job, todo, worker, on_result)
+    finally:
+        if backend == "ray":
+            import ray
+
+            for actor in [*workers, *scorers]:
+                ray.kill(actor)
+    seconds = time.perf_counter() - start
+    store.write_manifest({**manifest, "status": "complete", "finished_at": provenance.now(),
+                          "seconds": round(seconds, 3), "rows_written": written})
+    return SweepSummary(store.root, len(units), len(todo), len(units) - len(todo), written, seconds)

@@ -1,0 +1,99 @@
+"""The `loco` command: every verb works, and every user mistake is one line on stderr with exit status 2."""
+
+import json
+
+import pytest
+
+from harness.cli import build_parser, main
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(capsys, *argv) -> str:
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("loco: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    code = main(["sweep", "--local", "--out", str(out), "--set", "seeds=[0]",
+                 "--set", "sites={kind: cross_attn, index: 12-15}"])
+    assert code == 0
+    return out
+
+
+def test_help_describes_every_verb():
+    text = build_parser().format_help()
+    for verb in ("sweep", "rank", "sites", "prompts"):
+        assert verb in text
+
+
+def test_sweep_prints_summary_and_top_sites(small_run, capsys):
+    assert (small_run / "manifest.json").is_file()
+
+
+def test_rank_json_has_the_documented_fields(small_run, capsys):
+    code, out, _ = run(capsys, "rank", str(small_run), "--json", "--bootstrap", "100")
+    assert code == 0
+    records = json.loads(out)
+    assert [r["rank"] for r in records] == [1, 2, 3, 4]
+    assert set(records[0]) >= {"site", "rank", "mean", "ci_low", "ci_high", "n"}
+    assert records[0]["site"].startswith("unet.up_blocks.")
+
+
+def test_rank_table(small_run, capsys):
+    code, out, _ = run(capsys, "rank", str(small_run), "--metric", "ssim", "--top", "2")
+    assert code == 0 and "ssim (mean; lower = stronger effect)" in out and "references: control 1" in out
+
+
+def test_sites_prints_the_table(capsys):
+    code, out, _ = run(capsys, "sites", "tiny:sdxl", "--kind", "cross_attn")
+    assert code == 0 and "unet.up_blocks.0.attentions.2.transformer_blocks.1.attn2" in out
+    assert len(out.strip().splitlines()) == 71
+
+
+def test_dry_run_prints_the_plan(capsys):
+    code, out, _ = run(capsys, "sweep", "--dry-run", "--set", "window=2")
+    assert code == 0 and "15 variants × 4 prompts × 2 seeds = 136 images" in out
+
+
+def test_prompts_writes_p3_pairs(tmp_path, capsys):
+    out = tmp_path / "pairs.csv"
+    code, _, _ = run(capsys, "prompts", "simplebench", "--limit", "3", "--out", str(out))
+    lines = out.read_text().splitlines()
+    assert code == 0 and len(lines) == 4 and lines[0].startswith("id,prompt,target,text,target_text")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["sweep", "missing.yaml"], "job file 'missing.yaml' does not exist"),
+    (["sweep", "--set", "windw=2"], "unknown key (did you mean 'window'?)"),
+    (["sweep", "--set", "sites=unet.mid_block.attentions.0.transformer_blocks.0.attn3", "--dry-run"], "closest"),
+    (["sweep", "--set", "model=stabilityai/not-cached", "--dry-run"], "not in the local Hugging Face cache"),
+    (["sweep", "--set", "model=tiny:sd16", "--dry-run"], "unknown tiny model; expected one of tiny:sd15"),
+    (["sweep", "--set", "model=./no/such/dir", "--dry-run"], "no such directory"),
+    (["sweep", "--set", "oops"], "--set: expected KEY=VALUE"),
+    (["rank", "/nonexistent"], "has no results"),
+    (["sites", "tiny:sdxl", "--kind", "joint_attn"], "no 'joint_attn' sites"),
+    (["prompts", "concept", "--concept", "van gog"], "did you mean 'van gogh'"),
+])
+def test_user_mistakes_are_one_line_errors(capsys, argv, expected):
+    assert expected in one_line_error(capsys, *argv)
+
+
+def test_a_bad_metric_for_rank_names_the_closest(small_run, capsys):
+    assert "did you mean 'mse'" in one_line_error(capsys, "rank", str(small_run), "--metric", "msee")
+
+
+def test_a_job_file_with_a_yaml_error(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmethod: [locogen\n")
+    assert "not valid YAML" in one_line_error(capsys, "sweep", str(bad))

@@ -1,0 +1,116 @@
+"""Job files are validated before anything runs; every mistake is one line naming the field."""
+
+import pytest
+
+from harness.jobs import JobError, default_job, load_job, parse_index
+
+BASE = {"name": "t", "method": "locogen", "prompts": [{"prompt": "a house", "target": "a painting"}]}
+
+
+def job(**changes):
+    return load_job({**BASE, **changes})
+
+
+def error_of(**changes) -> str:
+    with pytest.raises(JobError) as info:
+        job(**changes)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_defaults_are_filled_in():
+    spec = job()
+    assert spec.model == "tiny:sd15" and spec.window == 1 and spec.seeds == [0] and spec.step_start == [0]
+    assert spec.metrics == ["mse", "psnr", "ssim"] and spec.executor.backend == "ray"
+
+
+def test_branch_defaults_per_method():
+    assert job().effective_branch == "cond"
+    assert job(method="attn_patch").effective_branch == "both"
+
+
+def test_embedded_default_job_is_valid():
+    spec = default_job()
+    assert spec.method == "locogen" and spec.model == "tiny:sd15"
+
+
+@pytest.mark.parametrize("text, expected", [
+    (5, [5]), ("40-43", [40, 41, 42, 43]), ("0-1,8,10-11", [0, 1, 8, 10, 11]), ([3, 4], [3, 4]), (None, None)])
+def test_index_ranges(text, expected):
+    assert parse_index(text) == expected
+
+
+def test_scalar_step_start_and_seed_ranges_become_lists():
+    assert job(step_start=4).step_start == [4]
+    assert job(seeds="0-3").seeds == [0, 1, 2, 3]
+
+
+def test_unknown_key_suggests_the_closest():
+    assert error_of(windw=2) == "job: windw: unknown key (did you mean 'window'?)"
+
+
+def test_unknown_nested_key_suggests_the_closest():
+    message = error_of(prompts=[{"prompt": "a", "targt": "b"}])
+    assert message == "job: prompts[0].targt: unknown key (did you mean 'target'?)"
+    assert "did you mean 'workers'" in error_of(executor={"workrs": 2})
+
+
+def test_method_must_be_known():
+    assert "method: got 'locogn'" in error_of(method="locogn")
+
+
+def test_locogen_needs_a_target():
+    assert error_of(prompts=[{"prompt": "a"}]).startswith("job: prompts[0].target: required for method 'locogen'")
+
+
+def test_causal_trace_needs_an_attribute_that_occurs_in_the_prompt():
+    assert "prompts[0].attribute: required" in error_of(method="causal_trace", prompts=[{"prompt": "a cat"}])
+    message = error_of(method="causal_trace", prompts=[{"prompt": "a cat", "attribute": "dog"}])
+    assert "'dog' does not occur in prompt 'a cat'" in message
+
+
+def test_unknown_metric_suggests_the_closest():
+    assert "unknown metric 'ssmi'" in error_of(metrics=["mse", "ssmi"])
+    assert "did you mean 'ssim'" in error_of(metrics=["ssmi"])
+
+
+def test_bad_index_range_names_the_field():
+    assert error_of(sites={"kind": "cross_attn", "index": "4-x"}).startswith("job: sites.index: expected")
+
+
+def test_window_and_steps_are_checked():
+    assert "window" in error_of(window=0)
+    assert "step_start: 10 is not below steps (10)" in error_of(steps=10, step_start=10)
+    assert "duplicate seeds" in error_of(seeds=[1, 1])
+
+
+def test_name_must_be_usable_as_a_directory():
+    assert error_of(name="a/b").startswith("job: name:")
+
+
+def test_yaml_syntax_error_is_one_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nprompts: [{prompt: a\n")
+    with pytest.raises(JobError, match=r"bad.yaml: line \d+ not valid YAML"):
+        load_job(path)
+
+
+def test_prompts_from_csv_and_jsonl(tmp_path):
+    (tmp_path / "p.csv").write_text("prompt,target,attribute\na house by monet,a house,monet\n")
+    (tmp_path / "p.jsonl").write_text('{"prompt": "a dog", "target": "a cat"}\n')
+    (tmp_path / "a.yaml").write_text("name: a\nmethod: locogen\nprompts: p.csv\n")
+    (tmp_path / "b.yaml").write_text("name: b\nmethod: locogen\nprompts: p.jsonl\n")
+    assert load_job(tmp_path / "a.yaml").prompts[0].attribute == "monet"
+    assert load_job(tmp_path / "b.yaml").prompts[0].target == "a cat"
+
+
+def test_missing_prompt_file_names_the_file(tmp_path):
+    (tmp_path / "a.yaml").write_text("name: a\nmethod: locogen\nprompts: nope.csv\n")
+    with pytest.raises(JobError, match=r"prompts: file '.*nope.csv' does not exist"):
+        load_job(tmp_path / "a.yaml")
+
+
+def test_fingerprint_ignores_execution_settings_only():
+    assert job().fingerprint() == job(executor={"workers": 3}, batch_size=4).fingerprint()
+    assert job().fingerprint() != job(window=2).fingerprint()

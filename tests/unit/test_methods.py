@@ -1,0 +1,66 @@
+"""A job becomes a list of variants: LocoGen windows, patching windows × step starts, trace restores."""
+
+import pytest
+
+from harness.jobs import JobError, load_job
+from harness.methods import bind, plan_variants, references
+from tests.conftest import tiny
+
+PROMPT = {"prompt": "a house in the style of van gogh", "target": "a house", "attribute": "van gogh"}
+
+
+def job(**kw):
+    return load_job({"name": "t", "method": "locogen", "prompts": [PROMPT], **kw})
+
+
+def test_locogen_windows_cover_every_start_0_to_M_minus_m():
+    variants = plan_variants(job(window=3), tiny("sd15").sites)
+    assert [v.window_start for v in variants] == list(range(16 - 3 + 1))
+    assert all(v.window_size == 3 for v in variants)
+    assert variants[8].label == "cross_attn#8-10"
+
+
+def test_default_sites_are_the_text_attention_layers():
+    assert {v.kind for v in plan_variants(job(), tiny("sd3").sites)} == {"joint_attn"}
+    assert len(plan_variants(job(), tiny("if").sites)) == 22
+
+
+def test_patching_sweeps_step_starts_and_records_them_in_labels():
+    variants = plan_variants(job(method="attn_patch", step_start=[0, 4]), tiny("sd15").sites)
+    assert len(variants) == 32
+    assert variants[16].label == "cross_attn#0@s4" and variants[16].step_start == 4
+
+
+def test_causal_trace_restores_denoiser_sites_and_text_sites_per_position():
+    spec = job(method="causal_trace", sites={"kind": ["resnet", "text_self_attn"]})
+    variants = plan_variants(spec, tiny("sd15").sites)
+    text = [v for v in variants if v.kind == "text_self_attn"]
+    assert len(text) == 3 * len(tiny("sd15").sites.of_kind("text_self_attn"))
+    assert {v.position for v in text} == {"first_subject", "last_subject", "last"}
+    assert [r.label for r in references(spec)] == ["control", "corrupted"]
+
+
+def test_locogen_on_a_non_text_site_is_an_error():
+    with pytest.raises(JobError, match="is a resnet site; method 'locogen' intervenes on cross_attn or joint_attn"):
+        plan_variants(job(sites={"kind": "resnet"}), tiny("sd15").sites)
+
+
+def test_window_larger_than_the_selection_is_an_error():
+    with pytest.raises(JobError, match="window: 4 is larger than the 3 selected sites"):
+        plan_variants(job(window=4, sites={"kind": "cross_attn", "index": "0-2"}), tiny("sd15").sites)
+
+
+def test_unknown_site_in_a_job_is_an_error_with_close_names():
+    with pytest.raises(JobError, match="closest"):
+        plan_variants(job(sites=["unet.mid_block.attentions.0.transformer_blocks.0.attn"]), tiny("sd15").sites)
+
+
+def test_bound_rows():
+    spec = job(method="attn_patch", step_start=2, heads=[0])
+    variant = plan_variants(spec, tiny("sd15").sites)[5]
+    row = bind(variant, spec, spec.prompts[0], seed=7, mode="inject")
+    (swap,) = row.swaps
+    assert (row.prompt, row.seed, swap.source, swap.steps.start, swap.heads, swap.branch) == (
+        PROMPT["prompt"], 7, "a house", 2, (0,), "both")
+    target_ref = bind(references(spec)[1], spec, spec.prompts[0], seed=7, mode="inject")
+    assert target_ref.is_plain and target_ref.prompt == "a house"

@@ -1,0 +1,33 @@
+"""A job's metric names build the scorers that produce them, once each, with the job's options; every
+effect column declares which way is "further from the un-intervened image"."""
+
+import pytest
+
+from harness.metrics import build_scorers, direction, known_metrics
+from harness.metrics.clip import ClipScorer
+from harness.metrics.image import ImageDistance
+from harness.metrics.ocr import OcrScorer
+
+
+def test_the_builtin_metrics_are_known():
+    assert {"clip_score", "ocr", "image_notext", "lpips", "toxicity", "mse", "psnr", "ssim"} <= set(known_metrics())
+
+
+def test_metric_names_build_one_scorer_each_with_its_options():
+    scorers = build_scorers(["clip_score", "ocr", "ssim", "mse"], {"clip": {"allow_random": True, "device": "cpu"},
+                                                                    "ocr": {"device": "cpu"}})
+    assert [type(s) for s in scorers] == [ClipScorer, OcrScorer, ImageDistance]
+    assert scorers[0].options["allow_random"] is True
+
+
+@pytest.mark.parametrize(("column", "sign"), [
+    ("clip_t_prompt", -1), ("clip_t_target", 1), ("clip_cos_prompt", -1), ("clip_cos_target", 1),
+    ("clip_image", -1), ("clip_image_cos", -1),
+    ("ocr_char_f1_text", -1), ("ocr_word_exact_text", -1), ("lev_text", 1),
+    ("ocr_char_f1_target", 1), ("ocr_word_r_target", 1), ("lev_target", -1),
+    ("mse_notext", 1), ("psnr_notext", -1), ("ssim_notext", -1),
+    ("lpips", 1), ("toxicity", -1), ("toxic", -1),
+    ("ssim", -1), ("ocr_text", 0), ("clip_weights", 0),
+])
+def test_directions_are_the_declared_signs(column, sign):
+    assert direction(column) == sign

@@ -1,0 +1,75 @@
+"""Ranking reads a run's Parquet parts with DuckDB: effect direction, bootstrap CIs, P3's F1-of-means."""
+
+import numpy as np
+import pytest
+
+from analysis.rank import RankError, bootstrap_ci, format_ranking, rank
+from harness.storage import RunStore
+
+
+def write_run(tmp_path, method: str, values: dict[str, list[float]], extra=None) -> str:
+    rows = []
+    for index, (variant, series) in enumerate(values.items()):
+        for k, value in enumerate(series):
+            row = {"method": method, "role": "variant", "variant": variant, "site": f"unet.site{index}",
+                   "kind": "cross_attn", "site_index": index, "window_start": index, "window_size": 1,
+                   "prompt_id": f"p{k}", "seed": 0, "mse": value, "ssim": 1 - value / 100}
+            row.update((extra or {}).get(variant, [{}] * len(series))[k])
+            rows.append(row)
+    rows.append({"method": method, "role": "control", "variant": "control", "prompt_id": "p0", "seed": 0,
+                 "mse": 0.0, "ssim": 1.0})
+    RunStore(tmp_path).write_unit(method, "u1", rows)
+    return str(tmp_path)
+
+
+def test_deviation_methods_rank_the_largest_effect_first(tmp_path):
+    run = write_run(tmp_path, "locogen", {"a": [1, 2], "b": [10, 12], "c": [5, 5]})
+    ranking = rank(run, n_boot=100)
+    assert [s.variant for s in ranking.sites] == ["b", "c", "a"]
+    assert ranking.sites[0].mean == 11 and ranking.sites[0].n == 2
+    assert ranking.references == {"control": 0.0}
+    # SSIM points the other way: lower SSIM = larger effect, same order
+    assert [s.variant for s in rank(run, metric="ssim", n_boot=100).sites] == ["b", "c", "a"]
+
+
+def test_causal_tracing_ranks_the_best_restoration_first(tmp_path):
+    run = write_run(tmp_path, "causal_trace", {"a": [1, 2], "b": [10, 12], "c": [0, 0]})
+    assert [s.variant for s in rank(run, n_boot=100).sites] == ["c", "a", "b"]
+
+
+def test_order_can_be_overridden(tmp_path):
+    run = write_run(tmp_path, "locogen", {"a": [1], "b": [2]})
+    assert [s.variant for s in rank(run, order="asc", n_boot=10).sites] == ["a", "b"]
+
+
+def test_bootstrap_interval_contains_the_mean_and_is_reproducible():
+    values = np.random.default_rng(1).normal(5, 2, size=40)
+    low, high = bootstrap_ci(values, n_boot=500)
+    assert low < values.mean() < high
+    assert (low, high) == bootstrap_ci(values, n_boot=500)
+    assert bootstrap_ci(np.array([3.0])) == (3.0, 3.0)
+
+
+def test_ocr_f1_is_aggregated_as_f1_of_mean_precision_and_recall(tmp_path):
+    pr = {"a": [{"ocr_char_p_target": 1.0, "ocr_char_r_target": 0.0, "ocr_char_f1_target": 0.0},
+                {"ocr_char_p_target": 0.0, "ocr_char_r_target": 1.0, "ocr_char_f1_target": 0.0}]}
+    run = write_run(tmp_path, "attn_patch", {"a": [1, 1]}, extra=pr)
+    (site,) = rank(run, metric="ocr_char_f1_target", n_boot=50).sites
+    assert site.mean == pytest.approx(0.5)  # 2·0.5·0.5/(0.5+0.5); the mean of per-row F1 would be 0
+    assert rank(run, metric="ocr_char_f1_target", aggregate="mean", n_boot=50).sites[0].mean == 0
+
+
+def test_errors_name_what_was_expected(tmp_path):
+    with pytest.raises(RankError, match="has no results"):
+        rank(tmp_path)
+    run = write_run(tmp_path, "locogen", {"a": [1]})
+    with pytest.raises(RankError, match="did you mean 'mse'"):
+        rank(run, metric="msee")
+    with pytest.raises(RankError, match="f1_of_means needs an OCR F1 metric"):
+        rank(run, metric="mse", aggregate="f1_of_means")
+
+
+def test_the_table_shows_every_site(tmp_path):
+    run = write_run(tmp_path, "locogen", {"a": [1, 3], "b": [2, 2]})
+    text = format_ranking(rank(run, n_boot=50))
+    assert "unet.site0" in text and "references: control 0" in text

@@ -1,0 +1,92 @@
+"""Sites have one naming scheme across architectures and are numbered in forward-call order."""
+
+import pytest
+
+from harness.sites import SiteError
+from tests.conftest import tiny
+
+# METHODS.md §2.2 and §3.2: the papers' layer maps.
+SD15_CROSS_ATTN = (
+    [f"unet.down_blocks.{b}.attentions.{a}.transformer_blocks.0.attn2" for b in range(3) for a in range(2)]
+    + ["unet.mid_block.attentions.0.transformer_blocks.0.attn2"]
+    + [f"unet.up_blocks.{b}.attentions.{a}.transformer_blocks.0.attn2" for b in (1, 2, 3) for a in range(3)]
+)
+
+
+def test_sd15_has_16_cross_attention_layers_in_locogen_order():
+    assert [s.name for s in tiny("sd15").sites.of_kind("cross_attn")] == SD15_CROSS_ATTN
+
+
+def test_sdxl_forward_order_matches_p3_counter():
+    sites = tiny("sdxl").sites.of_kind("cross_attn")
+    assert len(sites) == 70
+    assert sites[0].name == "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2"
+    assert sites[24].name == "unet.mid_block.attentions.0.transformer_blocks.0.attn2"
+    # P3's localized layers: 55, 56, 57 = up_blocks.0.attentions.2.transformer_blocks.{1,2,3}
+    assert [sites[i].name for i in (55, 56, 57)] == [
+        f"unet.up_blocks.0.attentions.2.transformer_blocks.{k}.attn2" for k in (1, 2, 3)]
+    # LocoGen's SDXL window start 45
+    assert sites[45].name == "unet.up_blocks.0.attentions.1.transformer_blocks.1.attn2"
+    assert sites[69].name == "unet.up_blocks.1.attentions.2.transformer_blocks.1.attn2"
+
+
+def test_if_has_22_text_attentions_and_index_17_is_in_the_up_path():
+    sites = tiny("if").sites.of_kind("cross_attn")
+    assert len(sites) == 22
+    assert sites[17].name == "unet.up_blocks.1.attentions.3"
+    assert all(s.module_type == "Attention" for s in sites)
+
+
+def test_sd3_has_24_joint_attention_blocks():
+    sites = tiny("sd3").sites.of_kind("joint_attn")
+    assert [s.name for s in sites] == [f"transformer.transformer_blocks.{i}.attn" for i in range(24)]
+
+
+def test_sd15_component_counts_match_p1_figure():
+    table = tiny("sd15").sites
+    # P1's 70 UNet components: 22 ResNets + 16 transformer blocks × {attn1, attn2, ff}
+    assert sum(len(table.of_kind(k)) for k in ("resnet", "self_attn", "cross_attn", "ff")) == 70
+    assert len(table.of_kind("text_self_attn")) == len(table.of_kind("text_mlp")) > 0
+
+
+def test_forward_order_is_not_name_order():
+    names = [s.name for s in tiny("sd3").sites.of_kind("joint_attn")]
+    assert sorted(names)[2] == "transformer.transformer_blocks.10.attn"  # what name sorting would call #2
+    assert names[2] == "transformer.transformer_blocks.2.attn"
+
+
+def test_text_encoder_sites_are_named_by_component():
+    sites = tiny("sdxl").sites
+    encoders = {s.component for s in sites.sites if s.kind.startswith("text_")}
+    assert encoders == {"text_encoder", "text_encoder_2"}
+    assert sites.of_kind("text_self_attn")[0].name.startswith("text_encoder.")
+
+
+def test_select_by_kind_index_and_glob():
+    table = tiny("sdxl").sites
+    assert [s.index for s in table.select(kinds=["cross_attn"], indices=[55, 56, 57])] == [55, 56, 57]
+    picked = table.select(names=["unet.up_blocks.0.attentions.2.*.attn2"])
+    assert [s.index for s in picked] == list(range(54, 64))
+
+
+def test_unknown_site_names_the_closest_real_sites():
+    table = tiny("sd15").sites
+    with pytest.raises(SiteError, match=r"closest: unet\.mid_block\.attentions\.0\.transformer_blocks\.0\.attn2"):
+        table["unet.mid_block.attentions.0.transformer_blocks.0.attn3"]
+    with pytest.raises(SiteError, match="no site matches 'unet.mid_blok.*'"):
+        table.select(names=["unet.mid_blok.*"])
+
+
+def test_unknown_kind_and_out_of_range_index():
+    table = tiny("sd15").sites
+    with pytest.raises(SiteError, match="did you mean 'cross_attn'"):
+        table.select(kinds=["cros_attn"])
+    with pytest.raises(SiteError, match="16 is out of range; this selection has indices 0..15"):
+        table.select(kinds=["cross_attn"], indices=[16])
+
+
+def test_table_formats_and_records():
+    table = tiny("sd3").sites
+    assert "joint_attn" in table.format("joint_attn")
+    record = table.to_records()[0]
+    assert set(record) >= {"name", "kind", "index", "module_type", "params", "label"}
