@@ -45,7 +45,7 @@ SCHEMA_FIELDS = {
     "model_fingerprint": pa.string(), "dtype": pa.string(), "device": pa.string(), "device_name": pa.string(),
     "worker": pa.string(), "ray_node": pa.string(), "harness_version": pa.string(), "git_commit": pa.string(),
     "torch_version": pa.string(), "diffusers_version": pa.string(), "transformers_version": pa.string(),
-    "python_version": pa.string(), "created_at": pa.string(),
+    "python_version": pa.string(), "created_at": pa.string(), "ocr_text": pa.string(),
 }
 
 
@@ -54,7 +54,12 @@ class RunDirError(UserError):
 
 
 def _infer_type(values: list) -> pa.DataType:
+    """A metric column's type. A column with no values in this part (e.g. OCR metrics of a prompt with no
+    text to render) is float64, as metric columns are: typed as text it would turn the column into text in
+    every part DuckDB unions it with."""
     sample = next((v for v in values if v is not None), None)
+    if sample is None:
+        return pa.float64()
     if isinstance(sample, bool):
         return pa.bool_()
     if isinstance(sample, (int, float, np.floating, np.integer)):
