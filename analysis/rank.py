@@ -27,12 +27,11 @@ import numpy as np
 
 from harness.errors import UserError
 from harness.metrics import direction
-from harness.metrics.text import f1_of_means
 
 SQL_DIR = Path(__file__).with_name("sql")
 DEFAULT_METRICS = {  # first present column wins
     "locogen": ("clip_t_prompt", "mse"),
-    "attn_patch": ("ocr_char_f1_target", "mse"),
+    "attn_patch": ("ocr_char_f1_target", "clip_t_target", "mse"),
     "causal_trace": ("clip_t_prompt", "mse"),
 }
 RESTORING_METHODS = ("causal_trace",)
@@ -95,7 +94,8 @@ def statistic(aggregate: str, columns: np.ndarray) -> np.ndarray:
     """The aggregate over the last axis of `columns` (shape: n_columns × ... × rows)."""
     if aggregate == "mean":
         return columns[0].mean(axis=-1)
-    return np.vectorize(lambda p, r: f1_of_means([p], [r]))(columns[0].mean(axis=-1), columns[1].mean(axis=-1))
+    p, r = columns[0].mean(axis=-1), columns[1].mean(axis=-1)
+    return np.divide(2 * p * r, p + r, out=np.zeros_like(p), where=(p + r) > 0)  # f1_of_means, vectorized
 
 
 def bootstrap_ci(columns: np.ndarray, aggregate: str = "mean", n_boot: int = 2000, level: float = 0.95,
@@ -122,13 +122,18 @@ def _results_glob(run_dir: Path) -> str:
 
 
 def _choose_metric(metric: str | None, method: str, present: list[str]) -> str:
+    """The column to rank by: `metric`, else the method's paper metric, else the first effect column.
+    Only effect columns (those with a direction) qualify: ranking by `seed` or `prompt` means nothing."""
+    metric_cols = [c for c in present if direction(c) != 0]
     if metric is None:
-        metric = next((m for m in DEFAULT_METRICS.get(method, ("mse",)) if m in present), None)
-    if metric not in present:
-        metric_cols = [c for c in present if direction(c) != 0]
+        preferred = [m for m in DEFAULT_METRICS.get(method, ()) if m in metric_cols]
+        metric = (preferred or metric_cols or [None])[0]
+        if metric is None:
+            raise RankError("this run has no metric columns to rank by (its job's `metrics:` list scored nothing)")
+    if metric not in metric_cols:
         close = difflib.get_close_matches(str(metric), metric_cols, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise RankError(f"--metric: '{metric}' is not a column of this run{hint}; metrics present: "
+        raise RankError(f"--metric: '{metric}' is not a metric column of this run{hint}; metrics present: "
                         + ", ".join(metric_cols))
     return metric
 
@@ -153,6 +158,8 @@ def rank(run_dir: str | Path, metric: str | None = None, order: str | None = Non
          n_boot: int = 2000, aggregate: str | None = None) -> Ranking:
     """Rank a run's variants by `metric` (default: the method's paper metric when present, else MSE)."""
     run_dir = Path(run_dir)
+    if n_boot < 1:
+        raise RankError(f"--bootstrap: expected at least 1 resample, got {n_boot}")
     params = {"results": _results_glob(run_dir)}
     con = duckdb.connect()
     source = "read_parquet($results, union_by_name = true)"

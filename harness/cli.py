@@ -39,53 +39,23 @@ def _quiet() -> None:
     tlog.set_verbosity_error()
 
 
-def _apply_overrides(data: dict, pairs: list[str]) -> dict:
-    """`--set key=value` (dotted keys, YAML values) on top of a job's keys."""
-    import yaml
-
-    from harness.jobs import JobError
-
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise JobError(f"--set: expected KEY=VALUE, got '{pair}'")
-        node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(value)
-    return data
-
-
 def cmd_sweep(args) -> int:
-    import yaml
-
-    from analysis.rank import format_ranking, rank
-    from harness.jobs import JobError, load_job
+    from analysis.rank import RankError, format_ranking, rank
+    from harness.jobs import DEFAULT_JOB, load_job
     from harness.sweep import run_sweep
 
-    if args.job:
-        path = Path(args.job)
-        if not path.is_file():
-            raise JobError(f"job file '{path}' does not exist")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError:
-            data = None
-        if args.overrides and isinstance(data, dict):
-            job = load_job(_apply_overrides(data, args.overrides), base_dir=path.parent)
-        else:
-            job = load_job(path)
-    else:
-        default = Path(__file__).with_name("default_job.yaml")
-        job = load_job(_apply_overrides(yaml.safe_load(default.read_text()), args.overrides or []))
+    job = load_job(Path(args.job) if args.job else DEFAULT_JOB, overrides=args.overrides or [])
     if args.dry_run:
         return _dry_run(job)
     backend = "local" if args.local else None
     summary = run_sweep(job, out=args.out, force=args.force, backend=backend)
     print(f"{job.name}: {summary.rows_written} rows from {summary.units_run} units "
           f"({summary.units_skipped} already done) in {summary.seconds:.1f} s → {summary.run_dir}")
-    print(format_ranking(rank(summary.run_dir, n_boot=500), top=5))
+    try:
+        print(format_ranking(rank(summary.run_dir, n_boot=500), top=5))
+    except RankError as exc:  # the sweep itself succeeded; say why there is no table
+        print(f"no ranking: {exc}")
+        return 0
     print(f"full ranking: loco rank {summary.run_dir}")
     return 0
 
@@ -168,7 +138,7 @@ def cmd_score(args) -> int:
     import yaml
     from PIL import Image, UnidentifiedImageError
 
-    from harness.metrics import ScoreBatch, build_scorers, score_all
+    from harness.metrics import ScoreBatch, build_scorers, check_scorer_names, score_all
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     options: dict[str, dict] = {}
@@ -177,7 +147,11 @@ def cmd_score(args) -> int:
         scorer, dot, name = key.partition(".")
         if not sep or not dot:
             raise UserError(f"--option: expected SCORER.KEY=VALUE (e.g. clip.allow_random=true), got '{pair}'")
-        options.setdefault(scorer, {})[name] = yaml.safe_load(value)
+        try:
+            options.setdefault(scorer, {})[name] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UserError(f"--option {key}: value '{value}' is not valid YAML") from None
+    check_scorer_names(options, where="--option")
 
     def load(path: str) -> np.ndarray:
         try:
@@ -187,19 +161,22 @@ def cmd_score(args) -> int:
         except UnidentifiedImageError:
             raise UserError(f"'{path}' is not an image file") from None
 
+    # Every input is checked before any scorer model is loaded.
+    classes = build_scorers(metrics, instantiate=False)
     reference = load(args.reference) if args.reference else None
-    scorers = build_scorers(metrics, options)
-    needs_reference = {"mse", "psnr", "ssim", "lpips", "image_notext"} & set(metrics)
+    images = [load(path) for path in args.images]
+    needs_reference = sorted(m for cls in classes if cls.needs_reference for m in cls.metrics if m in metrics)
     if needs_reference and reference is None:
-        raise UserError(f"--reference: metrics {', '.join(sorted(needs_reference))} compare with a reference image")
-    records = []
-    for path in args.images:
-        image = load(path)
+        raise UserError(f"--reference: metrics {', '.join(needs_reference)} compare with a reference image")
+    for path, image in zip(args.images, images):
         if reference is not None and reference.shape != image.shape:
             raise UserError(f"--reference: {args.reference} is {reference.shape[1]}×{reference.shape[0]}, "
                             f"{path} is {image.shape[1]}×{image.shape[0]}")
+    scorers = build_scorers(metrics, options)
+    records = []
+    for path, image in zip(args.images, images):
         batch = ScoreBatch(images=image[None], references=None if reference is None else reference[None],
-                           prompts=[args.prompt or args.text or ""], targets=[args.target],
+                           prompts=[args.prompt or args.text], targets=[args.target],
                            texts=[args.text], target_texts=[args.target_text])
         columns = score_all(scorers, batch)
         records.append({"image": path, **{k: v[0] for k, v in columns.items()}})

@@ -74,13 +74,19 @@ def creativebench_pairs(bucket: str = "top_1000", seed: int = 42) -> list[dict]:
     return _pairs(words, chosen, rng, "creative", bucket)
 
 
+def _concept_file(concept: str) -> Path:
+    return DATA / "concept-ablation" / "eval_prompts" / f"{concept.replace(' ', '_')}_eval.txt"
+
+
 def concepts() -> dict[str, dict]:
-    """Concept name → {kind: style|object, anchor, hard_negative, prompts file}."""
+    """Concept name → {kind: style|object, anchor, hard_negative}, for the concepts that have evaluation
+    prompts (the dataset's eval.json also lists 'grumpy cat', whose prompt file it does not ship)."""
     spec = json.loads((DATA / "concept-ablation" / "eval.json").read_text())
     out = {}
     for kind, entries in spec.items():
         for name, entry in entries.items():
-            out[name] = {"kind": kind, "anchor": entry["anchor"], "hard_negative": entry["hard_negative"]}
+            if _concept_file(name).is_file():
+                out[name] = {"kind": kind, "anchor": entry["anchor"], "hard_negative": entry["hard_negative"]}
     return out
 
 
@@ -94,7 +100,7 @@ def concept_prompts(concept: str) -> list[dict]:
         close = difflib.get_close_matches(concept, list(table), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise UserError(f"--concept: unknown concept '{concept}'{hint}; known: {', '.join(sorted(table))}")
-    path = DATA / "concept-ablation" / "eval_prompts" / f"{concept.replace(' ', '_')}_eval.txt"
+    path = _concept_file(concept)
     anchor = table[concept]["anchor"]
     rows = []
     for i, line in enumerate(p.strip() for p in path.read_text(encoding="utf-8").splitlines()):

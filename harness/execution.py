@@ -28,7 +28,7 @@ import torch
 
 from harness import provenance
 from harness.generate import GenerationConfig, PromptCache, generate_rows
-from harness.interventions import Row
+from harness.interventions import Row, StepWindow
 from harness.jobs import JobError, JobSpec
 from harness.methods import Variant, bind, plan_variants, references, resolve_mode
 from harness.metrics import ScoreBatch, build_scorers, score_all
@@ -65,6 +65,7 @@ class UnitResult:
 def finish_scores(result: UnitResult, scorers: list) -> UnitResult:
     """Run `scorers` on the unit's pending batch and write their columns into its rows."""
     if result.pending is None or not scorers:
+        result.pending = None
         return result
     t0 = time.perf_counter()
     columns = score_all(scorers, result.pending)
@@ -76,17 +77,32 @@ def finish_scores(result: UnitResult, scorers: list) -> UnitResult:
     return result
 
 
+def heavy_scorers(job: JobSpec) -> list[type]:
+    """The model-backed scorer classes the job's metrics need."""
+    return [cls for cls in build_scorers(job.metrics, instantiate=False) if cls.heavy]
+
+
 class ScoringWorker:
     """Holds the model-backed scorers (CLIP, OCR, ...) of a sweep; as a Ray actor it scores one unit
-    while the generation workers already run the next."""
+    while the generation workers already run the next. A user error while loading them (weights not
+    found, a bad option) is kept and raised by the first call, as `RemoteWorker` does."""
 
     def __init__(self, job: JobSpec):
-        self.scorers = [s for s in build_scorers(job.metrics, job.scorers) if s.heavy]
+        from harness.errors import UserError
+
+        self.error: Exception | None = None
+        try:
+            self.scorers = [cls(**job.scorers.get(cls.name, {})) for cls in heavy_scorers(job)]
+        except UserError as exc:
+            self.error = exc
 
     def ready(self) -> bool:
+        if self.error:
+            raise self.error
         return True
 
     def score(self, result: UnitResult) -> UnitResult:
+        self.ready()
         return finish_scores(result, self.scorers)
 
 
@@ -165,14 +181,18 @@ class Worker:
         self.calls = self.adapter.denoiser_calls(self.config.steps)
         if max(job.step_start) >= self.calls:
             raise JobError(f"step_start: {max(job.step_start)} is not below the {self.calls} denoising steps")
-        scorers = build_scorers(job.metrics, job.scorers)
-        self.scorers = [s for s in scorers if not s.heavy]
-        # model-backed scorers: here when running in-process, else in ScoringWorker actors
-        self.heavy_scorers = [s for s in scorers if s.heavy] if score_heavy else []
-        self.defers_scores = any(s.heavy for s in scorers) and not score_heavy
+        # Model-backed scorers are loaded here only when running in-process; otherwise ScoringWorker
+        # actors hold them and this worker leaves their columns to them.
+        classes = build_scorers(job.metrics, instantiate=False)
+        self.scorers = [cls(**job.scorers.get(cls.name, {})) for cls in classes if not cls.heavy]
+        self.heavy_scorers = [cls(**job.scorers.get(cls.name, {})) for cls in classes
+                              if cls.heavy and score_heavy]
+        self.defers_scores = any(cls.heavy for cls in classes) and not score_heavy
+        self.prompt_ids = job.prompt_ids()
         self.cache = PromptCache(self.adapter)
         self.batch_size = self._batch_size()
-        self.static = {**provenance.versions(), "model_id": self.adapter.info.model_id,
+        self.static = {"run_id": job.name, "job_name": job.name, "job_fingerprint": job.fingerprint(),
+                       "method": job.method, **provenance.versions(), "model_id": self.adapter.info.model_id,
                        "model_arch": self.adapter.arch, "model_revision": self.adapter.info.revision,
                        "model_fingerprint": self.adapter.info.fingerprint, "dtype": self.adapter.info.dtype,
                        "device": self.adapter.info.device, "device_name": provenance.device_name(self.adapter.info.device),
@@ -194,11 +214,14 @@ class Worker:
     # ---- one unit ----------------------------------------------------------------------------------
     def run_unit(self, unit: WorkUnit) -> UnitResult:
         start = time.perf_counter()
+        # The reference rows are written by the first variant chunk of a prompt shard only; the others
+        # still generate the control (and donors) their rows are measured against, in their own batches.
+        refs = self.references if unit.variant_indices[0] == 0 else []
         entries = []  # (prompt index, seed, variant, row)
         for p in unit.prompt_indices:
             prompt = self.job.prompts[p]
             for seed in unit.seeds:
-                for variant in [*self.references, *(self.variants[i] for i in unit.variant_indices)]:
+                for variant in [*refs, *(self.variants[i] for i in unit.variant_indices)]:
                     entries.append((p, seed, variant, bind(variant, self.job, prompt, seed, self.mode)))
         jobs = [Job(row, Row(self.job.prompts[p].prompt, seed)) for p, seed, _, row in entries]
         done = self._generate(jobs)
@@ -217,28 +240,25 @@ class Worker:
                 record["image_path"] = f"images/{unit.unit_id}/{record['row_id']}.png"
             rows.append(record)
         result = UnitResult(unit.unit_id, rows, saved, time.perf_counter() - start, pending=batch)
-        if self.defers_scores:
-            return result
-        result = finish_scores(result, self.heavy_scorers)
-        result.pending = None
-        return result
+        return result if self.defers_scores else finish_scores(result, self.heavy_scorers)
 
     def _generate(self, jobs: list[Job]) -> dict[Job, tuple[np.ndarray, np.ndarray, float, int]]:
         """(image, control image of the same batch, seconds per row, batch rows) for every job."""
         done: dict[Job, tuple[np.ndarray, np.ndarray, float, int]] = {}
         pending = list(dict.fromkeys(jobs))
-        size = self.batch_size
-        while pending:
-            batch = pack(pending, size)[0]
+        batches = pack(pending, self.batch_size)
+        while batches:
+            batch = batches.pop(0)
             t0 = time.perf_counter()
             try:
                 out = generate_rows(self.adapter, batch, self.config, self.cache)
             except torch.cuda.OutOfMemoryError:
-                if size == 1:
+                if self.batch_size == 1:
                     raise
-                size = max(1, size // 2)
+                self.batch_size = max(1, self.batch_size // 2)  # kept for the units still to come
                 torch.cuda.empty_cache()
-                log.warning("out of memory; batch size lowered to %d", size)
+                log.warning("out of memory; batch size lowered to %d", self.batch_size)
+                batches = pack(pending, self.batch_size)
                 continue
             per_row = (time.perf_counter() - t0) / len(batch)
             images = dict(zip(batch, out))
@@ -266,14 +286,10 @@ class Worker:
         job, prompt = self.job, self.job.prompts[p]
         is_swap = variant.role == "variant" and job.method != "causal_trace"
         step_start = variant.step_start if is_swap else None
-        steps_patched = None
-        if is_swap:
-            end = self.calls if job.step_end is None else min(job.step_end, self.calls)
-            steps_patched = max(0, end - step_start)
-        prompt_id = job.prompt_ids()[p]
+        steps_patched = StepWindow(step_start, job.step_end).count(self.calls) if is_swap else None
+        prompt_id = self.prompt_ids[p]
         return {
-            "run_id": job.name, "job_name": job.name, "job_fingerprint": job.fingerprint(), "method": job.method,
-            "unit_id": unit.unit_id, "row_id": f"{prompt_id}-s{seed}-{variant.label}".replace("/", "_"),
+            **self.static, "unit_id": unit.unit_id, "row_id": f"{prompt_id}-s{seed}-{variant.label}".replace("/", "_"),
             "role": variant.role, "variant": variant.label, "site": variant.site, "sites": list(variant.sites),
             "kind": variant.kind, "site_index": variant.indices[0] if variant.indices else None,
             "indices": list(variant.indices), "window_start": variant.window_start,
@@ -288,7 +304,7 @@ class Worker:
             "steps": self.config.steps, "guidance_scale": self.config.guidance_scale,
             "height": self.config.height, "width": self.config.width,
             "noise_scale": job.noise_scale if job.method == "causal_trace" else None,
-            **self.static, "created_at": provenance.now(),
+            "created_at": provenance.now(),
         }
 
 
@@ -343,8 +359,6 @@ def init_ray(address: str | None) -> None:
                  logging_level=logging.ERROR)
 
 
-def needs_scoring_actors(job: JobSpec) -> bool:
-    return any(s.heavy for s in build_scorers(job.metrics, {}, instantiate=False))
 
 
 def ray_workers(job: JobSpec) -> list:
@@ -352,19 +366,21 @@ def ray_workers(job: JobSpec) -> list:
     split between the actors so torch threads are not limited to one."""
     import ray
 
+    from harness.errors import UserError
+
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     cpus = int(resources.get("CPU", 1))
+    scoring = bool(heavy_scorers(job))
     if job.executor.workers != "auto":
         count = job.executor.workers
     elif gpus:
         count = gpus
     else:  # CPU: one single-threaded worker per free core for tiny models; one for real ones (RAM)
-        count = max(1, min(cpus - needs_scoring_actors(job), 4)) if job.model.startswith("tiny:") else 1
-    scoring = needs_scoring_actors(job)
+        count = max(1, min(cpus - scoring, 4)) if job.model.startswith("tiny:") else 1
+    if gpus and count > gpus:  # each actor pins a whole GPU: the extra ones would wait forever
+        raise UserError(f"executor.workers: {count} workers need {count} GPUs; the Ray cluster has {gpus}")
     if not gpus and count + scoring > cpus:
-        from harness.errors import UserError
-
         raise UserError(f"executor.workers: {count} generation worker(s){' + 1 scorer' if scoring else ''} need "
                         f"{count + scoring} CPUs; the Ray cluster has {cpus}")
     if gpus:  # scorers share each GPU with its generation worker
@@ -381,7 +397,7 @@ def ray_scorers(job: JobSpec) -> list:
     """Scoring actors (one per GPU, or one on CPU) when the job asks for model-backed metrics."""
     import ray
 
-    if not needs_scoring_actors(job):
+    if not heavy_scorers(job):
         return []
     gpus = int(ray.cluster_resources().get("GPU", 0))
     options = {"num_gpus": SCORER_GPU_SHARE, "num_cpus": 1} if gpus else {"num_cpus": 1}

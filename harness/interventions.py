@@ -26,6 +26,7 @@ B + r. A forward pre-hook on the denoiser counts steps.
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Literal
@@ -260,9 +261,10 @@ def denoiser_hooks(adapter, rows: list[Row], cfg: bool, embeddings) -> tuple[_Ho
     return hooks, counter
 
 
-def _merge(moves: list[_Move]) -> list[_Move]:
+def _merge(moves: list[_Move], device: torch.device) -> list[_Move]:
     """One move per (step window, columns, kind): a hook then does one gather/scatter per step for all the
-    rows it serves instead of one per row."""
+    rows it serves instead of one per row. Index tensors go to the module's device once here, not in every
+    hook call (a CPU index into a CUDA tensor is a blocking copy each time)."""
     groups: dict[tuple, list[_Move]] = {}
     for move in moves:
         cols = None if move.cols is None else tuple(move.cols.tolist())
@@ -272,10 +274,10 @@ def _merge(moves: list[_Move]) -> list[_Move]:
     for group in groups.values():
         head = group[0]
         merged.append(_Move(
-            tgt=torch.cat([m.tgt for m in group]),
-            src=None if head.src is None else torch.cat([m.src for m in group]),
+            tgt=torch.cat([m.tgt for m in group]).to(device),
+            src=None if head.src is None else torch.cat([m.src for m in group]).to(device),
             source=None if head.source is None else torch.cat([m.source for m in group]),
-            cols=head.cols, position=head.position, steps=head.steps))
+            cols=None if head.cols is None else head.cols.to(device), position=head.position, steps=head.steps))
     return merged
 
 
@@ -304,6 +306,8 @@ def _install_denoiser_hooks(hooks: _Hooks, adapter, rows: list[Row], cfg: bool, 
                 for proj in adapter.kv_modules(site):
                     cols = _head_columns(proj, swap.heads, attn.heads)
                     if donor is None:
+                        # Injection swaps the conditional half only: both rows' unconditional halves hold
+                        # the same empty-prompt K/V, so `branch: both` would copy them onto themselves.
                         tgt = torch.tensor(_branch_indices([r], n, cfg, "cond"))
                         add(proj, _Move(tgt, source=inject_value(proj, swap.source), cols=cols, steps=swap.steps))
                     else:
@@ -316,7 +320,7 @@ def _install_denoiser_hooks(hooks: _Hooks, adapter, rows: list[Row], cfg: bool, 
             src = torch.tensor(_branch_indices([clean], n, cfg, restore.branch))
             add(adapter.module(restore.site), _Move(tgt, src, steps=restore.steps))
     for module, module_moves in moves.values():
-        merged = _merge(module_moves)
+        merged = _merge(module_moves, next(module.parameters()).device)
         hooks.add(module.register_forward_hook(
             lambda _m, _a, out, merged=merged: _apply_moves(merged, out, counter.step)))
     return counter
@@ -329,9 +333,18 @@ def max_text_length(adapter, encoder_name: str) -> int:
     return 256 if (adapter.arch == "sd3" and encoder_name == "text_encoder_3") else 77
 
 
+_EMBEDDING_STD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def embedding_std(encoder: torch.nn.Module) -> float:
-    """σ of the encoder's token-embedding matrix (P1/ROME: noise scale = κ·σ)."""
-    return float(encoder.get_input_embeddings().weight.detach().float().std())
+    """σ of the encoder's token-embedding matrix (P1/ROME: noise scale = κ·σ). Computed once per encoder
+    (T5-XXL's matrix is 131M entries) and again only if the weights are modified in place."""
+    weight = encoder.get_input_embeddings().weight
+    cached = _EMBEDDING_STD.get(encoder)
+    if cached is None or cached[0] != weight._version:
+        cached = (weight._version, float(weight.detach().float().std()))
+        _EMBEDDING_STD[encoder] = cached
+    return cached[1]
 
 
 def input_embedding_modules(encoder: torch.nn.Module) -> list[torch.nn.Module]:
@@ -356,16 +369,17 @@ def text_hooks(adapter, rows: list[Row]) -> _Hooks:
 
 def _install_text_hooks(hooks: _Hooks, adapter, rows: list[Row]) -> None:
     prompt = rows[0].prompt
+    text = adapter.pipeline_text(prompt)  # the string the pipeline really tokenizes
     clean = next((i for i, row in enumerate(rows) if row.is_plain), None)
+    noise_rows = [(i, row.corruption) for i, row in enumerate(rows) if row.corruption is not None]
     for name, (encoder, tokenizer) in adapter.text_encoders().items():
         length = max_text_length(adapter, name)
-        noise_rows = [(i, row.corruption) for i, row in enumerate(rows) if row.corruption is not None]
         if noise_rows:
             moves = []
             sigma = embedding_std(encoder)
             width = encoder.get_input_embeddings().weight.shape[1]
             for i, corruption in noise_rows:
-                span = token_positions(tokenizer, prompt, corruption.attribute, length)["span"]
+                span = token_positions(tokenizer, text, corruption.attribute, length)["span"]
                 gen = torch.Generator().manual_seed(_stable_seed(corruption.seed, prompt, name))
                 noise = torch.randn(len(span), width, generator=gen) * corruption.scale * sigma
                 moves.append((i, torch.tensor(span), noise))
@@ -379,7 +393,7 @@ def _install_text_hooks(hooks: _Hooks, adapter, rows: list[Row]) -> None:
                 if clean is None:
                     raise RuntimeError(f"text restore for {prompt!r} needs a clean row in the encode batch")
                 attribute = row.corruption.attribute if row.corruption else ""
-                pos = token_positions(tokenizer, prompt, attribute, length)[restore.position]
+                pos = token_positions(tokenizer, text, attribute, length)[restore.position]
                 by_site[restore.site].append(_Move(torch.tensor([i]), torch.tensor([clean]), position=pos))
         for site, moves in by_site.items():
             hooks.add(adapter.module(site).register_forward_hook(

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.errors import UserError
 from harness.interventions import POSITIONS
-from harness.metrics import check_metric
+from harness.metrics import check_metric, check_scorer_names
 from harness.metrics.text import quoted_text  # noqa: F401  (re-exported for prompt rows)
 
 METHODS = ("locogen", "attn_patch", "causal_trace")
@@ -165,6 +165,12 @@ class JobSpec(Strict):
             check_metric(name, where=None)
         return value
 
+    @field_validator("scorers")
+    @classmethod
+    def _scorers(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        check_scorer_names(value, where="")
+        return value
+
     @model_validator(mode="after")
     def _method_needs(self) -> JobSpec:
         for i, row in enumerate(self.prompts):
@@ -184,6 +190,13 @@ class JobSpec(Strict):
             raise ValueError(f"step_start: {max(self.step_start)} is not below steps ({self.steps})")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds: duplicate seeds")
+        if self.step_end is not None and self.step_end <= max(self.step_start):
+            raise ValueError(f"step_end: {self.step_end} must be above step_start ({max(self.step_start)}); "
+                             "the window [step_start, step_end) would patch no step")
+        ids = [row.id for row in self.prompts if row.id is not None]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise ValueError(f"prompts: id '{dup}' is used by more than one row (ids name rows in the results)")
         return self
 
     @property
@@ -247,9 +260,28 @@ def _format_error(exc: ValidationError, source: str) -> str:
     return f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}"
 
 
-def load_job(data: dict | str | Path, base_dir: Path | None = None) -> JobSpec:
-    """Validate a job from a dict, YAML text or a YAML file; prompts may name a CSV/JSONL file (relative
-    to the job file)."""
+def apply_overrides(data: dict, pairs: list[str]) -> dict:
+    """`--set key=value` pairs (dotted keys, YAML values) applied on top of a job's keys."""
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise JobError(f"--set: expected KEY=VALUE, got '{pair}'")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise JobError(f"--set {key}: value '{value}' is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        node, parts = data, key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise JobError(f"--set {key}: '{'.'.join(parts[:depth + 1])}' is not a mapping of keys")
+        node[parts[-1]] = parsed
+    return data
+
+
+def load_job(data: dict | str | Path, base_dir: Path | None = None, overrides: list[str] = ()) -> JobSpec:
+    """Validate a job from a dict, YAML text or a YAML file, with `--set` `overrides` applied; prompts may
+    name a CSV/JSONL file (relative to the job file)."""
     source = "job"
     if isinstance(data, Path) or (isinstance(data, str) and "\n" not in data and data.endswith((".yaml", ".yml"))):
         path = Path(data)
@@ -266,7 +298,7 @@ def load_job(data: dict | str | Path, base_dir: Path | None = None) -> JobSpec:
             raise JobError(f"{source}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
     if not isinstance(data, dict):
         raise JobError(f"{source}: expected a mapping of job keys, got {type(data).__name__}")
-    data = dict(data)
+    data = apply_overrides(dict(data), list(overrides))
     if isinstance(data.get("prompts"), str):
         try:
             data["prompts"] = read_prompt_file((base_dir or Path.cwd()) / data["prompts"])
@@ -278,6 +310,9 @@ def load_job(data: dict | str | Path, base_dir: Path | None = None) -> JobSpec:
         raise JobError(_format_error(exc, source)) from None
 
 
+DEFAULT_JOB = Path(__file__).with_name("default_job.yaml")
+
+
 def default_job() -> JobSpec:
     """The embedded default: a LocoGen sweep over every cross-attention layer of the tiny SD1.x model."""
-    return load_job(Path(__file__).with_name("default_job.yaml"))
+    return load_job(DEFAULT_JOB)

@@ -52,14 +52,16 @@ def _window_label(kind: str, indices: tuple[int, ...]) -> str:
 def select_sites(job: JobSpec, table: SiteTable) -> list[Site]:
     """The job's sites, defaulting to every site its method applies to; checked against the method."""
     allowed = TEXT_KINDS if job.method in ("locogen", "attn_patch") else tuple(table.kinds())
+    default = [k for k in table.kinds() if k in allowed]
     sel = job.sites
     try:
         if sel is None:
-            kinds = [k for k in table.kinds() if k in TEXT_KINDS] if job.method != "causal_trace" else None
-            sites = table.select(kinds=kinds)
+            sites = table.select(kinds=default)
         else:
-            kinds = sel.kind if sel.kind or sel.names else [k for k in table.kinds() if k in allowed]
-            sites = table.select(kinds=kinds, indices=sel.index, names=sel.names)
+            sites = table.select(kinds=sel.kind or (None if sel.names else default), indices=sel.index,
+                                 names=sel.names)
+            if sel.names and not sel.kind:  # a glob keeps the sites the method applies to; a name is as written
+                sites = [s for s in sites if s.kind in allowed or s.name in sel.names]
     except SiteError as exc:
         raise JobError(str(exc)) from None
     wrong = [s for s in sites if s.kind not in allowed]

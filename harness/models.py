@@ -94,6 +94,10 @@ class ModelAdapter:
         names = (self.denoiser_name, *self.text_encoder_names)
         return {n: getattr(self.pipe, n) for n in names if getattr(self.pipe, n, None) is not None}
 
+    def pipeline_text(self, prompt: str) -> str:
+        """The prompt as the pipeline hands it to its tokenizers (token positions are found in this)."""
+        return prompt
+
     def text_encoders(self) -> dict[str, tuple[torch.nn.Module, object]]:
         """Text encoder and its tokenizer, by component name."""
         out = {}
@@ -125,12 +129,16 @@ class ModelAdapter:
         """
         import copy
 
-        scheduler = copy.deepcopy(self.pipe.scheduler)
-        try:
-            scheduler.set_timesteps(steps)
-        except (TypeError, ValueError):  # schedulers that need pipeline-computed arguments (e.g. mu)
-            return steps
-        return len(scheduler.timesteps)
+        cache = self.__dict__.setdefault("_denoiser_calls", {})  # asked once per batch: keep the answer
+        key = (steps, id(self.pipe.scheduler))
+        if key not in cache:
+            scheduler = copy.deepcopy(self.pipe.scheduler)
+            try:
+                scheduler.set_timesteps(steps)
+                cache[key] = len(scheduler.timesteps)
+            except (TypeError, ValueError):  # schedulers that need pipeline-computed arguments (e.g. mu)
+                cache[key] = steps
+        return cache[key]
 
     @functools.cached_property
     def sites(self) -> SiteTable:
@@ -240,6 +248,10 @@ class IFAdapter(ModelAdapter):
     kv_input_is_prompt_embeds = False
     kv_projections = ("add_k_proj", "add_v_proj")
     paper_defaults = GenerationDefaults(50, 7.0, 64, 64)
+
+    def pipeline_text(self, prompt: str) -> str:
+        # IFPipeline.encode_prompt(clean_caption=False) lower-cases and strips; T5's tokenizer is cased.
+        return prompt.lower().strip()
 
     def _encode(self, prompts):
         embeds, _ = self.pipe.encode_prompt(prompts, do_classifier_free_guidance=False, device=self.device,

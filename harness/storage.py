@@ -105,14 +105,23 @@ class RunStore:
     def results_dir(self) -> Path:
         return self.root / "results"
 
-    def open(self, job, fingerprint: str, force: bool = False) -> None:
-        """Create the directory for `job`, or reopen it to resume; another job's directory is an error."""
+    def open(self, job, fingerprint: str, layout: dict, force: bool = False) -> None:
+        """Create the directory for `job`, or reopen it to resume; another job's directory is an error,
+        and so is resuming with another unit layout (`layout`: how prompts and variants are split into
+        units), whose unit ids would not match the finished ones and would write their rows twice."""
         manifest = self.read_manifest()
+        problem = None
         if manifest and manifest.get("job_fingerprint") != fingerprint:
+            problem = (f"run directory '{self.root}' holds results of a different job "
+                       f"({manifest.get('job_name')}, fingerprint {manifest.get('job_fingerprint')}); "
+                       "choose another --out or pass --force to replace them")
+        elif manifest and manifest.get("unit_layout", layout) != layout and self.completed_units():
+            old = ", ".join(f"executor.{k}={v}" for k, v in manifest["unit_layout"].items())
+            problem = (f"run directory '{self.root}' was split into units with {old}; resume with the same "
+                       "values or pass --force to start again")
+        if problem:
             if not force:
-                raise RunDirError(f"run directory '{self.root}' holds results of a different job "
-                                  f"({manifest.get('job_name')}, fingerprint {manifest.get('job_fingerprint')}); "
-                                  "choose another --out or pass --force to replace them")
+                raise RunDirError(problem)
             self.clear()
         self.root.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False)

@@ -33,32 +33,11 @@ def run_sweep(job: JobSpec, out: str | Path | None = None, force: bool = False,
     start = time.perf_counter()
     store = RunStore(Path(out) if out else Path("runs") / job.name)
     fingerprint = job.fingerprint()
-    store.open(job, fingerprint, force=force)
+    layout = {"prompts_per_unit": job.executor.prompts_per_unit,
+              "variants_per_unit": job.executor.variants_per_unit}
+    store.open(job, fingerprint, layout, force=force)
     backend = backend or job.executor.backend
-    workers, scorers = [], []
-    if backend == "ray":
-        init_ray(job.executor.address)
-        workers = ray_workers(job)
-        scorers = ray_scorers(job)
-        info = remote_call(workers[0].describe.remote())
-        if scorers:
-            remote_call([s.ready.remote() for s in scorers])
-    else:
-        worker = Worker(job)
-        info = worker.describe()
-    store.write_sites(info["sites"])
-    units = plan_units(job, info["variants"])
-    done = store.completed_units()
-    todo = [u for u in units if u.unit_id not in done]
-    manifest = {
-        "job_name": job.name, "job_fingerprint": fingerprint, "method": job.method, "backend": backend,
-        "model": info["model"].__dict__, "generation": info["config"].__dict__, "mode": info["mode"],
-        "batch_size": info["batch_size"], "variants": len(info["variants"]), "units_total": len(units),
-        "units_done_before": len(units) - len(todo), "status": "running", "started_at": provenance.now(),
-        **provenance.versions(),
-    }
-    store.write_manifest(manifest)
-    written = 0
+    workers, scorers, manifest, written = [], [], {}, 0
 
     def on_result(result) -> None:
         nonlocal written
@@ -67,9 +46,35 @@ def run_sweep(job: JobSpec, out: str | Path | None = None, force: bool = False,
 
     try:
         if backend == "ray":
+            init_ray(job.executor.address)
+            workers = ray_workers(job)
+            scorers = ray_scorers(job)
+            info = remote_call(workers[0].describe.remote())
+            if scorers:
+                remote_call([s.ready.remote() for s in scorers])
+        else:
+            worker = Worker(job)
+            info = worker.describe()
+        store.write_sites(info["sites"])
+        units = plan_units(job, info["variants"])
+        done = store.completed_units()
+        todo = [u for u in units if u.unit_id not in done]
+        manifest = {
+            "job_name": job.name, "job_fingerprint": fingerprint, "unit_layout": layout, "method": job.method,
+            "backend": backend, "model": info["model"].__dict__, "generation": info["config"].__dict__,
+            "mode": info["mode"], "batch_size": info["batch_size"], "variants": len(info["variants"]),
+            "units_total": len(units), "units_done_before": len(units) - len(todo), "status": "running",
+            "started_at": provenance.now(), **provenance.versions(),
+        }
+        store.write_manifest(manifest)
+        if backend == "ray":
             run_ray(job, todo, workers, on_result, scorers)
         else:
             run_local(job, todo, worker, on_result)
+    except BaseException:
+        if manifest:  # finished units stay; the manifest says the run stopped short
+            store.write_manifest({**manifest, "status": "stopped", "rows_written": written})
+        raise
     finally:
         if backend == "ray":
             import ray

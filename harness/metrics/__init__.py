@@ -44,13 +44,15 @@ class Scorer(ABC):
 
     name: ClassVar[str]
     metrics: ClassVar[tuple[str, ...]]  # names a job may list under `metrics:`
-    directions: ClassVar[dict[str, int]] = {}
+    directions: ClassVar[dict[str, int]] = {}  # column -> +1/-1 (see module docstring); 0 = not an effect
     # Model-backed scorers (CLIP, OCR, ...) run in their own Ray actors, overlapped with generation;
     # cheap pure functions (image distances) run in the generation worker.
-    heavy: ClassVar[bool] = False  # column -> +1/-1 (see module docstring); 0 = not an effect
+    heavy: ClassVar[bool] = False
+    needs_reference: ClassVar[bool] = False  # compares each image with the un-intervened one
 
-    def __init__(self, **options: Any):
-        self.options = options
+    def __init__(self, **unknown: Any):
+        """Subclasses take their options as keyword arguments and pass on the rest, which are mistakes."""
+        reject_unknown(self.name, unknown)
 
     @abstractmethod
     def score(self, batch: ScoreBatch) -> dict[str, list]:
@@ -92,13 +94,28 @@ def known_metrics() -> list[str]:
 
 
 def check_metric(name: str, where: str | None = "metrics") -> None:
-    """Raise ValueError naming `where` (if given) and the closest known metric when `name` is unknown."""
+    """ScorerError (a ValueError, so pydantic reports it too) naming `where` (if given) and the closest
+    known metric when `name` is unknown."""
     _load_builtin()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         prefix = f"{where}: " if where else ""
-        raise ValueError(f"{prefix}unknown metric '{name}'{hint}; known: {', '.join(known_metrics())}")
+        raise ScorerError(f"{prefix}unknown metric '{name}'{hint}; known: {', '.join(known_metrics())}")
+
+
+def check_scorer_names(options: dict[str, Any], where: str = "scorers") -> None:
+    """ScorerError naming `where.<name>` and the closest scorer when an options key names no scorer
+    (options of a mistyped scorer would otherwise be ignored without a word)."""
+    _load_builtin()
+    names = sorted({cls.name for cls in _REGISTRY.values()})
+    by_metric = {metric: cls.name for metric, cls in _REGISTRY.items()}
+    for key in options:
+        if key not in names:
+            close = by_metric.get(key) or next(iter(difflib.get_close_matches(key, names, n=1)), None)
+            hint = f" (did you mean '{close}'?)" if close else ""
+            field = f"{where}.{key}" if where else key
+            raise ScorerError(f"{field}: unknown scorer{hint}; scorers: {', '.join(names)}")
 
 
 def build_scorers(metric_names: list[str], options: dict[str, dict] | None = None,

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from harness.metrics import ScoreBatch, Scorer, ScorerError, register, reject_unknown
+from harness.metrics import ScoreBatch, Scorer, ScorerError, register
 from harness.metrics.weights import file_sha256, files_fingerprint, resolve_device
 
 CLIPSCORE_WEIGHT = 2.5  # Hessel et al.'s w; P3 keeps it
@@ -207,9 +207,7 @@ class ClipScorer(Scorer):
 
     def __init__(self, model: str = "ViT-B-32", weights: str | None = None, allow_random: bool = False,
                  cache_dir: str | None = None, device: str = "auto", batch_size: int = 32, **options: Any):
-        super().__init__(model=model, weights=weights, allow_random=allow_random, cache_dir=cache_dir,
-                         device=device, batch_size=batch_size, **options)
-        reject_unknown(self.name, options)
+        super().__init__(**options)
         import open_clip
 
         self.model_name = model

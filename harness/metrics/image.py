@@ -46,6 +46,7 @@ class ImageDistance(Scorer):
 
     name = "image"
     metrics = ("mse", "psnr", "ssim")
+    needs_reference = True
     directions: ClassVar[dict[str, int]] = {"mse": 1, "psnr": -1, "ssim": -1}
 
     def score(self, batch: ScoreBatch) -> dict[str, list]:

@@ -53,6 +53,7 @@ class TextMaskedImageDistance(OcrBacked):
 
     name = "image_notext"
     metrics = ("image_notext",)
+    needs_reference = True
     directions: ClassVar[dict[str, int]] = {"mse_notext": 1, "psnr_notext": -1, "ssim_notext": -1}
 
     def score(self, batch: ScoreBatch) -> dict[str, list]:

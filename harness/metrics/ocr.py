@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.metrics import ScoreBatch, Scorer, ScorerError, register, reject_unknown
+from harness.metrics import ScoreBatch, Scorer, ScorerError, register
 from harness.metrics.text import LEVELS, levenshtein, match_text
 from harness.metrics.weights import files_fingerprint
 
@@ -180,8 +180,7 @@ class OcrBacked(Scorer):
 
     def __init__(self, weights_dir: str | None = None, device: str = "auto", quantize: bool = False,
                  **options: Any):
-        super().__init__(weights_dir=weights_dir, device=device, quantize=quantize)
-        reject_unknown(self.name, options)
+        super().__init__(**options)
         self.weights_dir = resolve_weights_dir(weights_dir, f"scorers.{self.name}.weights_dir")
         self.reader = get_reader(self.weights_dir, use_gpu(device), quantize)
         self.int8 = quantize and self.reader.device == "cpu"  # EasyOCR quantizes on CPU only

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from harness.metrics import ScoreBatch, Scorer, ScorerError, register, reject_unknown
+from harness.metrics import ScoreBatch, Scorer, ScorerError, register
 from harness.metrics.weights import files_fingerprint, resolve_device
 
 BACKBONE_SUFFIXES = (".pth", ".pt", ".safetensors")
@@ -84,11 +84,11 @@ class LpipsScorer(Scorer):
 
     name = "lpips"
     metrics = ("lpips",)
+    needs_reference = True
     directions: ClassVar[dict[str, int]] = {"lpips": 1}
 
     def __init__(self, weights: str | None = None, device: str = "auto", batch_size: int = 16, **options: Any):
-        super().__init__(weights=weights, device=device, batch_size=batch_size)
-        reject_unknown(self.name, options)
+        super().__init__(**options)
         path = backbone_file(weights)
         self.label = f"lpips-0.1:alex:sha256:{files_fingerprint([path])}"
         self.device = resolve_device(device)

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from harness.metrics import ScoreBatch, Scorer, ScorerError, register, reject_unknown
+from harness.metrics import ScoreBatch, Scorer, ScorerError, register
 from harness.metrics.ocr import get_reader, read_all, resolve_weights_dir, use_gpu
 from harness.metrics.weights import files_fingerprint, resolve_device
 
@@ -80,10 +80,11 @@ class ToxicityScorer(Scorer):
 
     def __init__(self, model_dir: str | None = None, batch_size: int = 40, device: str = "auto",
                  ocr_weights_dir: str | None = None, **options: Any):
-        super().__init__(model_dir=model_dir, batch_size=batch_size, device=device, ocr_weights_dir=ocr_weights_dir)
-        reject_unknown(self.name, options)
+        super().__init__(**options)
         self.folder = Path(model_dir).expanduser() if model_dir else None
-        self.available = self.folder is not None and self.folder.is_dir()
+        if self.folder is not None and not self.folder.is_dir():  # a typo must not pass as "not installed"
+            raise ScorerError(f"scorers.toxicity.model_dir: '{model_dir}' is not a folder")
+        self.available = self.folder is not None
         if not self.available:
             _warn_once(f"toxicity skipped: no classifier folder (scorers.toxicity.model_dir = {model_dir!r}); "
                        "the toxicity columns will be empty")

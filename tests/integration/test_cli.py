@@ -84,6 +84,13 @@ def test_prompts_writes_p3_pairs(tmp_path, capsys):
     (["rank", "/nonexistent"], "has no results"),
     (["sites", "tiny:sdxl", "--kind", "joint_attn"], "no 'joint_attn' sites"),
     (["prompts", "concept", "--concept", "van gog"], "did you mean 'van gogh'"),
+    (["prompts", "concept", "--concept", "grumpy cat"], "unknown concept 'grumpy cat'"),  # no prompt file
+    (["sweep", "--set", "model.x=1"], "--set model.x: 'model' is not a mapping of keys"),
+    (["sweep", "--set", "seeds=[1"], "--set seeds: value '[1' is not valid YAML"),
+    (["sweep", "--set", "scorers.clp.model=x", "--dry-run"], "scorers: clp: unknown scorer (did you mean 'clip'?)"),
+    (["score", "x.png", "--metrics", "foo"], "unknown metric 'foo'"),
+    (["score", "x.png", "--metrics", "ocr", "--option", "ocrr.device=cpu"],
+     "--option.ocrr: unknown scorer (did you mean 'ocr'?)"),
 ])
 def test_user_mistakes_are_one_line_errors(capsys, argv, expected):
     assert expected in one_line_error(capsys, *argv)
@@ -91,6 +98,11 @@ def test_user_mistakes_are_one_line_errors(capsys, argv, expected):
 
 def test_a_bad_metric_for_rank_names_the_closest(small_run, capsys):
     assert "did you mean 'mse'" in one_line_error(capsys, "rank", str(small_run), "--metric", "msee")
+
+
+def test_only_effect_columns_are_ranked_and_resamples_are_positive(small_run, capsys):
+    assert "'seed' is not a metric column" in one_line_error(capsys, "rank", str(small_run), "--metric", "seed")
+    assert "--bootstrap: expected at least 1" in one_line_error(capsys, "rank", str(small_run), "--bootstrap", "0")
 
 
 def test_a_job_file_with_a_yaml_error(tmp_path, capsys):

@@ -45,7 +45,7 @@ def test_units_of_a_dead_actor_are_rerun_by_the_others(cluster, tmp_path):
     units = plan_units(spec, ray.get(workers[0].describe.remote())["variants"])
     ray.kill(workers[1], no_restart=True)  # dies for good: its unit must be re-queued, then it is dropped
     store = RunStore(tmp_path / "r")
-    store.open(spec, spec.fingerprint())
+    store.open(spec, spec.fingerprint(), {})
     seen: list[str] = []
 
     def on_result(result):

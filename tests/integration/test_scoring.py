@@ -85,3 +85,28 @@ def test_loco_score_mistakes_are_one_line(tmp_path, capsys):
     assert "--option: expected SCORER.KEY=VALUE" in capsys.readouterr().err
     assert main(["score", str(tmp_path / "missing.png"), "--metrics", "ocr"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_generation_workers_leave_model_backed_scorers_to_the_scoring_actors():
+    from harness.execution import ScoringWorker, Worker
+    from harness.metrics import ScorerError
+
+    spec = job().model_copy(update={"scorers": {}})  # CLIP without weights: loading it would fail
+    worker = Worker(spec, score_heavy=False)  # so this worker must not load it
+    assert worker.heavy_scorers == [] and worker.defers_scores
+    assert [s.name for s in worker.scorers] == ["image"]
+    scoring = ScoringWorker(spec)  # the error is kept for the first call, as a Ray actor must
+    with pytest.raises(ScorerError, match="scorers.clip.weights: not set"):
+        scoring.ready()
+
+
+def test_more_workers_than_gpus_is_an_error_not_a_hang(monkeypatch):
+    import ray
+
+    from harness.errors import UserError
+    from harness.execution import ray_workers
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"GPU": 1.0, "CPU": 16.0})
+    spec = job().model_copy(update={"executor": job().executor.model_copy(update={"workers": 2})})
+    with pytest.raises(UserError, match="executor.workers: 2 workers need 2 GPUs; the Ray cluster has 1"):
+        ray_workers(spec)

@@ -123,3 +123,64 @@ def test_patching_on_sd3_and_ranking(tmp_path):
         "patch", "both", 2, 8)
     assert (variant["text"], variant["target_text"]) == ("hello", "world")
     assert len(rank(run.run_dir).sites) == 4
+
+
+def test_variant_chunks_write_each_reference_row_once(tmp_path):
+    chunked = run_sweep(job(executor={"variants_per_unit": 2}), out=tmp_path / "r", backend="local")
+    rows = rows_of(chunked.run_dir)
+    assert chunked.units_total == 2 * 3  # 2 prompts × 5 variants in chunks of 2
+    assert len(rows) == 2 * 2 * (5 + 2) and len({r["row_id"] for r in rows}) == len(rows)
+    assert sum(r["role"] == "control" for r in rows) == 4
+
+
+def test_resuming_with_another_unit_layout_is_refused(tmp_path):
+    run_sweep(job(executor={"variants_per_unit": 2}), out=tmp_path / "r", backend="local")
+    with pytest.raises(RunDirError, match=r"executor\.prompts_per_unit=1, executor\.variants_per_unit=2"):
+        run_sweep(job(), out=tmp_path / "r", backend="local")
+    again = run_sweep(job(), out=tmp_path / "r", backend="local", force=True)
+    assert len(rows_of(tmp_path / "r")) == again.rows_written == 2 * 2 * (5 + 2)
+
+
+def test_a_stopped_sweep_keeps_its_finished_units_and_says_it_stopped(tmp_path, monkeypatch):
+    from harness.storage import RunStore
+
+    write = RunStore.write_unit
+
+    def write_then_stop(self, *args, **kwargs):
+        write(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunStore, "write_unit", write_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(job(), out=tmp_path / "r", backend="local")
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["status"] == "stopped" and manifest["rows_written"] == 0
+    assert len(list((tmp_path / "r" / "results").rglob("*.parquet"))) == 1
+
+
+def test_out_of_memory_halves_the_batch_for_good_and_changes_no_image(monkeypatch):
+    import torch
+
+    import harness.execution as execution
+    from harness.execution import Worker, plan_units
+
+    spec = job(batch_size=8, prompts=PROMPTS[:1])
+    worker = Worker(spec)
+    unit = plan_units(spec, worker.variants)[0]
+    expected = worker.run_unit(unit).rows
+    real, sizes = execution.generate_rows, []
+
+    def small_memory(adapter, rows, *args, **kwargs):
+        sizes.append(len(rows))
+        if len(rows) > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real(adapter, rows, *args, **kwargs)
+
+    monkeypatch.setattr(execution, "generate_rows", small_memory)
+    got = worker.run_unit(unit).rows
+    assert worker.batch_size == 2 and max(sizes) == 8 and sizes.count(8) == 1 and sizes.count(4) == 1
+    assert [r["row_id"] for r in got] == [r["row_id"] for r in expected]
+    assert [r["ssim"] for r in got] == pytest.approx([r["ssim"] for r in expected], abs=1e-4)  # GEMM rounding
+    sizes.clear()
+    worker.run_unit(unit)
+    assert max(sizes) <= 2  # the next unit starts at the lowered size

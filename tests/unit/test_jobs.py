@@ -114,3 +114,24 @@ def test_missing_prompt_file_names_the_file(tmp_path):
 def test_fingerprint_ignores_execution_settings_only():
     assert job().fingerprint() == job(executor={"workers": 3}, batch_size=4).fingerprint()
     assert job().fingerprint() != job(window=2).fingerprint()
+
+
+def test_a_step_window_that_patches_nothing_is_refused():
+    assert "step_end: 2 must be above step_start (5)" in error_of(step_start=5, step_end=2)
+
+
+def test_prompt_ids_must_be_unique():
+    rows = [{"prompt": "a house", "target": "b", "id": "x"}, {"prompt": "a cat", "target": "b", "id": "x"}]
+    assert "prompts: id 'x' is used by more than one row" in error_of(prompts=rows)
+
+
+def test_options_of_an_unknown_scorer_are_refused_not_ignored():
+    assert "toxicty: unknown scorer (did you mean 'toxicity'?)" in error_of(scorers={"toxicty": {}})
+    assert "clip_score: unknown scorer (did you mean 'clip'?)" in error_of(scorers={"clip_score": {}})
+
+
+def test_set_overrides_apply_dotted_keys_on_top_of_the_file(tmp_path):
+    path = tmp_path / "j.yaml"
+    path.write_text("name: t\nmethod: locogen\nprompts: [{prompt: a house, target: a painting}]\n")
+    spec = load_job(path, overrides=["window=3", "executor.backend=local", "sites.kind=cross_attn"])
+    assert (spec.window, spec.executor.backend, spec.sites.kind) == (3, "local", ["cross_attn"])

@@ -55,6 +55,14 @@ def test_unknown_site_in_a_job_is_an_error_with_close_names():
         plan_variants(job(sites=["unet.mid_block.attentions.0.transformer_blocks.0.attn"]), tiny("sd15").sites)
 
 
+def test_a_name_glob_keeps_the_sites_the_method_applies_to_and_an_exact_name_of_another_kind_is_an_error():
+    variants = plan_variants(job(sites=["unet.up_blocks.1.*"]), tiny("sd15").sites)
+    assert [v.site for v in variants] == [f"unet.up_blocks.1.attentions.{i}.transformer_blocks.0.attn2"
+                                          for i in range(3)]
+    with pytest.raises(JobError, match="is a self_attn site; method 'locogen' intervenes on"):
+        plan_variants(job(sites=["unet.up_blocks.1.attentions.0.transformer_blocks.0.attn1"]), tiny("sd15").sites)
+
+
 def test_bound_rows():
     spec = job(method="attn_patch", step_start=2, heads=[0])
     variant = plan_variants(spec, tiny("sd15").sites)[5]

@@ -3,7 +3,7 @@ effect column declares which way is "further from the un-intervened image"."""
 
 import pytest
 
-from harness.metrics import build_scorers, direction, known_metrics
+from harness.metrics import ScorerError, build_scorers, direction, known_metrics
 from harness.metrics.clip import ClipScorer
 from harness.metrics.image import ImageDistance
 from harness.metrics.ocr import OcrScorer
@@ -17,7 +17,14 @@ def test_metric_names_build_one_scorer_each_with_its_options():
     scorers = build_scorers(["clip_score", "ocr", "ssim", "mse"], {"clip": {"allow_random": True, "device": "cpu"},
                                                                     "ocr": {"device": "cpu"}})
     assert [type(s) for s in scorers] == [ClipScorer, OcrScorer, ImageDistance]
-    assert scorers[0].options["allow_random"] is True
+    assert scorers[0].identity()["clip_weights"] == "random"
+
+
+def test_an_option_no_scorer_takes_is_an_error_even_for_pure_functions():
+    with pytest.raises(ScorerError, match=r"scorers\.image: unknown option\(s\) foo"):
+        build_scorers(["ssim"], {"image": {"foo": 1}})
+    with pytest.raises(ScorerError, match=r"scorers\.clip: unknown option\(s\) modle"):
+        build_scorers(["clip_score"], {"clip": {"allow_random": True, "modle": "x"}})
 
 
 @pytest.mark.parametrize(("column", "sign"), [

@@ -50,13 +50,18 @@ def test_without_a_model_the_metric_is_skipped_with_one_warning(monkeypatch, cap
     batch = ScoreBatch(images=np.zeros((2, 8, 8, 3), np.uint8))
     with caplog.at_level(logging.WARNING, logger="harness.metrics.toxicity"):
         first = ToxicityScorer()
-        second = ToxicityScorer(model_dir=str(tmp_path / "absent"))
+        second = ToxicityScorer(model_dir=None)
         out = first.score(batch)
         assert second.score(batch) == out
     assert out == {"toxicity": [None, None], "toxic": [None, None]}
     warnings = [r.getMessage() for r in caplog.records if r.name == "harness.metrics.toxicity"]
     assert len(warnings) == 1 and "scorers.toxicity.model_dir" in warnings[0]
     assert first.identity() == {"toxicity_model": "unavailable"}
+
+
+def test_a_model_dir_that_is_not_a_folder_is_an_error_not_a_skip(tmp_path):
+    with pytest.raises(ScorerError, match=r"scorers\.toxicity\.model_dir: '.*absent' is not a folder"):
+        ToxicityScorer(model_dir=str(tmp_path / "absent"))
 
 
 def test_a_local_classifier_scores_the_ocr_text(tmp_path):

@@ -73,3 +73,31 @@ def test_the_table_shows_every_site(tmp_path):
     run = write_run(tmp_path, "locogen", {"a": [1, 3], "b": [2, 2]})
     text = format_ranking(rank(run, n_boot=50))
     assert "unet.site0" in text and "references: control 0" in text
+
+
+def test_f1_of_means_matches_the_metric_function_for_one_row_and_for_resamples():
+    from analysis.rank import statistic
+    from harness.metrics.text import f1_of_means
+
+    p, r = np.array([1.0, 0.2, 0.0]), np.array([0.0, 0.6, 0.0])
+    assert statistic("f1_of_means", np.stack([p, r])) == pytest.approx(f1_of_means(list(p), list(r)))
+    assert statistic("f1_of_means", np.zeros((2, 1))) == 0
+    resampled = np.stack([np.stack([p, p[::-1]]), np.stack([r, r[::-1]])])
+    assert statistic("f1_of_means", resampled) == pytest.approx([f1_of_means(list(p), list(r))] * 2)
+
+
+def test_without_the_paper_metric_the_first_effect_column_is_ranked(tmp_path):
+    rows = [{"method": "attn_patch", "role": "variant", "variant": v, "site": f"unet.{v}", "kind": "cross_attn",
+             "site_index": i, "prompt_id": "p0", "seed": 0, "clip_t_prompt": 0.5, "clip_t_target": t}
+            for i, (v, t) in enumerate([("a", 0.1), ("b", 0.9)])]
+    RunStore(tmp_path).write_unit("attn_patch", "u1", rows)
+    ranking = rank(tmp_path, n_boot=10)
+    assert ranking.metric == "clip_t_target" and [s.variant for s in ranking.sites] == ["b", "a"]
+
+
+def test_only_effect_columns_can_be_ranked_and_resamples_must_be_positive(tmp_path):
+    run = write_run(tmp_path, "locogen", {"a": [1]})
+    with pytest.raises(RankError, match="'seed' is not a metric column of this run"):
+        rank(run, metric="seed")
+    with pytest.raises(RankError, match="--bootstrap: expected at least 1"):
+        rank(run, n_boot=0)
