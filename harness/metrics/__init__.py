@@ -15,6 +15,7 @@ and `build_scorers` instantiates each needed scorer once.
 from __future__ import annotations
 
 import difflib
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -61,6 +62,11 @@ class Scorer(ABC):
     def identity(self) -> dict[str, str]:
         """Columns naming the model and weights behind the values; empty for pure functions."""
         return {}
+
+
+def image_digest(image: np.ndarray) -> str:
+    """A content key for an image (shape included): scorers cache per-image work under it."""
+    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest() + str(image.shape)
 
 
 class ScorerError(UserError):

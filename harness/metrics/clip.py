@@ -27,7 +27,6 @@ encoded once per batch.
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from harness.metrics import ScoreBatch, Scorer, ScorerError, register
+from harness.metrics import ScoreBatch, Scorer, ScorerError, image_digest, register
 from harness.metrics.weights import file_sha256, files_fingerprint, resolve_device
 
 CLIPSCORE_WEIGHT = 2.5  # Hessel et al.'s w; P3 keeps it
@@ -175,10 +174,6 @@ def build_model(model: str, weights: ClipWeights) -> tuple[torch.nn.Module, Any]
 
 
 # ---- the scorer ----------------------------------------------------------------------------------
-def _image_key(image: np.ndarray) -> str:
-    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest() + str(image.shape)
-
-
 def _cosines(rows: np.ndarray, table: dict[Any, np.ndarray], keys: list) -> list[float | None]:
     return [None if key is None else float(row @ table[key]) for row, key in zip(rows, keys)]
 
@@ -243,8 +238,8 @@ class ClipScorer(Scorer):
         n = len(batch)
         prompts = list(batch.prompts) or [None] * n
         targets = list(batch.targets) or [None] * n
-        image_keys = [_image_key(im) for im in batch.images]
-        reference_keys = [_image_key(im) for im in batch.references] if batch.references is not None else [None] * n
+        image_keys = [image_digest(im) for im in batch.images]
+        reference_keys = [image_digest(im) for im in batch.references] if batch.references is not None else [None] * n
         images = self._image_table(batch, image_keys, reference_keys)
         texts = self._text_table([t for t in prompts + targets if t is not None])
         rows = np.stack([images[k] for k in image_keys]) if n else np.zeros((0, 0))

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import hashlib
 import shutil
 import tempfile
 from collections import OrderedDict
@@ -39,7 +38,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.metrics import ScoreBatch, Scorer, ScorerError, register
+from harness.metrics import ScoreBatch, Scorer, ScorerError, image_digest, register
 from harness.metrics.text import LEVELS, levenshtein, match_text
 from harness.metrics.weights import files_fingerprint
 
@@ -113,13 +112,9 @@ def model_name(int8: bool = False) -> str:
 _READINGS: OrderedDict[tuple, Reading] = OrderedDict()
 
 
-def _image_key(image: np.ndarray, reader: Any) -> tuple:
-    return id(reader), image.shape, hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
-
-
 def read(reader: Any, image: np.ndarray) -> Reading:
     """EasyOCR's reading of one uint8 (H, W, 3) image, as P3 takes it (fragments joined by spaces)."""
-    key = _image_key(image, reader)
+    key = (id(reader), image_digest(image))
     if key in _READINGS:
         _READINGS.move_to_end(key)
         return _READINGS[key]
