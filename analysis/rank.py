@@ -156,7 +156,7 @@ def default_order(method: str, metric: str) -> str:
 
 def rank(run_dir: str | Path, metric: str | None = None, order: str | None = None,
          n_boot: int = 2000, aggregate: str | None = None) -> Ranking:
-    """Rank a run's variants by `metric` (default: the method's paper metric when present, else MSE)."""
+    """Rank a run's variants by `metric` (default: see `_choose_metric`)."""
     run_dir = Path(run_dir)
     if n_boot < 1:
         raise RankError(f"--bootstrap: expected at least 1 resample, got {n_boot}")

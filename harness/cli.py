@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Mean effect per site (or window) over prompts × seeds, with a percentile "
                        "bootstrap CI, computed with DuckDB over the run's Parquet files.")
     p.add_argument("run_dir", help="a run directory written by `loco sweep`")
-    p.add_argument("--metric", help="metric column (default: the method's paper metric if present, else mse)")
+    p.add_argument("--metric", help="metric column (default: the method's paper metric if present, else mse, "
+                   "else the first metric column)")
     p.add_argument("--order", choices=("asc", "desc"), help="override the sort (default: by effect direction)")
     p.add_argument("--top", type=int, help="show only the first N sites")
     p.add_argument("--aggregate", choices=("mean", "f1_of_means"),
