@@ -16,7 +16,6 @@ variant (2·mean(P)·mean(R)/(mean(P)+mean(R))), not the mean of per-row F1; `ag
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -25,7 +24,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from harness.errors import UserError
+from harness.errors import UserError, did_you_mean
 from harness.metrics import direction
 
 SQL_DIR = Path(__file__).with_name("sql")
@@ -131,10 +130,8 @@ def _choose_metric(metric: str | None, method: str, present: list[str]) -> str:
         if metric is None:
             raise RankError("this run has no metric columns to rank by (its job's `metrics:` list scored nothing)")
     if metric not in metric_cols:
-        close = difflib.get_close_matches(str(metric), metric_cols, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise RankError(f"--metric: '{metric}' is not a metric column of this run{hint}; metrics present: "
-                        + ", ".join(metric_cols))
+        raise RankError(f"--metric: '{metric}' is not a metric column of this run"
+                        f"{did_you_mean(metric, metric_cols)}; metrics present: {', '.join(metric_cols)}")
     return metric
 
 

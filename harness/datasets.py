@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import UserError
+from harness.errors import UserError, did_you_mean
 
 DATA = Path(__file__).with_name("data")
 BUCKETS = {"top_1000": "all_unigram_top_1000_100", "1000_10000": "all_unigram_1000_10000_100",
@@ -95,11 +95,8 @@ def concept_prompts(concept: str) -> list[dict]:
     target (the attribute removed)."""
     table = concepts()
     if concept not in table:
-        import difflib
-
-        close = difflib.get_close_matches(concept, list(table), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise UserError(f"--concept: unknown concept '{concept}'{hint}; known: {', '.join(sorted(table))}")
+        raise UserError(f"--concept: unknown concept '{concept}'{did_you_mean(concept, table)}; "
+                        f"known: {', '.join(sorted(table))}")
     path = _concept_file(concept)
     anchor = table[concept]["anchor"]
     rows = []

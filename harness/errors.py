@@ -4,3 +4,11 @@
 class UserError(ValueError):
     """Bad input from the user (a job key, a site, a model, a file); the message names it and what was
     expected. Anything else that goes wrong is a bug and keeps its traceback."""
+
+
+def did_you_mean(name: str, choices, default: str | None = None) -> str:
+    """`` (did you mean 'x'?)`` for the closest of `choices` to `name` (or `default`), else ""."""
+    import difflib
+
+    close = default or next(iter(difflib.get_close_matches(str(name), list(choices), n=1)), None)
+    return f" (did you mean '{close}'?)" if close else ""

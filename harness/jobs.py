@@ -15,7 +15,6 @@ Every validation error is one line naming the field (``prompts[2].target``) and 
 from __future__ import annotations
 
 import csv
-import difflib
 import hashlib
 import json
 import typing
@@ -25,7 +24,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.errors import UserError
+from harness.errors import UserError, did_you_mean
 from harness.interventions import POSITIONS
 from harness.metrics import check_metric, check_scorer_names
 from harness.metrics.text import quoted_text  # noqa: F401  (re-exported for prompt rows)
@@ -251,8 +250,7 @@ def _format_error(exc: ValidationError, source: str) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         names = list(_model_at(err["loc"][:-1]).model_fields)
-        close = difflib.get_close_matches(str(err["loc"][-1]), names, n=1)
-        msg = "unknown key" + (f" (did you mean '{close[0]}'?)" if close else "")
+        msg = "unknown key" + did_you_mean(err["loc"][-1], names)
     elif err["type"] == "missing":
         msg = "required"
     elif err["type"] == "literal_error":

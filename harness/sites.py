@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from harness.errors import UserError
+from harness.errors import UserError, did_you_mean
 
 TEXT_KINDS = ("cross_attn", "joint_attn")
 DENOISER_KINDS = ("cross_attn", "joint_attn", "self_attn", "ff", "ff_context", "resnet")
@@ -139,9 +139,7 @@ class SiteTable:
         if kinds:
             for kind in kinds:
                 if kind not in self.kinds():
-                    close = difflib.get_close_matches(kind, self.kinds(), n=1)
-                    hint = f" (did you mean '{close[0]}'?)" if close else ""
-                    raise SiteError(f"sites.kind: this model has no '{kind}' sites{hint}; "
+                    raise SiteError(f"sites.kind: this model has no '{kind}' sites{did_you_mean(kind, self.kinds())}; "
                                     f"it has {', '.join(self.kinds())}")
             pool = [s for s in pool if s.kind in kinds]
         if names:

@@ -14,7 +14,6 @@ and `build_scorers` instantiates each needed scorer once.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.errors import UserError
+from harness.errors import UserError, did_you_mean
 
 
 @dataclass
@@ -104,10 +103,8 @@ def check_metric(name: str, where: str | None = "metrics") -> None:
     known metric when `name` is unknown."""
     _load_builtin()
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
         prefix = f"{where}: " if where else ""
-        raise ScorerError(f"{prefix}unknown metric '{name}'{hint}; known: {', '.join(known_metrics())}")
+        raise ScorerError(f"{prefix}unknown metric '{name}'{did_you_mean(name, _REGISTRY)}; known: {', '.join(known_metrics())}")
 
 
 def check_scorer_names(options: dict[str, Any], where: str = "scorers") -> None:
@@ -118,9 +115,8 @@ def check_scorer_names(options: dict[str, Any], where: str = "scorers") -> None:
     by_metric = {metric: cls.name for metric, cls in _REGISTRY.items()}
     for key in options:
         if key not in names:
-            close = by_metric.get(key) or next(iter(difflib.get_close_matches(key, names, n=1)), None)
-            hint = f" (did you mean '{close}'?)" if close else ""
             field = f"{where}.{key}" if where else key
+            hint = did_you_mean(key, names, default=by_metric.get(key))
             raise ScorerError(f"{field}: unknown scorer{hint}; scorers: {', '.join(names)}")
 
 
