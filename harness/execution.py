@@ -77,11 +77,6 @@ def finish_scores(result: UnitResult, scorers: list) -> UnitResult:
     return result
 
 
-def heavy_scorers(job: JobSpec) -> list[type]:
-    """The model-backed scorer classes the job's metrics need."""
-    return [cls for cls in build_scorers(job.metrics, instantiate=False) if cls.heavy]
-
-
 class ScoringWorker:
     """Holds the model-backed scorers (CLIP, OCR, ...) of a sweep; as a Ray actor it scores one unit
     while the generation workers already run the next. A user error while loading them (weights not
@@ -92,7 +87,7 @@ class ScoringWorker:
 
         self.error: Exception | None = None
         try:
-            self.scorers = [cls(**job.scorers.get(cls.name, {})) for cls in heavy_scorers(job)]
+            self.scorers = build_scorers(job.metrics, job.scorers, heavy=True)
         except UserError as exc:
             self.error = exc
 
@@ -183,11 +178,9 @@ class Worker:
             raise JobError(f"step_start: {max(job.step_start)} is not below the {self.calls} denoising steps")
         # Model-backed scorers are loaded here only when running in-process; otherwise ScoringWorker
         # actors hold them and this worker leaves their columns to them.
-        classes = build_scorers(job.metrics, instantiate=False)
-        self.scorers = [cls(**job.scorers.get(cls.name, {})) for cls in classes if not cls.heavy]
-        self.heavy_scorers = [cls(**job.scorers.get(cls.name, {})) for cls in classes
-                              if cls.heavy and score_heavy]
-        self.defers_scores = any(cls.heavy for cls in classes) and not score_heavy
+        self.scorers = build_scorers(job.metrics, job.scorers, heavy=False)
+        self.heavy_scorers = build_scorers(job.metrics, job.scorers, heavy=True) if score_heavy else []
+        self.defers_scores = not score_heavy and needs_scoring_actors(job)
         self.prompt_ids = job.prompt_ids()
         self.cache = PromptCache(self.adapter)
         self.batch_size = self._batch_size()
@@ -359,6 +352,9 @@ def init_ray(address: str | None) -> None:
                  logging_level=logging.ERROR)
 
 
+def needs_scoring_actors(job: JobSpec) -> bool:
+    """Whether the job's metrics include model-backed scorers (run in their own actors on Ray)."""
+    return bool(build_scorers(job.metrics, instantiate=False, heavy=True))
 
 
 def ray_workers(job: JobSpec) -> list:
@@ -371,7 +367,7 @@ def ray_workers(job: JobSpec) -> list:
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     cpus = int(resources.get("CPU", 1))
-    scoring = bool(heavy_scorers(job))
+    scoring = needs_scoring_actors(job)
     if job.executor.workers != "auto":
         count = job.executor.workers
     elif gpus:
@@ -397,7 +393,7 @@ def ray_scorers(job: JobSpec) -> list:
     """Scoring actors (one per GPU, or one on CPU) when the job asks for model-backed metrics."""
     import ray
 
-    if not heavy_scorers(job):
+    if not needs_scoring_actors(job):
         return []
     gpus = int(ray.cluster_resources().get("GPU", 0))
     options = {"num_gpus": SCORER_GPU_SHARE, "num_cpus": 1} if gpus else {"num_cpus": 1}

@@ -121,16 +121,18 @@ def check_scorer_names(options: dict[str, Any], where: str = "scorers") -> None:
 
 
 def build_scorers(metric_names: list[str], options: dict[str, dict] | None = None,
-                  instantiate: bool = True) -> list:
+                  instantiate: bool = True, heavy: bool | None = None) -> list:
     """One scorer instance per scorer class needed by `metric_names`, with its job options (the classes
-    themselves with `instantiate=False`)."""
+    themselves with `instantiate=False`); only the model-backed ones (`heavy=True`) or only the others
+    (`heavy=False`) when asked."""
     _load_builtin()
     options = options or {}
     classes: list[type[Scorer]] = []
     for name in metric_names:
         check_metric(name)
-        if _REGISTRY[name] not in classes:
-            classes.append(_REGISTRY[name])
+        cls = _REGISTRY[name]
+        if cls not in classes and heavy in (None, cls.heavy):
+            classes.append(cls)
     if not instantiate:
         return classes
     return [cls(**options.get(cls.name, {})) for cls in classes]
