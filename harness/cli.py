@@ -5,6 +5,7 @@
     loco sites MODEL [--kind K]          print a model's site table
     loco score IMAGE... --text T         score existing images (CLIP, OCR, SSIM, ...)
     loco prompts simplebench|...         write a paper benchmark's prompt rows
+    loco edit EDIT.yaml --out DIR        edit a model (closed form or inference time; harness/edit)
 
 User mistakes (a bad job key, an unknown site, a model that is not cached) end with one line on stderr
 and exit status 2; anything else is a bug and keeps its traceback.
@@ -259,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="device to load the model on (default cpu)")
     p.add_argument("--json", action="store_true", help="print JSON records")
     p.set_defaults(func=cmd_sites)
+
+    from harness.edit.cli import register as register_edit
+
+    register_edit(sub)
     return parser
 
 

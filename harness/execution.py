@@ -166,6 +166,9 @@ class Worker:
         set_reproducible(job.reproducible, cpu=device == "cpu")
         self.job = job
         self.adapter = load_model(job.model, device, job.dtype)
+        from harness.edit.install import prepare_job_model
+
+        self.edit_id = prepare_job_model(self.adapter, job.edit, job.model)
         self.variants = plan_variants(job, self.adapter.sites)
         self.references = references(job)
         self.mode = resolve_mode(job, self.adapter) if job.method != "causal_trace" else None
@@ -185,7 +188,7 @@ class Worker:
         self.cache = PromptCache(self.adapter)
         self.batch_size = self._batch_size()
         self.static = {"run_id": job.name, "job_name": job.name, "job_fingerprint": job.fingerprint(),
-                       "method": job.method, **provenance.versions(), "model_id": self.adapter.info.model_id,
+                       "method": job.method, "edit_id": self.edit_id, **provenance.versions(), "model_id": self.adapter.info.model_id,
                        "model_arch": self.adapter.arch, "model_revision": self.adapter.info.revision,
                        "model_fingerprint": self.adapter.info.fingerprint, "dtype": self.adapter.info.dtype,
                        "device": self.adapter.info.device, "device_name": provenance.device_name(self.adapter.info.device),

@@ -142,6 +142,7 @@ class JobSpec(Strict):
     dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     reproducible: bool = True  # batch-independent kernels: a row's image does not depend on its batch
     executor: ExecutorSpec = ExecutorSpec()
+    edit: str | None = None  # an inference-time edit (edit.yaml from `loco edit`) installed on the model
 
     @field_validator("step_start", mode="before")
     @classmethod
@@ -205,7 +206,8 @@ class JobSpec(Strict):
 
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where or how they are executed)."""
-        data = self.model_dump(mode="json", exclude={"executor", "save_images", "batch_size"})
+        unset = {"edit"} if self.edit is None else set()  # fingerprints of jobs without edits stay as they were
+        data = self.model_dump(mode="json", exclude={"executor", "save_images", "batch_size"} | unset)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def prompt_ids(self) -> list[str]:
@@ -302,6 +304,8 @@ def load_job(data: dict | str | Path, base_dir: Path | None = None, overrides: l
             data["prompts"] = read_prompt_file((base_dir or Path.cwd()) / data["prompts"])
         except JobError as exc:
             raise JobError(f"{source}: {exc}") from None
+    if isinstance(data.get("edit"), str):  # relative to the job file, as prompt files are
+        data["edit"] = str((base_dir or Path.cwd()) / data["edit"])
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:

@@ -45,7 +45,7 @@ SCHEMA_FIELDS = {
     "model_fingerprint": pa.string(), "dtype": pa.string(), "device": pa.string(), "device_name": pa.string(),
     "worker": pa.string(), "ray_node": pa.string(), "harness_version": pa.string(), "git_commit": pa.string(),
     "torch_version": pa.string(), "diffusers_version": pa.string(), "transformers_version": pa.string(),
-    "python_version": pa.string(), "created_at": pa.string(), "ocr_text": pa.string(),
+    "python_version": pa.string(), "created_at": pa.string(), "ocr_text": pa.string(), "edit_id": pa.string(),
 }
 
 

@@ -1,0 +1,167 @@
+"""Weight edits on tiny models: LocoEdit maps the concept where the original mapped the target, only the
+edited parameters change, and save → load → revert is bit-exact (issue 10)."""
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from harness.edit.delta import apply_delta, read_delta
+from harness.edit.keys import last_subject
+from harness.edit.revert import revert_model
+from harness.edit.run import run_edit
+from harness.edit.spec import load_edit
+from harness.errors import UserError
+from harness.models import load_model
+
+SITE = "unet.up_blocks.1.attentions.1.transformer_blocks.0.attn2"
+
+
+def spec(**kw):
+    base = {"model": "tiny:sd15", "method": "locoedit", "sites": [SITE],
+            "edits": [{"concept": "van gogh", "target": "painting"}], "lambda": 0.01}
+    return load_edit(base | kw)
+
+
+def state(model) -> dict[str, torch.Tensor]:
+    """Every tensor of the pipeline (denoiser, text encoders and VAE)."""
+    return {f"{c}.{k}": v for c, m in model.pipe.components.items() if isinstance(m, torch.nn.Module)
+            for k, v in m.state_dict().items()}
+
+
+def last_token_embedding(adapter, prompt, words):
+    tok = adapter.pipe.tokenizer
+    return adapter.encode([prompt])["prompt_embeds"][0, last_subject(tok, prompt, words)]
+
+
+@pytest.fixture(scope="module")
+def edited(tmp_path_factory):
+    out = tmp_path_factory.mktemp("edit") / "van-gogh"
+    manifest = run_edit(spec(), out)
+    return out, manifest
+
+
+def test_locoedit_maps_the_concept_where_the_original_mapped_the_target(edited):
+    out, _ = edited
+    original, model = load_model("tiny:sd15"), load_model(str(out))
+    for proj in ("to_k", "to_v"):
+        old = getattr(original.module(SITE), proj)
+        new = getattr(model.module(SITE), proj)
+        for template in ("{}", "a painting in the style of {}", "a photo in the style of {}"):
+            concept = last_token_embedding(original, template.format("van gogh"), "van gogh")
+            target = last_token_embedding(original, template.format("painting"), "painting")
+            with torch.no_grad():
+                want, got, before = old(target), new(concept), old(concept)
+            assert (got - want).norm() / want.norm() < 0.02
+            assert (before - want).norm() / want.norm() > 0.1  # the edit had somewhere to go
+
+
+def test_only_the_edited_parameters_differ_and_plain_diffusers_loads_it(edited):
+    from diffusers import StableDiffusionPipeline
+
+    out, manifest = edited
+    pipe = StableDiffusionPipeline.from_pretrained(out, local_files_only=True, use_safetensors=True)
+    before = state(load_model("tiny:sd15"))
+    after = {f"{c}.{k}": v for c in ("unet", "text_encoder", "vae")
+             for k, v in getattr(pipe, c).state_dict().items()}
+    assert before.keys() == after.keys()
+    changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
+    assert changed == [f"{SITE}.to_k.weight", f"{SITE}.to_v.weight"] == manifest["parameters"]
+
+
+def test_save_load_revert_is_bit_exact(edited, tmp_path):
+    out, _ = edited
+    revert_model(out, tmp_path / "reverted")
+    original, reverted = state(load_model("tiny:sd15")), state(load_model(str(tmp_path / "reverted")))
+    assert all(torch.equal(original[k], reverted[k]) for k in original)
+    model = load_model(str(out))  # and in memory, on a loaded pipeline
+    apply_delta(model, out, revert=True)
+    assert all(torch.equal(original[k], v) for k, v in state(model).items())
+    with pytest.raises(UserError, match="does not hold the edited values"):
+        apply_delta(model, out, revert=True)  # applying twice is refused, not silently compounded
+
+
+def test_delta_composes_on_the_base_model_and_checks_its_hash(edited, tmp_path):
+    out, manifest = edited
+    base = load_model("tiny:sd15")
+    apply_delta(base, out)
+    assert all(torch.equal(v, state(load_model(str(out)))[k]) for k, v in state(base).items())
+    old, new, read = read_delta(out)
+    assert read["delta_sha256"] == hashlib.sha256((out / "loco_edit/delta.safetensors").read_bytes()).hexdigest()
+    assert set(old) == set(new) == set(manifest["parameters"])
+    assert manifest["edit_seconds"] > 0 and all(r["edit_residual"] < r["edit_residual_before"]
+                                                for r in manifest["residuals"].values())
+
+
+def test_lambda_v_is_really_used(tmp_path):
+    manifest = run_edit(spec(lambda_v=1e9), tmp_path / "o")
+    res = manifest["residuals"]
+    assert res[f"{SITE}.to_v.weight"]["relative_change"] < 1e-6 < res[f"{SITE}.to_k.weight"]["relative_change"]
+
+
+def test_a_model_directory_is_copied_and_only_edited_tensors_rewritten(tmp_path):
+    src = tmp_path / "src"
+    load_model("tiny:sd15").pipe.save_pretrained(src, safe_serialization=True)
+    out = tmp_path / "out"
+    run_edit(spec(model=str(src)), out)
+
+    def digest(folder):
+        return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in folder.rglob("*") if p.is_file() and "loco_edit" not in p.parts}
+
+    a, b = digest(src), digest(out)
+    assert a.keys() == b.keys()
+    assert [k for k in a if a[k] != b[k]] == ["unet/diffusion_pytorch_model.safetensors"]
+    x, y = load_file(str(src / "unet/diffusion_pytorch_model.safetensors")), load_file(
+        str(out / "unet/diffusion_pytorch_model.safetensors"))
+    assert sorted(k for k in x if not torch.equal(x[k], y[k])) == [
+        f"{SITE[5:]}.to_k.weight", f"{SITE[5:]}.to_v.weight"]
+    revert_model(out, tmp_path / "back")
+    assert digest(tmp_path / "back") == a  # bit-exact files, not only tensors
+
+
+def test_sdxl_locoedit_uses_the_2048_style_concatenated_embeddings(tmp_path):
+    manifest = run_edit(spec(model="tiny:sdxl", sites={"kind": "cross_attn", "index": "45-46"}), tmp_path / "x")
+    assert len(manifest["parameters"]) == 4
+    model = load_model(str(tmp_path / "x"))
+    emb = model.encode(["van gogh"])["prompt_embeds"]
+    assert emb.shape[-1] == model.module(model.sites.resolve("cross_attn#45").name).to_k.in_features == 64
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"model": "tiny:sd3", "sites": {"kind": "joint_attn", "index": 10}},
+     "locoedit cannot edit 'transformer.transformer_blocks.10.attn' .*text stream"),
+    ({"lambda": 0}, "lambda: expected a value > 0"),
+    ({"lambda_v": -1}, "lambda_v: expected a value > 0"),
+    ({"edits": [{"concept": "   ", "target": "painting"}]}, "edits\\[0\\].concept: no augmentation prompt tokenizes"),
+    ({"templates": ["word " * 80 + "{}"]}, "no augmentation prompt tokenizes 'van gogh'"),
+    ({"templates": ["a photo"]}, "templates\\[0\\]: 'a photo' must contain"),
+])
+def test_mistakes_are_one_line_errors(kw, message, tmp_path):
+    with pytest.raises(UserError, match=message) as err:
+        run_edit(spec(**kw), tmp_path / "o")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "o").exists()  # no partial output
+
+
+def test_spec_mistakes(tmp_path):
+    with pytest.raises(UserError, match="lambda_v: not used by method 'uce'"):
+        spec(method="uce", lambda_v=0.1)
+    with pytest.raises(UserError, match="lamda: unknown key \\(did you mean 'lambda'\\?\\)"):
+        load_edit({"method": "locoedit", "edits": [{"concept": "a", "target": "b"}], "lamda": 1})
+    with pytest.raises(UserError, match="method: got 'loco'"):
+        load_edit({"method": "loco", "edits": [{"concept": "a"}]})
+
+
+def test_candidates_file_from_another_model_is_refused(tmp_path):
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(f"model: tiny:sd15\ncandidates:\n  - {{attribute: style, sites: [{SITE}]}}\n")
+    bad.write_text(f"model: tiny:sdxl\ncandidates:\n  - {{attribute: style, sites: [{SITE}]}}\n")
+    manifest = run_edit(load_edit({"method": "locoedit", "candidates": str(good), "candidate": "style",
+                                   "edits": [{"concept": "van gogh", "target": "painting"}]}), tmp_path / "a")
+    assert manifest["parameters"] == [f"{SITE}.to_k.weight", f"{SITE}.to_v.weight"]
+    with pytest.raises(UserError, match="was made for model 'tiny:sdxl', not 'tiny:sd15'"):
+        run_edit(load_edit({"method": "locoedit", "candidates": str(bad),
+                            "edits": [{"concept": "van gogh", "target": "painting"}]}), tmp_path / "b")
