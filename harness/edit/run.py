@@ -42,7 +42,8 @@ def provenance(spec: EditSpec, adapter) -> dict:
 
 
 def run_edit(spec: EditSpec, out: str | Path, force: bool = False, adapter=None) -> dict:
-    """Carry out `spec` and write its output to `out`; returns the manifest."""
+    """Carry out `spec` and write its output to `out`; returns the manifest. `adapter`: an already loaded
+    `spec.model` to edit (its weights are restored before returning)."""
     from harness.models import load_model
 
     out = Path(out)
@@ -57,7 +58,10 @@ def run_edit(spec: EditSpec, out: str | Path, force: bool = False, adapter=None)
             from harness.edit.weights import apply
 
             apply(adapter, produced.new)
-            delta_io.write_model(adapter, spec.model, produced, tmp)
+            try:
+                delta_io.write_model(adapter, spec.model, produced, tmp)
+            finally:  # the loaded model is left as it was: the edit lives in the written directory
+                apply(adapter, produced.old)
             manifest = delta_io.write_delta(produced, tmp / delta_io.EDIT_DIR, manifest)
         else:
             from harness.edit.install import write_spec

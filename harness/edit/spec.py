@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import UserError, did_you_mean
 from harness.jobs import SiteSelector
@@ -71,6 +71,13 @@ class ConceptEdit(Strict):
     concept: str = Field(min_length=1)
     target: str = ""  # "" = erase toward the empty prompt (UCE's moderation guide)
     attribute: str | None = None  # style | object | fact | text ... (chooses default templates)
+
+    @field_validator("concept")
+    @classmethod
+    def _words(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("expected words (the concept is blank)")
+        return value
 
 
 class EditSpec(Strict):

@@ -13,7 +13,7 @@ from harness.edit.run import run_edit
 from harness.edit.spec import load_edit
 from harness.errors import UserError
 from harness.jobs import load_job
-from harness.models import load_model
+from tests.conftest import tiny
 from harness.sweep import run_sweep
 
 
@@ -46,7 +46,7 @@ def neuron_spec(tmp_path_factory):
 def test_neuron_edit_sets_the_top_neurons_to_their_neutral_means_and_is_really_applied(neuron_spec):
     spec = yaml.safe_load((neuron_spec / "edit.yaml").read_text())
     assert spec["kind"] == "neurons" and len(spec["sites"]) == 2  # P2's layers 8 and 9
-    adapter = load_model("tiny:sd15")
+    adapter = tiny("sd15")
     site, projections = next(iter(spec["sites"].items()))
     entry = projections["to_v"]
     assert len(entry["indices"]) == 5 and sorted(map(abs, entry["z"]), reverse=True) == list(map(abs, entry["z"]))
@@ -73,7 +73,7 @@ def text_patch(tmp_path, **kw):
 def test_text_patch_on_every_text_layer_renders_the_target_prompt_exactly(tmp_path):
     # SD1.x text reaches the UNet only through cross-attention K/V: patching all 16 from prompt B from step 0
     # must give B's image — a known answer for the install mechanism.
-    adapter = load_model("tiny:sd15")
+    adapter = tiny("sd15")
     want, untouched = image(adapter, "a photo of a cat"), image(adapter, "a photo of a car")
     with install_edit(adapter.pipe, text_patch(tmp_path)):
         got, other = image(adapter, "a photo of a dog"), image(adapter, "a photo of a car")
@@ -85,7 +85,7 @@ def test_text_patch_on_every_text_layer_renders_the_target_prompt_exactly(tmp_pa
 def test_toxic_prevention_uses_the_users_word_list_and_a_later_step_start(tmp_path):
     words = tmp_path / "words.txt"
     words.write_text("# my list\ndog\n")
-    adapter = load_model("tiny:sd15")
+    adapter = tiny("sd15")
     want, plain = image(adapter, "a photo of a cat"), image(adapter, "a photo of a dog")
     out = text_patch(tmp_path, edits=[], words_file=str(words), replacement="cat", step_start=2)
     spec = yaml.safe_load((out / "edit.yaml").read_text())
@@ -121,4 +121,4 @@ def test_neuron_mistakes(tmp_path):
                             "top_n": 999}), tmp_path / "n")
     with pytest.raises(UserError, match="is a weight edit"):
         (tmp_path / "w" / "loco_edit").mkdir(parents=True)
-        install_edit(load_model("tiny:sd15").pipe, tmp_path / "w")
+        install_edit(tiny("sd15").pipe, tmp_path / "w")

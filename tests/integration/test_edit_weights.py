@@ -14,7 +14,9 @@ from harness.edit.revert import revert_model
 from harness.edit.run import run_edit
 from harness.edit.spec import load_edit
 from harness.errors import UserError
+from harness.edit import locoedit
 from harness.models import load_model
+from tests.conftest import tiny
 
 SITE = "unet.up_blocks.1.attentions.1.transformer_blocks.0.attn2"
 
@@ -39,21 +41,22 @@ def last_token_embedding(adapter, prompt, words):
 @pytest.fixture(scope="module")
 def edited(tmp_path_factory):
     out = tmp_path_factory.mktemp("edit") / "van-gogh"
-    manifest = run_edit(spec(), out)
+    manifest = run_edit(spec(), out, adapter=tiny("sd15"))  # the shared model's weights are restored after
     return out, manifest
 
 
 def test_locoedit_maps_the_concept_where_the_original_mapped_the_target(edited):
     out, _ = edited
-    original, model = load_model("tiny:sd15"), load_model(str(out))
+    original = tiny("sd15")
+    _, new_weights, _ = read_delta(out)
     for proj in ("to_k", "to_v"):
-        old = getattr(original.module(SITE), proj)
-        new = getattr(model.module(SITE), proj)
+        old = getattr(original.module(SITE), proj).weight
+        new = new_weights[f"{SITE}.{proj}.weight"]
         for template in ("{}", "a painting in the style of {}", "a photo in the style of {}"):
             concept = last_token_embedding(original, template.format("van gogh"), "van gogh")
             target = last_token_embedding(original, template.format("painting"), "painting")
             with torch.no_grad():
-                want, got, before = old(target), new(concept), old(concept)
+                want, got, before = old @ target, new @ concept, old @ concept
             assert (got - want).norm() / want.norm() < 0.02
             assert (before - want).norm() / want.norm() > 0.1  # the edit had somewhere to go
 
@@ -63,7 +66,7 @@ def test_only_the_edited_parameters_differ_and_plain_diffusers_loads_it(edited):
 
     out, manifest = edited
     pipe = StableDiffusionPipeline.from_pretrained(out, local_files_only=True, use_safetensors=True)
-    before = state(load_model("tiny:sd15"))
+    before = state(tiny("sd15"))
     after = {f"{c}.{k}": v for c in ("unet", "text_encoder", "vae")
              for k, v in getattr(pipe, c).state_dict().items()}
     assert before.keys() == after.keys()
@@ -73,21 +76,29 @@ def test_only_the_edited_parameters_differ_and_plain_diffusers_loads_it(edited):
 
 def test_save_load_revert_is_bit_exact(edited, tmp_path):
     out, _ = edited
-    revert_model(out, tmp_path / "reverted")
-    original, reverted = state(load_model("tiny:sd15")), state(load_model(str(tmp_path / "reverted")))
-    assert all(torch.equal(original[k], reverted[k]) for k in original)
-    model = load_model(str(out))  # and in memory, on a loaded pipeline
+    original = state(tiny("sd15"))
+    revert_model(out, tmp_path / "reverted")  # on disk: the unet file holds the original tensors again
+    reverted = load_file(str(tmp_path / "reverted/unet/diffusion_pytorch_model.safetensors"))
+    assert all(torch.equal(original[f"unet.{k}"], v) for k, v in reverted.items())
+    model = load_model(str(out))  # in memory: the edited directory as a job's `model:` loads it
+    assert model.info.model_id == str(out)
     apply_delta(model, out, revert=True)
     assert all(torch.equal(original[k], v) for k, v in state(model).items())
     with pytest.raises(UserError, match="does not hold the edited values"):
         apply_delta(model, out, revert=True)  # applying twice is refused, not silently compounded
+    apply_delta(model, out)  # and the delta applied to the original gives the edited model back
+    _, new, _ = read_delta(out)
+    assert all(torch.equal(parameter_of(model, k), v) for k, v in new.items())
 
 
-def test_delta_composes_on_the_base_model_and_checks_its_hash(edited, tmp_path):
+def parameter_of(model, name):
+    from harness.edit.weights import parameter
+
+    return parameter(model, name).detach()
+
+
+def test_delta_records_its_hash_residuals_and_time(edited):
     out, manifest = edited
-    base = load_model("tiny:sd15")
-    apply_delta(base, out)
-    assert all(torch.equal(v, state(load_model(str(out)))[k]) for k, v in state(base).items())
     old, new, read = read_delta(out)
     assert read["delta_sha256"] == hashlib.sha256((out / "loco_edit/delta.safetensors").read_bytes()).hexdigest()
     assert set(old) == set(new) == set(manifest["parameters"])
@@ -95,17 +106,16 @@ def test_delta_composes_on_the_base_model_and_checks_its_hash(edited, tmp_path):
                                                 for r in manifest["residuals"].values())
 
 
-def test_lambda_v_is_really_used(tmp_path):
-    manifest = run_edit(spec(lambda_v=1e9), tmp_path / "o")
-    res = manifest["residuals"]
+def test_lambda_v_is_really_used():
+    res = locoedit.run(spec(lambda_v=1e9), tiny("sd15")).solves
     assert res[f"{SITE}.to_v.weight"]["relative_change"] < 1e-6 < res[f"{SITE}.to_k.weight"]["relative_change"]
 
 
 def test_a_model_directory_is_copied_and_only_edited_tensors_rewritten(tmp_path):
     src = tmp_path / "src"
-    load_model("tiny:sd15").pipe.save_pretrained(src, safe_serialization=True)
+    tiny("sd15").pipe.save_pretrained(src, safe_serialization=True)
     out = tmp_path / "out"
-    run_edit(spec(model=str(src)), out)
+    run_edit(spec(model=str(src)), out, adapter=tiny("sd15"))  # the same weights, already loaded
 
     def digest(folder):
         return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -122,11 +132,11 @@ def test_a_model_directory_is_copied_and_only_edited_tensors_rewritten(tmp_path)
     assert digest(tmp_path / "back") == a  # bit-exact files, not only tensors
 
 
-def test_sdxl_locoedit_uses_the_2048_style_concatenated_embeddings(tmp_path):
-    manifest = run_edit(spec(model="tiny:sdxl", sites={"kind": "cross_attn", "index": "45-46"}), tmp_path / "x")
-    assert len(manifest["parameters"]) == 4
-    model = load_model(str(tmp_path / "x"))
-    emb = model.encode(["van gogh"])["prompt_embeds"]
+def test_sdxl_locoedit_uses_the_concatenated_embeddings_of_both_encoders():
+    model = tiny("sdxl")
+    result = locoedit.run(spec(model="tiny:sdxl", sites={"kind": "cross_attn", "index": "45-46"}), model)
+    assert len(result.new) == 4 and all(r["edit_residual"] < 0.05 for r in result.solves.values())
+    emb = model.encode(["van gogh"])["prompt_embeds"]  # CLIP 32 + CLIP 32 (real SDXL: 768 + 1280 = 2048)
     assert emb.shape[-1] == model.module(model.sites.resolve("cross_attn#45").name).to_k.in_features == 64
 
 
@@ -135,13 +145,14 @@ def test_sdxl_locoedit_uses_the_2048_style_concatenated_embeddings(tmp_path):
      "locoedit cannot edit 'transformer.transformer_blocks.10.attn' .*text stream"),
     ({"lambda": 0}, "lambda: expected a value > 0"),
     ({"lambda_v": -1}, "lambda_v: expected a value > 0"),
-    ({"edits": [{"concept": "   ", "target": "painting"}]}, "edits\\[0\\].concept: no augmentation prompt tokenizes"),
     ({"templates": ["word " * 80 + "{}"]}, "no augmentation prompt tokenizes 'van gogh'"),
     ({"templates": ["a photo"]}, "templates\\[0\\]: 'a photo' must contain"),
 ])
 def test_mistakes_are_one_line_errors(kw, message, tmp_path):
+    edit = spec(**kw) if "lambda" not in kw and "lambda_v" not in kw else None
     with pytest.raises(UserError, match=message) as err:
-        run_edit(spec(**kw), tmp_path / "o")
+        edit = edit or spec(**kw)
+        run_edit(edit, tmp_path / "o", adapter=tiny(edit.model.split(":")[1]))
     assert "\n" not in str(err.value)
     assert not (tmp_path / "o").exists()  # no partial output
 
@@ -151,6 +162,8 @@ def test_spec_mistakes(tmp_path):
         spec(method="uce", lambda_v=0.1)
     with pytest.raises(UserError, match="lamda: unknown key \\(did you mean 'lambda'\\?\\)"):
         load_edit({"method": "locoedit", "edits": [{"concept": "a", "target": "b"}], "lamda": 1})
+    with pytest.raises(UserError, match="edits\\[0\\].concept: expected words"):
+        spec(edits=[{"concept": "   ", "target": "painting"}])
     with pytest.raises(UserError, match="method: got 'loco'"):
         load_edit({"method": "loco", "edits": [{"concept": "a"}]})
 
@@ -159,9 +172,13 @@ def test_candidates_file_from_another_model_is_refused(tmp_path):
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text(f"model: tiny:sd15\ncandidates:\n  - {{attribute: style, sites: [{SITE}]}}\n")
     bad.write_text(f"model: tiny:sdxl\ncandidates:\n  - {{attribute: style, sites: [{SITE}]}}\n")
-    manifest = run_edit(load_edit({"method": "locoedit", "candidates": str(good), "candidate": "style",
-                                   "edits": [{"concept": "van gogh", "target": "painting"}]}), tmp_path / "a")
-    assert manifest["parameters"] == [f"{SITE}.to_k.weight", f"{SITE}.to_v.weight"]
+    result = locoedit.run(load_edit({"method": "locoedit", "candidates": str(good), "candidate": "style",
+                                     "edits": [{"concept": "van gogh", "target": "painting"}]}), tiny("sd15"))
+    assert sorted(result.new) == [f"{SITE}.to_k.weight", f"{SITE}.to_v.weight"]
     with pytest.raises(UserError, match="was made for model 'tiny:sdxl', not 'tiny:sd15'"):
         run_edit(load_edit({"method": "locoedit", "candidates": str(bad),
-                            "edits": [{"concept": "van gogh", "target": "painting"}]}), tmp_path / "b")
+                            "edits": [{"concept": "van gogh", "target": "painting"}]}), tmp_path / "b",
+                 adapter=tiny("sd15"))
+    with pytest.raises(UserError, match="candidate: no set 'styl' .*did you mean 'style'"):
+        locoedit.run(load_edit({"method": "locoedit", "candidates": str(good), "candidate": "styl",
+                                "edits": [{"concept": "van gogh", "target": "painting"}]}), tiny("sd15"))
