@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from harness.edit.run import editor  # noqa: E402
-from harness.edit.solver import ridge_edit  # noqa: E402
+from harness.edit.solver import ridge_edit, ridge_edit_shared  # noqa: E402
 from harness.edit.spec import load_edit  # noqa: E402
 from harness.models import load_model  # noqa: E402
 
@@ -44,7 +44,7 @@ TINY = {
     "time sd15 (16 to_v)": {"model": "tiny:sd15", "method": "time"},
     "locoedit sdxl (45-47)": {"model": "tiny:sdxl", "method": "locoedit"},
     "uce sdxl (all 70)": {"model": "tiny:sdxl", "method": "uce"},
-    "neurons sd15 (detect)": {"model": "tiny:sd15", "method": "neurons"},
+    "neurons sd15 (detect)": {"model": "tiny:sd15", "method": "neurons", "top_n": 10},
 }
 # (label, [(d_out, d_in), ...], keys per matrix)
 REAL = [
@@ -87,10 +87,12 @@ def bench_real(repeats: int) -> dict:
     g = torch.Generator().manual_seed(0)
     ridge_edit(torch.eye(4), torch.randn(2, 4), torch.randn(2, 4), 0.1)  # warm-up
     for label, shapes, n in REAL:
-        mats = [(torch.randn(o, i, generator=g) * 0.02, torch.randn(n, i, generator=g, dtype=torch.float64),
-                 torch.randn(n, o, generator=g, dtype=torch.float64)) for o, i in shapes]
-        seconds = median_time(lambda: [ridge_edit(w, k, v, 0.01) for w, k, v in mats], repeats)
-        out[label] = {"solve_s": seconds, "matrices": len(shapes), "keys": n,
+        keys = torch.randn(n, shapes[0][1], generator=g, dtype=torch.float64)  # one edit: shared keys
+        weights = [torch.randn(o, i, generator=g) * 0.02 for o, i in shapes]
+        values = [torch.randn(n, o, generator=g, dtype=torch.float64) for o, _ in shapes]
+        shared = median_time(lambda: ridge_edit_shared(weights, keys, values, 0.01), repeats)
+        one_by_one = median_time(lambda: [ridge_edit(w, keys, v, 0.01) for w, v in zip(weights, values)], repeats)
+        out[label] = {"solve_s": shared, "solve_one_by_one_s": one_by_one, "matrices": len(shapes), "keys": n,
                       "params": sum(o * i for o, i in shapes)}
     return out
 

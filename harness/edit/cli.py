@@ -3,7 +3,7 @@
     loco edit EDIT.yaml --out DIR             carry out an edit (weights: a model directory; inference-time:
                                               an edit.yaml spec)
     loco edit --revert EDITED_DIR --out DIR   the original model back, bit for bit, from the delta
-    loco edit-eval EDIT_OUT --prompts FILE --out DIR   original vs edited on the same prompts and seeds
+    loco edit-eval EDIT_OUT [--prompts FILE] --out DIR   original vs edited on the same prompts and seeds
 """
 
 from __future__ import annotations
@@ -64,8 +64,9 @@ def register(sub) -> None:
                        "and write rows (efficacy / generalization / specificity sets, image-distance and "
                        "conditioning-shift proxies) carrying the edit id to DIR/results.parquet.")
     p.add_argument("edit", help="an output directory of `loco edit`")
-    p.add_argument("--prompts", required=True, help="CSV/JSONL rows: prompt, set (efficacy | generalization | "
-                   "specificity), optional target")
+    p.add_argument("--prompts", help="CSV/JSONL rows: prompt, set (efficacy | generalization | specificity), "
+                   "optional target (default: the edit's augmentations, the concept-ablation prompts of the concept "
+                   "and of its hard negatives, and unrelated prompts)")
     p.add_argument("--out", required=True, help="directory for results.parquet and summary.json")
     p.add_argument("--seeds", default="0", help="seeds, e.g. 0-3 (default 0)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out")

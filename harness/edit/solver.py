@@ -19,7 +19,8 @@ How it is computed, and why:
   keys are nearly parallel, as CLIP embeddings of different words are), cast back to the weight's dtype
   at the end;
 * a linear solve of the symmetric positive-definite B = λ C0 + …, never an explicit inverse
-  (W_newᵀ = B⁻¹ Aᵀ via `torch.linalg.solve`);
+  (W_newᵀ = B⁻¹ Aᵀ by a Cholesky factorization and two triangular solves), factored once for all the
+  matrices that share keys and λ (`ridge_edit_shared`);
 * the solve's own wall-clock time is measured and returned, with residuals that say how well the edit
   fits and how far preserved keys moved.
 """
@@ -70,33 +71,55 @@ def ridge_edit(weight: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, l
     `preserve_scale`; `edit_scale` weights the edit rows (UCE's erase_scale).
     prior: C0 (d_in, d_in), symmetric positive definite; None = identity (MEMIT passes key covariance).
     """
+    return ridge_edit_shared([weight], keys, [values], lam, preserve, edit_scale, preserve_scale, prior)[0]
+
+
+def ridge_edit_shared(weights: list[torch.Tensor], keys: torch.Tensor, values: list[torch.Tensor], lam: float,
+                      preserve: torch.Tensor | None = None, edit_scale: float = 1.0, preserve_scale: float = 1.0,
+                      prior: torch.Tensor | None = None) -> list[Solution]:
+    """`ridge_edit` for several matrices that share their keys, λ, preserve set and prior (UCE's 140
+    SDXL projections, LocoEdit's K and V when λ_K = λ_V): B = λ C0 + s_e KᵀK + s_p PᵀP is the same for all,
+    so it is factored once (Cholesky: B is symmetric positive definite) and each matrix costs two
+    triangular solves. The factorization's time is shared out equally among the matrices' `seconds`."""
     if not lam > 0:
         raise UserError(f"lambda: expected a value > 0, got {lam}")
-    d_out, d_in = weight.shape
-    if keys.ndim != 2 or keys.shape[1] != d_in or values.shape != (keys.shape[0], d_out):
-        raise ValueError(f"keys {tuple(keys.shape)} / values {tuple(values.shape)} do not fit a "
-                         f"{d_out}×{d_in} weight")
+    d_in = keys.shape[1] if keys.ndim == 2 else -1
+    for weight, value in zip(weights, values):
+        d_out = weight.shape[0]
+        if keys.ndim != 2 or weight.shape[1] != d_in or value.shape != (keys.shape[0], d_out):
+            raise ValueError(f"keys {tuple(keys.shape)} / values {tuple(value.shape)} do not fit a "
+                             f"{tuple(weight.shape)} weight")
     start = time.perf_counter()
-    w = weight.detach().to(torch.float64)
-    k = keys.detach().to(w.device, torch.float64)
-    v = values.detach().to(w.device, torch.float64)
-    c0 = torch.eye(d_in, dtype=torch.float64, device=w.device) if prior is None else prior.to(w.device, torch.float64)
-    a = lam * (w @ c0) + edit_scale * (v.T @ k)  # (d_out, d_in)
-    b = lam * c0 + edit_scale * (k.T @ k)  # (d_in, d_in), symmetric positive definite
+    device = weights[0].device
+    k = keys.detach().to(device, torch.float64)
+    eye = torch.eye(d_in, dtype=torch.float64, device=device)
+    c0 = None if prior is None else prior.to(device, torch.float64)
+    b = lam * (eye if c0 is None else c0) + edit_scale * (k.T @ k)  # (d_in, d_in)
     p = None
     if preserve is not None and preserve.shape[0]:
-        p = preserve.detach().to(w.device, torch.float64)
-        a = a + preserve_scale * ((w @ p.T) @ p)
+        p = preserve.detach().to(device, torch.float64)
         b = b + preserve_scale * (p.T @ p)
-    new = torch.linalg.solve(b, a.T).T
-    seconds = time.perf_counter() - start
-    drift = None
-    if p is not None:
-        drift = _rel(p @ (new - w).T, p @ w.T)
-    return Solution(weight=new.to(weight.dtype), seconds=seconds,
-                    edit_residual=_rel(k @ new.T - v, v), edit_residual_before=_rel(k @ w.T - v, v),
-                    preserve_drift=drift, relative_change=float((new - w).norm() / w.norm().clamp_min(1e-30)),
-                    n_keys=int(k.shape[0]))
+    factor, info = torch.linalg.cholesky_ex(b)
+    if info.item() != 0:  # positive definite in exact arithmetic, not numerically (λ ≪ preserve weights): LU
+        lu = torch.linalg.lu_factor(b)
+    shared = (time.perf_counter() - start) / max(1, len(weights))
+    out = []
+    for weight, value in zip(weights, values):
+        t0 = time.perf_counter()
+        w = weight.detach().to(torch.float64)
+        v = value.detach().to(device, torch.float64)
+        a = lam * (w if c0 is None else w @ c0) + edit_scale * (v.T @ k)  # (d_out, d_in)
+        if p is not None:
+            a = a + preserve_scale * ((w @ p.T) @ p)
+        # W_new = A B⁻¹ as (B⁻¹ Aᵀ)ᵀ (B symmetric), never forming B⁻¹
+        new = (torch.cholesky_solve(a.T, factor) if info.item() == 0 else torch.linalg.lu_solve(*lu, a.T)).T
+        seconds = shared + time.perf_counter() - t0
+        drift = None if p is None else _rel(p @ (new - w).T, p @ w.T)
+        out.append(Solution(weight=new.to(weight.dtype), seconds=seconds,
+                            edit_residual=_rel(k @ new.T - v, v), edit_residual_before=_rel(k @ w.T - v, v),
+                            preserve_drift=drift, relative_change=float((new - w).norm() / w.norm().clamp_min(1e-30)),
+                            n_keys=int(k.shape[0])))
+    return out
 
 
 def key_covariance(keys: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from harness.edit.solver import Solution, ridge_edit
+from harness.edit.solver import Solution, ridge_edit_shared
 
 
 @dataclass
@@ -63,18 +63,22 @@ class Timer:
 def edit_kv_projections(adapter, sites, keys: torch.Tensor, value_inputs: torch.Tensor, lambdas: dict[str, float],
                         result: EditResult, preserve: torch.Tensor | None = None, edit_scale: float = 1.0,
                         preserve_scale: float = 1.0, prior: torch.Tensor | None = None) -> EditResult:
-    """Edit the K and/or V projection of every site: keys → W_old · value_inputs, one ridge solve each.
+    """Edit the K and/or V projection of every site: keys → W_old · value_inputs.
 
-    `lambdas` maps ``to_k``/``to_v`` to its λ; a projection not in it is left alone (TIME without to_k)."""
+    `lambdas` maps ``to_k``/``to_v`` to its λ; a projection not in it is left alone (TIME without to_k).
+    Projections with the same λ share one factorization (they share keys, preserve set and prior)."""
+    groups: dict[float, list[tuple[str, torch.nn.Module]]] = {}
     for site in sites:
         k_proj, v_proj = adapter.kv_modules(site.name)
         for proj_name, proj in zip(adapter.kv_projections, (k_proj, v_proj)):
             role = "to_k" if proj is k_proj else "to_v"
-            if role not in lambdas:
-                continue
-            weight = proj.weight
-            values = value_inputs @ weight.detach().to(torch.float64).T
-            solution = ridge_edit(weight, keys, values, lambdas[role], preserve=preserve, edit_scale=edit_scale,
-                                  preserve_scale=preserve_scale, prior=prior)
-            result.add(f"{site.name}.{proj_name}.weight", weight, solution)
+            if role in lambdas:
+                groups.setdefault(lambdas[role], []).append((f"{site.name}.{proj_name}.weight", proj))
+    for lam, members in groups.items():
+        weights = [proj.weight for _, proj in members]
+        values = [value_inputs @ w.detach().to(torch.float64).T for w in weights]
+        solutions = ridge_edit_shared(weights, keys, values, lam, preserve=preserve, edit_scale=edit_scale,
+                                      preserve_scale=preserve_scale, prior=prior)
+        for (name, _), weight, solution in zip(members, weights, solutions):
+            result.add(name, weight, solution)
     return result

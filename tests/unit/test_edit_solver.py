@@ -111,3 +111,14 @@ def test_lambda_must_be_positive(lam):
     w, k, v, _ = problem()
     with pytest.raises(UserError, match="lambda: expected a value > 0"):
         ridge_edit(w, k, v, lam)
+
+
+def test_shared_factorization_equals_one_solve_per_matrix():
+    from harness.edit.solver import ridge_edit_shared
+
+    w1, k, v1, p = problem(6, m=2)
+    w2 = torch.randn(3, 5, dtype=torch.float64)
+    v2 = torch.randn(3, 3, dtype=torch.float64)
+    shared = ridge_edit_shared([w1, w2], k, [v1, v2], 0.05, preserve=p)
+    for w, v, got in ((w1, v1, shared[0]), (w2, v2, shared[1])):
+        torch.testing.assert_close(got.weight, ridge_edit(w, k, v, 0.05, preserve=p).weight, rtol=1e-12, atol=1e-12)
