@@ -129,9 +129,9 @@ def main() -> None:
     parser.add_argument("--encoders", action="store_true")
     parser.add_argument("--out", default="bench/results/edit_cpu.json")
     args = parser.parse_args()
-    from harness.cli import _quiet
+    from harness.cli import quiet
 
-    _quiet()
+    quiet()
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.machine(),
               "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
               "load_average": os.getloadavg()[0], "tiny": bench_tiny(args.repeats), "real_shapes": bench_real(args.repeats)}

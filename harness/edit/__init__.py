@@ -11,7 +11,7 @@ or a rendered word, these modules change those layers — and only those:
   says what to do at which layers, and `install.install_edit(pipe, spec)` puts hooks on any diffusers
   pipeline (a job's `edit: FILE` does the same inside the harness).
 
-`loco edit EDIT.yaml --out DIR` (`cli`) validates the spec (`spec`), runs the editor, and writes either a
+`loco edit EDIT.yaml --out DIR` (`harness/cli/edit.py`) validates the spec (`spec`), runs the editor, and writes either a
 complete diffusers directory plus a small delta (`delta`: revert and compose) or an inference-time spec.
 `evaluate` compares an edited model with its original on the same prompts.
 

@@ -32,7 +32,7 @@ def check_out(out: Path, force: bool) -> None:
 
 
 def provenance(spec: EditSpec, adapter) -> dict:
-    from harness import provenance as prov
+    from harness.results import provenance as prov
 
     return {"edit_id": spec.edit_id(), "method": spec.method,
             "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
