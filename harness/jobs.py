@@ -222,25 +222,28 @@ def read_prompt_file(path: Path) -> list[dict]:
     raise JobError(f"prompts: '{path}' must be a .csv or .jsonl file")
 
 
-def _model_at(loc: tuple) -> type[BaseModel]:
+def _model_at(loc: tuple, root: type[BaseModel]) -> type[BaseModel]:
     """The pydantic model that owns the field at `loc` (to suggest a close key for a typo)."""
-    model: type[BaseModel] = JobSpec
+    model = root
     for part in loc:
         if isinstance(part, int):
             continue
-        annotation = model.model_fields[part].annotation
+        fields = {f.alias or n: f for n, f in model.model_fields.items()}
+        annotation = fields[part].annotation
         candidates = [annotation, *typing.get_args(annotation)]
         candidates += [a for c in candidates for a in typing.get_args(c)]
         model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), model)
     return model
 
 
-def _format_error(exc: ValidationError, source: str) -> str:
+def format_validation_error(exc: ValidationError, source: str, root: type[BaseModel] | None = None) -> str:
+    """One line for the first error of validating a `root` model (default `JobSpec`; edit files use it
+    too): ``SOURCE: key.path: what was expected``, with a close key suggested for an unknown one."""
     err = exc.errors()[0]
     loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        names = list(_model_at(err["loc"][:-1]).model_fields)
+        names = [f.alias or n for n, f in _model_at(err["loc"][:-1], root or JobSpec).model_fields.items()]
         msg = "unknown key" + did_you_mean(err["loc"][-1], names)
     elif err["type"] == "missing":
         msg = "required"
@@ -298,7 +301,7 @@ def load_job(data: dict | str | Path, base_dir: Path | None = None, overrides: l
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:
-        raise JobError(_format_error(exc, source)) from None
+        raise JobError(format_validation_error(exc, source)) from None
 
 
 DEFAULT_JOB = Path(__file__).with_name("default_job.yaml")

@@ -22,8 +22,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.errors import UserError, did_you_mean
-from harness.jobs import SiteSelector
+from harness.errors import UserError
+from harness.jobs import SiteSelector, format_validation_error
 
 METHODS = ("diffquickfix", "locoedit", "uce", "time", "neurons", "text_patch")
 WEIGHT_METHODS = ("diffquickfix", "locoedit", "uce", "time")  # write a model; the others write a spec
@@ -173,23 +173,6 @@ class EditSpec(Strict):
         return f"{self.name or self.method}-{digest}"
 
 
-def _format(exc: ValidationError, source: str) -> str:
-    err = exc.errors()[0]
-    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
-    loc = loc.replace("lam", "lambda") if loc == "lam" else loc
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        names = [f.alias or n for n, f in EditSpec.model_fields.items()]
-        if err["loc"][:1] == ("edits",):
-            names = list(ConceptEdit.model_fields)
-        msg = "unknown key" + did_you_mean(err["loc"][-1], names)
-    elif err["type"] == "missing":
-        msg = "required"
-    elif err["type"] == "literal_error":
-        msg = f"got {err['input']!r}, {msg[0].lower()}{msg[1:]}"
-    return f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}"
-
-
 def load_edit(data: dict | str | Path) -> EditSpec:
     """Validate an edit from a dict or a YAML file; relative file keys are resolved against its folder."""
     source, base = "edit", Path.cwd()
@@ -212,4 +195,4 @@ def load_edit(data: dict | str | Path) -> EditSpec:
     try:
         return EditSpec.model_validate(data)
     except ValidationError as exc:
-        raise EditSpecError(_format(exc, source)) from None
+        raise EditSpecError(format_validation_error(exc, source, EditSpec)) from None
