@@ -5,6 +5,8 @@
     loco sites MODEL [--kind K]          print a model's site table
     loco score IMAGE... --text T         score existing images (CLIP, OCR, SSIM, ...)
     loco prompts simplebench|...         write a paper benchmark's prompt rows
+    loco candidates RUN_DIR [--out F]    candidate layer sets per attribute (paper rules, cluster bootstrap)
+    loco sql RUN_DIR... ["SELECT ..."]   read-only DuckDB over runs (views results, effects, rankings, ...)
 
 User mistakes (a bad job key, an unknown site, a model that is not cached) end with one line on stderr
 and exit status 2; anything else is a bug and keeps its traceback.
@@ -259,11 +261,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="device to load the model on (default cpu)")
     p.add_argument("--json", action="store_true", help="print JSON records")
     p.set_defaults(func=cmd_sites)
+
+    from analysis.commands import register
+
+    register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from analysis.commands import split_query_arg
+
     args = build_parser().parse_args(argv)
+    split_query_arg(args)
     _quiet()
     try:
         return args.func(args)
