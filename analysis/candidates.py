@@ -34,6 +34,9 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from dataclasses import asdict
+
+from analysis.agreement import agreement_table
 from analysis.effects import GroupRanking, rank_run
 from analysis.runs import AnalysisError, Run, open_runs, require_results
 from harness import provenance
@@ -66,6 +69,7 @@ class CandidatesFile(BaseModel):
     model: dict
     runs: list[dict]
     sets: list[CandidateSet]
+    agreement: list[dict] = []  # runs of different methods on one attribute: Kendall tau, top-k overlap
 
     def find(self, attribute: str | None = None, concept: str | None = None) -> list[CandidateSet]:
         """The sets of `attribute` (any when None); with `concept`, that concept's set first, then the attribute's."""
@@ -113,7 +117,8 @@ def build_candidates(paths, metric: str | None = None, top: int = 1, n_boot: int
         format=FORMAT, created_at=provenance.now(), model=model_of(runs),
         runs=[{"run": r.name, "path": str(r.path), "method": r.method,
                "job_fingerprint": r.manifest.get("job_fingerprint")} for r in runs],
-        sets=[group_to_set(g, top) for g in groups])
+        sets=[group_to_set(g, top) for g in groups],
+        agreement=[asdict(a) for a in agreement_table(groups)])
 
 
 def dump_candidates(candidates: CandidatesFile, path: str | Path | None = None) -> str:

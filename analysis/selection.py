@@ -100,5 +100,6 @@ def rule_for(method: str, attribute: str, present: list[str], metric: str | None
             sign = direction(metric) * (-1 if restoring else 1)
             fallback = True
             source = f"{paper[0]} not scored; {metric}, largest effect ({source.split(':')[0]})"
-    aggregate = "f1_of_means" if OCR_F1.fullmatch(metric) else "mean"
+    pr = [metric.replace("_f1_", "_p_"), metric.replace("_f1_", "_r_")]
+    aggregate = "f1_of_means" if OCR_F1.fullmatch(metric) and all(c in present for c in pr) else "mean"
     return Rule(method, attribute, metric, aggregate, sign, REFERENCE[method], select, source, fallback)

@@ -126,3 +126,25 @@ def test_cli_writes_candidates_and_answers_sql(run, tmp_path, capsys):
     assert load_candidates(tmp_path / "c.yaml").find("style")[0].indices == [2]
     assert main(["sql", str(run), "SELECT count(*) AS n FROM sites", "--format", "csv"]) == 0
     assert capsys.readouterr().out == "n\n4\n"
+
+
+def test_localizers_that_point_at_the_same_layer_agree_and_others_do_not(tmp_path):
+    from analysis.agreement import agreement_table
+    from analysis.effects import rank_run
+    from analysis.runs import open_run
+
+    effect = {0: -0.05, 1: -0.1, 2: -0.3, 3: 0.0}
+    loco = make_run(tmp_path, "loco", "locogen", swap_rows(lambda i, p: effect[i], PROMPTS, [0]))
+    # causal tracing on the same model: restoring layer 2 helps most, same order as LocoGen's
+    trace = make_run(tmp_path, "trace", "causal_trace",
+                     swap_rows(lambda i, p: -effect[i], PROMPTS, [0], reference_role="corrupted", control=0.3))
+    # patching with the reverse order (3, 0, 1, 2 where LocoGen has 2, 1, 0, 3)
+    patch = make_run(tmp_path, "patch", "attn_patch",
+                     swap_rows(lambda i, p: {3: 0.3, 0: 0.2, 1: 0.1, 2: 0.0}[i], PROMPTS, [0], metric="ocr_word_f1_target",
+                               control=0.1))
+    groups = [g for r in (loco, trace, patch) for g in rank_run(open_run(r), n_boot=50, by_concept=False)]
+    table = {(a.method_a, a.method_b): a for a in agreement_table(groups)}
+    same = table[("locogen", "causal_trace")]
+    assert same.n_common == 4 and same.kendall_tau == pytest.approx(1.0) and same.top_k_overlap == 1.0
+    assert table[("locogen", "attn_patch")].kendall_tau == pytest.approx(-1.0)
+    assert build_candidates([loco, trace], n_boot=50).agreement[0]["kendall_tau"] == pytest.approx(1.0)
