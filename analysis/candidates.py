@@ -29,12 +29,11 @@ format is YAML (or JSON when FILE ends in .json), version ``loco-candidates/1``:
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
-
-from dataclasses import asdict
 
 from analysis.agreement import agreement_table
 from analysis.effects import GroupRanking, rank_run

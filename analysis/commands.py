@@ -63,6 +63,14 @@ def cmd_regress(args) -> int:
     return verdict.exit_code
 
 
+def cmd_report(args) -> int:
+    from analysis.report import write_report
+
+    out = write_report(args.run_dirs, args.out, n_boot=args.bootstrap)
+    print(f"wrote {out}")
+    return 0
+
+
 def register(sub) -> None:
     """Add the analysis verbs to the `loco` subcommand parser."""
     p = sub.add_parser("candidates", help="candidate layer sets per attribute and concept, with evidence",
@@ -106,6 +114,15 @@ def register(sub) -> None:
     p.add_argument("--json", metavar="FILE", help="write the JSON report here")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
     p.set_defaults(func=cmd_regress)
+
+    p = sub.add_parser("report", help="one self-contained HTML report of runs (plots, images, candidates, verdict)",
+                       description="Heatmaps and effect-vs-layer curves with interval bands, the papers' figures, "
+                       "image grids (with save_images), candidate sets, agreement, the regression verdict for two "
+                       "runs of one method, and provenance, in one HTML file that opens offline.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html of the first run)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
+    p.set_defaults(func=cmd_report)
 
 
 def split_query_arg(args) -> None:

@@ -112,8 +112,8 @@ class Verdict:
             lines.append(f"| {c.group or '(run)'} | {c.name} | {value} | {c.limit} | {'ok' if c.passed else '**FAIL**'} |")
         for g in self.groups:
             if g.drifting:
-                lines += ["", f"## drifting sites: {g.group} ({g.metric})", "", "| variant | baseline | candidate | drift | 95% CI |",
-                          "|---|---|---|---|---|"]
+                lines += ["", f"## drifting sites: {g.group} ({g.metric})", "",
+                          "| variant | baseline | candidate | drift | 95% CI |", "|---|---|---|---|---|"]
                 lines += [f"| {d['variant']} | {d['baseline']:.4g} | {d['candidate']:.4g} | {d['drift']:.4g} | "
                           f"[{d['ci_low']:.4g}, {d['ci_high']:.4g}] |" for d in g.drifting]
         return "\n".join(lines) + "\n"
