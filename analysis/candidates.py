@@ -59,6 +59,7 @@ class CandidateSet(BaseModel):
     warning: str | None = None
     threshold: dict | None = None
     evidence: list[dict]
+    minimal: dict | None = None  # with --minimal-set: the smallest top-ranked set reaching a share of the all-layer effect
 
 
 class CandidatesFile(BaseModel):

@@ -21,7 +21,7 @@ def cmd_candidates(args) -> int:
         from analysis.minimal_set import find_minimal_sets
 
         candidates = find_minimal_sets(candidates, runs, fraction=args.fraction, max_size=args.max_size,
-                                       out=args.minimal_out)
+                                       out=args.minimal_out, local=args.local, n_boot=args.bootstrap)
     text = dump_candidates(candidates, args.out)
     if args.out:
         print(format_groups(groups, top=5), file=sys.stderr)
@@ -89,6 +89,7 @@ def register(sub) -> None:
     p.add_argument("--fraction", type=float, default=0.9, help="share of the all-layer effect to reach (default 0.9)")
     p.add_argument("--max-size", type=int, default=8, help="largest set the minimal-set sweep tries (default 8)")
     p.add_argument("--minimal-out", help="run directory of the follow-up sweep (default: RUN_DIR-minimal)")
+    p.add_argument("--local", action="store_true", help="run the follow-up sweep in this process instead of on Ray")
     p.set_defaults(func=cmd_candidates)
 
     p = sub.add_parser("sql", help="read-only SQL (DuckDB) over runs: results, sites, effects, rankings, ...",

@@ -120,6 +120,7 @@ class JobSpec(Strict):
     method: Literal["locogen", "attn_patch", "causal_trace"]
     sites: SiteSelector | None = None  # default: every site the method applies to
     window: int = Field(1, ge=1)  # m: consecutive text-attention layers intervened on together
+    site_sets: list[list[str]] | None = None  # explicit site sets, one joint-swap variant each (minimal-set sweeps)
     step_start: list[int] = [0]  # first intervened denoising step (0 = noisiest); a list sweeps it
     step_end: int | None = Field(None, ge=1)  # exclusive; None = to the last step
     heads: list[int] | None = None  # attention heads to swap (None = all)
@@ -183,6 +184,12 @@ class JobSpec(Strict):
                 if row.attribute.lower() not in row.prompt.lower():
                     raise ValueError(f"prompts[{i}].attribute: '{row.attribute}' does not occur in prompt "
                                      f"'{row.prompt}'")
+        if self.site_sets is not None:
+            if self.method == "causal_trace":
+                raise ValueError("site_sets: joint interventions are K/V swaps (locogen, attn_patch); causal_trace "
+                                 "restores one state per variant")
+            if not self.site_sets or any(not s for s in self.site_sets):
+                raise ValueError("site_sets: expected a non-empty list of non-empty lists of site names")
         if any(s < 0 for s in self.step_start):
             raise ValueError("step_start: expected steps >= 0")
         if self.steps is not None and max(self.step_start) >= self.steps:

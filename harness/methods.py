@@ -75,6 +75,8 @@ def select_sites(job: JobSpec, table: SiteTable) -> list[Site]:
 
 def plan_variants(job: JobSpec, table: SiteTable) -> list[Variant]:
     """Every variant of the sweep, in a stable order (the order rows and units are numbered in)."""
+    if job.site_sets is not None:
+        return _set_variants(job, table)
     sites = select_sites(job, table)
     if job.method == "causal_trace":
         return _causal_variants(job, sites)
@@ -93,6 +95,25 @@ def plan_variants(job: JobSpec, table: SiteTable) -> list[Variant]:
                 label += f"@s{step_start}"
             variants.append(Variant(label, "variant", chunk[0].kind, tuple(s.name for s in chunk), indices,
                                     indices[0], step_start))
+    return variants
+
+
+def _set_variants(job: JobSpec, table: SiteTable) -> list[Variant]:
+    """One variant per explicit site set (`site_sets`): the sets' sites are swapped jointly."""
+    variants = []
+    for n, names in enumerate(job.site_sets):
+        try:
+            sites = sorted((table[name] for name in names), key=lambda s: s.index)
+        except (KeyError, SiteError) as exc:
+            raise JobError(f"site_sets[{n}]: {exc}") from None
+        kinds = {s.kind for s in sites}
+        if len(kinds) > 1 or not kinds <= set(TEXT_KINDS):
+            raise JobError(f"site_sets[{n}]: expected sites of one text-attention kind, got {', '.join(sorted(kinds))}")
+        indices = tuple(s.index for s in sites)
+        for step_start in job.step_start:
+            label = f"{sites[0].kind}#{'+'.join(map(str, indices))}" + (f"@s{step_start}" if step_start else "")
+            variants.append(Variant(label, "variant", sites[0].kind, tuple(s.name for s in sites), indices, None,
+                                    step_start))
     return variants
 
 

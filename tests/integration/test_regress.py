@@ -6,24 +6,9 @@ import json
 import pytest
 
 from harness.cli import main
-from harness.jobs import load_job
-from harness.sweep import run_sweep
 
-PROMPTS = [{"prompt": "a house in the style of van gogh", "target": "a red bicycle on a beach", "attribute": "style",
-            "concept": "van gogh"},
-           {"prompt": "a cat in the style of monet", "target": "a green car", "attribute": "style", "concept": "monet"}]
-
-
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory):
-    job = load_job({"name": "nightly-base", "model": "tiny:sd15+planted=cross_attn#8", "method": "locogen",
-                    "sites": {"kind": "cross_attn"}, "prompts": PROMPTS, "seeds": [0], "metrics": ["mse"],
-                    "steps": 2, "height": 32, "width": 32})
-    return run_sweep(job, out=tmp_path_factory.mktemp("regress") / "base", backend="local").run_dir
-
-
-def test_an_identical_rerun_on_the_same_checkpoint_passes(baseline, tmp_path, capsys):
-    code = main(["regress", "--baseline", str(baseline), "--candidate-model", "tiny:sd15+planted=cross_attn#8",
+def test_an_identical_rerun_on_the_same_checkpoint_passes(planted_run, tmp_path, capsys):
+    code = main(["regress", "--baseline", str(planted_run), "--candidate-model", "tiny:sd15+planted=cross_attn#8",
                  "--candidate-out", str(tmp_path / "rerun"), "--local", "--json", str(tmp_path / "r.json"),
                  "--bootstrap", "200"])
     report = json.loads((tmp_path / "r.json").read_text())
@@ -33,8 +18,8 @@ def test_an_identical_rerun_on_the_same_checkpoint_passes(baseline, tmp_path, ca
     assert "# loco regress: PASS" in capsys.readouterr().out
 
 
-def test_a_checkpoint_whose_planted_layer_moved_is_a_regression(baseline, tmp_path, capsys):
-    code = main(["regress", "--baseline", str(baseline), "--candidate-model", "tiny:sd15+planted=cross_attn#3",
+def test_a_checkpoint_whose_planted_layer_moved_is_a_regression(planted_run, tmp_path, capsys):
+    code = main(["regress", "--baseline", str(planted_run), "--candidate-model", "tiny:sd15+planted=cross_attn#3",
                  "--candidate-out", str(tmp_path / "moved"), "--local", "--markdown", str(tmp_path / "r.md"),
                  "--json", str(tmp_path / "r.json"), "--bootstrap", "200"])
     report = json.loads((tmp_path / "r.json").read_text())
@@ -46,4 +31,4 @@ def test_a_checkpoint_whose_planted_layer_moved_is_a_regression(baseline, tmp_pa
     markdown = (tmp_path / "r.md").read_text()
     assert markdown.startswith("# loco regress: REGRESSION") and "cross_attn#8 → cross_attn#3" in markdown
     # comparing the moved run itself as a candidate run gives the same verdict
-    assert main(["regress", "--baseline", str(baseline), "--candidate", str(tmp_path / "moved"), "--bootstrap", "100"]) == 1
+    assert main(["regress", "--baseline", str(planted_run), "--candidate", str(tmp_path / "moved"), "--bootstrap", "100"]) == 1

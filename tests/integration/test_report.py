@@ -7,21 +7,11 @@ from analysis_fixtures import make_run, swap_rows
 from browser import load_page
 
 from harness.cli import main
-from harness.jobs import load_job
-from harness.sweep import run_sweep
-
-PROMPTS = [{"prompt": "a house in the style of van gogh", "target": "a red bicycle on a beach", "attribute": "style",
-            "concept": "van gogh"},
-           {"prompt": "a photo of r2d2 in a street", "target": "a bowl of soup", "attribute": "object", "concept": "r2d2"}]
-
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, planted_run):
     root = tmp_path_factory.mktemp("report")
-    job = load_job({"name": "report-locogen", "model": "tiny:sd15+planted=cross_attn#8", "method": "locogen",
-                    "sites": {"kind": "cross_attn"}, "prompts": PROMPTS, "seeds": [0], "metrics": ["mse", "ssim"],
-                    "steps": 2, "height": 32, "width": 32, "save_images": True})
-    real = run_sweep(job, out=root / "locogen", backend="local").run_dir
+    real = planted_run
     trace = make_run(root, "trace", "causal_trace",
                      swap_rows(lambda i, p: 0.3 if i == 8 else 0.0, [f"p{k}" for k in range(6)], [0, 1], n_sites=16,
                                attribute="style", control=0.3, reference_role="corrupted"), n_sites=16)
