@@ -7,6 +7,7 @@ import pytest
 
 from harness.cli import main
 
+
 def test_an_identical_rerun_on_the_same_checkpoint_passes(planted_run, tmp_path, capsys):
     code = main(["regress", "--baseline", str(planted_run), "--candidate-model", "tiny:sd15+planted=cross_attn#8",
                  "--candidate-out", str(tmp_path / "rerun"), "--local", "--json", str(tmp_path / "r.json"),

@@ -8,6 +8,7 @@ from browser import load_page
 
 from harness.cli import main
 
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, planted_run):
     root = tmp_path_factory.mktemp("report")
