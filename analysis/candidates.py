@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from analysis.agreement import agreement_table
 from analysis.effects import GroupRanking, rank_run
 from analysis.runs import AnalysisError, Run, open_runs, require_results
-from harness import provenance
+from harness.results import provenance
 
 FORMAT = "loco-candidates/1"
 EVIDENCE_FIELDS = ("variant", "sites", "indices", "value", "reference", "effect", "ci_low", "ci_high", "p_top",

@@ -23,7 +23,7 @@ from analysis.candidates import group_to_set
 from analysis.effects import GroupRanking, rank_run
 from analysis.report_figures import attribute_heatmap, effect_curve, trace_bars, trace_text_grid
 from analysis.runs import AnalysisError, Run, open_runs
-from harness import provenance
+from harness.results import provenance
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}

@@ -1,6 +1,6 @@
 """Run directories as the analysis reads them: the manifest, the Parquet parts, the site table.
 
-A run directory is what `loco sweep` writes (see `harness.storage`). Analysis never writes into it.
+A run directory is what `loco sweep` writes (see `harness.results.store`). Analysis never writes into it.
 """
 
 from __future__ import annotations

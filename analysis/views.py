@@ -12,7 +12,7 @@
 
 Every view exists even when a run has no rows (an empty run, or a run whose units all failed), with the
 columns it would have, so a query written for a full run still binds. Columns are typed by the
-harness's row schema (`harness.storage.SCHEMA_FIELDS`).
+harness's row schema (`harness.results.schema.COLUMNS`).
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ import duckdb
 import pyarrow as pa
 
 from analysis.runs import Run
-from harness.storage import SCHEMA_FIELDS
+from harness.results.schema import COLUMNS
 
 SQL_DIR = Path(__file__).with_name("sql")
 VIEWS = ("results", "sites", "effects", "rankings", "candidates", "failures")
+VIEW_COLUMNS = ("run",)  # what the views add to the row schema: the run directory's name
 COMPUTED = ("rankings", "candidates")
 SITES_COLUMNS = {"kind": "VARCHAR", "index": "BIGINT", "name": "VARCHAR", "module_type": "VARCHAR",
                  "params": "BIGINT", "label": "VARCHAR"}
@@ -65,7 +66,7 @@ def _union(selects: list[str]) -> str:
 
 
 def results_sql(runs: list[Run]) -> str:
-    base = empty_select({c: duck_type(t) for c, t in SCHEMA_FIELDS.items()})
+    base = empty_select({c: duck_type(t) for c, t in COLUMNS.items()})
     parts = [f"SELECT {literal(r.name)} AS run, * FROM read_parquet([{', '.join(literal(p) for p in r.parts)}], "
              "hive_partitioning = true, union_by_name = true)" for r in runs if r.has_results]
     return _union([base, *parts])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.storage import RunStore
+from harness.results.store import RunStore
 
 KIND = "cross_attn"
 
