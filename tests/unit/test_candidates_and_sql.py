@@ -148,3 +148,11 @@ def test_localizers_that_point_at_the_same_layer_agree_and_others_do_not(tmp_pat
     assert same.n_common == 4 and same.kendall_tau == pytest.approx(1.0) and same.top_k_overlap == 1.0
     assert table[("locogen", "attn_patch")].kendall_tau == pytest.approx(-1.0)
     assert build_candidates([loco, trace], n_boot=50).agreement[0]["kendall_tau"] == pytest.approx(1.0)
+
+
+def test_loco_rank_by_attribute_applies_each_attributes_rule(run, capsys):
+    assert main(["rank", str(run), "--by-attribute", "--json", "--bootstrap", "100"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    top = {(r["attribute"], r["concept"]): r["variant"] for r in records if r["rank"] == 1}
+    assert top[("style", None)] == "cross_attn#2" and top[("fact", None)] == "cross_attn#1"
+    assert {r["best"] for r in records if r["attribute"] == "fact"} == {"highest"}
