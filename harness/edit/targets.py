@@ -36,8 +36,9 @@ class EditSiteError(UserError):
 
 
 def read_candidates(path: str, spec, adapter) -> list[str]:
-    """Site names from a `loco candidates` file: ``{model, model_fingerprint?, candidates: [{attribute,
-    concept?, sites: [...]}, ...]}`` (``sets`` accepted for ``candidates``). The file must be for this model."""
+    """Site names from a `loco candidates` file (``loco-candidates/1``: ``{model: {id, fingerprint}, sets:
+    [{attribute, concept, sites: [...]}, ...]}``; also ``model: ID`` and ``candidates:`` for ``sets``).
+    The file must be for this model (same id, or same fingerprint)."""
     file = Path(path)
     if not file.is_file():
         raise EditSiteError(f"candidates: file '{path}' does not exist")
@@ -47,8 +48,9 @@ def read_candidates(path: str, spec, adapter) -> list[str]:
         raise EditSiteError(f"candidates: '{path}' is not valid YAML/JSON") from None
     if not isinstance(data, dict):
         raise EditSiteError(f"candidates: '{path}' is not a candidates file (expected a mapping)")
-    made_for = data.get("model")
-    fingerprint = data.get("model_fingerprint")
+    made_for, fingerprint = data.get("model"), data.get("model_fingerprint")
+    if isinstance(made_for, dict):  # loco-candidates/1 (analysis/candidates.py): model: {id, fingerprint, arch}
+        made_for, fingerprint = made_for.get("id"), made_for.get("fingerprint")
     if made_for != spec.model and (fingerprint is None or fingerprint != adapter.info.fingerprint):
         raise EditSiteError(f"candidates: '{path}' was made for model '{made_for}', not '{spec.model}'")
     sets = data.get("candidates", data.get("sets"))
