@@ -170,7 +170,8 @@ def test_spec_mistakes(tmp_path):
 
 def test_candidates_file_from_another_model_is_refused(tmp_path):
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
-    good.write_text(f"model: tiny:sd15\ncandidates:\n  - {{attribute: style, sites: [{SITE}]}}\n")
+    good.write_text(f"format: loco-candidates/1\nmodel: {{id: tiny:sd15, fingerprint: x, arch: sd15}}\n"
+                    f"sets:\n  - {{attribute: style, concept: van gogh, sites: [{SITE}]}}\n")  # analysis/candidates.py
     bad.write_text(f"model: tiny:sdxl\ncandidates:\n  - {{attribute: style, sites: [{SITE}]}}\n")
     result = locoedit.run(load_edit({"method": "locoedit", "candidates": str(good), "candidate": "style",
                                      "edits": [{"concept": "van gogh", "target": "painting"}]}), tiny("sd15"))
