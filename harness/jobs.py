@@ -30,6 +30,7 @@ from harness.metrics import check_metric, check_scorer_names
 from harness.metrics.text import quoted_text  # noqa: F401  (re-exported for prompt rows)
 
 METHODS = ("locogen", "attn_patch", "causal_trace")
+REQUIRED_KEYS = ("name", "method", "prompts")  # keys without a default; named when a job file is empty
 
 
 class JobError(UserError):
@@ -294,6 +295,10 @@ def load_job(data: dict | str | Path, base_dir: Path | None = None, overrides: l
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
             raise JobError(f"{source}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if data is None or data == {}:
+        what = "job file" if source != "job" else "job"
+        raise JobError(f"{source}: empty {what}: a job needs at least {', '.join(REQUIRED_KEYS)} "
+                       "(see harness/default_job.yaml)")
     if not isinstance(data, dict):
         raise JobError(f"{source}: expected a mapping of job keys, got {type(data).__name__}")
     data = apply_overrides(dict(data), list(overrides))

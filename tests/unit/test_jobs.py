@@ -135,3 +135,14 @@ def test_set_overrides_apply_dotted_keys_on_top_of_the_file(tmp_path):
     path.write_text("name: t\nmethod: locogen\nprompts: [{prompt: a house, target: a painting}]\n")
     spec = load_job(path, overrides=["window=3", "executor.backend=local", "sites.kind=cross_attn"])
     assert (spec.window, spec.executor.backend, spec.sites.kind) == (3, "local", ["cross_attn"])
+
+
+@pytest.mark.parametrize("text", ["", "\n# only a comment\n", "{}\n"])
+def test_an_empty_job_file_says_so_and_names_the_keys_a_job_needs(tmp_path, text):
+    path = tmp_path / "empty.yaml"
+    path.write_text(text)
+    with pytest.raises(JobError) as info:
+        load_job(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: empty job file: a job needs at least name, method, prompts")
+    assert "NoneType" not in message and "\n" not in message
