@@ -7,7 +7,7 @@ Minimal job (everything else has a default)::
     method: locogen             # locogen | attn_patch | causal_trace
     window: 2
     prompts:
-      - {prompt: "a house in the style of van gogh", target: "a house", attribute: "van gogh"}
+      - {prompt: "a house in the style of van gogh", target: "a house", attribute: style, concept: "van gogh"}
 
 Every validation error is one line naming the field (``prompts[2].target``) and what was expected.
 """
@@ -30,7 +30,9 @@ from harness.metrics import check_metric, check_scorer_names
 from harness.metrics.text import quoted_text  # noqa: F401  (re-exported for prompt rows)
 
 METHODS = ("locogen", "attn_patch", "causal_trace")
-REQUIRED_KEYS = ("name", "method", "prompts")  # keys without a default; named when a job file is empty
+REQUIRED_KEYS = ("name", "method", "prompts")
+# The categories the papers group prompts by (a prompt row's `attribute`; see PromptRow).
+ATTRIBUTES = ("style", "object", "fact", "action", "color", "text")  # keys without a default; named when a job file is empty
 
 
 class JobError(UserError):
@@ -91,9 +93,19 @@ class SiteSelector(Strict):
 
 
 class PromptRow(Strict):
-    """One prompt of a sweep. `target` is what intervened layers see (LocoGen's altered prompt, P3's
-    prompt B); `attribute` is the span causal tracing corrupts; `text`/`target_text` the words P3 renders
-    (taken from the quotes in the prompt when not given)."""
+    """One prompt of a sweep, in the papers' vocabulary.
+
+    * `attribute`: the category the papers group results by — one of ``style``, ``object``, ``fact``,
+      ``action``, ``color``, ``text`` (P1's Fig. 2 rows, P2's style/object/fact tables, P3's rendered text).
+    * `concept`: the words in the prompt that carry it ("van gogh", "r2d2", "president of the united
+      states", P3's quoted word): what causal tracing corrupts and what an edit removes. It must occur in
+      the prompt.
+    * `target`: what intervened layers see (LocoGen's altered prompt, P3's prompt B).
+    * `text`/`target_text`: the words P3 renders (taken from the quotes in the prompts when not given).
+
+    Before this schema the two names were used the other way round (`attribute` the span, `concept`
+    sometimes a category); such a row is refused with one line saying what changed.
+    """
 
     prompt: str = Field(min_length=1)
     target: str | None = None
@@ -102,6 +114,24 @@ class PromptRow(Strict):
     text: str | None = None
     target_text: str | None = None
     id: str | None = None
+
+    @model_validator(mode="after")
+    def _vocabulary(self) -> PromptRow:
+        in_prompt = lambda words: bool(words) and words.lower() in self.prompt.lower()  # noqa: E731
+        old_form = ((self.attribute is not None and self.attribute not in ATTRIBUTES
+                     and (in_prompt(self.attribute) or self.concept in ATTRIBUTES))
+                    or (self.attribute is None and self.concept in ATTRIBUTES and not in_prompt(self.concept)))
+        if old_form:
+            raise ValueError(f"old prompt schema (attribute={self.attribute!r}, concept={self.concept!r}): "
+                             f"'attribute' is now the category ({', '.join(ATTRIBUTES)}) and 'concept' the "
+                             "words in the prompt that carry it; swap the two columns")
+        if self.attribute is not None and self.attribute not in ATTRIBUTES:
+            raise ValueError(f"attribute: unknown attribute '{self.attribute}'"
+                             f"{did_you_mean(self.attribute, ATTRIBUTES)}; expected one of {', '.join(ATTRIBUTES)}")
+        if self.concept is not None and not in_prompt(self.concept):
+            raise ValueError(f"concept: '{self.concept}' does not occur in prompt '{self.prompt}' (the concept is "
+                             "the words in the prompt that carry the attribute)")
+        return self
 
 
 class ExecutorSpec(Strict):
@@ -177,13 +207,9 @@ class JobSpec(Strict):
             if self.method in ("locogen", "attn_patch") and not row.target:
                 raise ValueError(f"prompts[{i}].target: required for method '{self.method}' "
                                  "(the prompt fed to the intervened layers)")
-            if self.method == "causal_trace":
-                if not row.attribute:
-                    raise ValueError(f"prompts[{i}].attribute: required for method 'causal_trace' "
-                                     "(the words whose token embeddings are corrupted)")
-                if row.attribute.lower() not in row.prompt.lower():
-                    raise ValueError(f"prompts[{i}].attribute: '{row.attribute}' does not occur in prompt "
-                                     f"'{row.prompt}'")
+            if self.method == "causal_trace" and not row.concept:
+                raise ValueError(f"prompts[{i}].concept: required for method 'causal_trace' "
+                                 "(the words whose token embeddings are corrupted)")
         if any(s < 0 for s in self.step_start):
             raise ValueError("step_start: expected steps >= 0")
         if self.steps is not None and max(self.step_start) >= self.steps:

@@ -127,7 +127,7 @@ def resolve_mode(job: JobSpec, adapter) -> str:
 
 def bind(variant: Variant, job: JobSpec, prompt: PromptRow, seed: int, mode: str) -> Row:
     """The row that generates `variant` for one prompt and seed."""
-    corruption = (Corruption(prompt.attribute, job.noise_scale, job.noise_seed)
+    corruption = (Corruption(prompt.concept, job.noise_scale, job.noise_seed)
                   if job.method == "causal_trace" and variant.role != "control" else None)
     if variant.role == "control":
         return Row(prompt.prompt, seed)

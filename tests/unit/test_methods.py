@@ -6,7 +6,7 @@ from harness.jobs import JobError, load_job
 from harness.methods import bind, plan_variants, references
 from tests.conftest import tiny
 
-PROMPT = {"prompt": "a house in the style of van gogh", "target": "a house", "attribute": "van gogh"}
+PROMPT = {"prompt": "a house in the style of van gogh", "target": "a house", "attribute": "style", "concept": "van gogh"}
 
 
 def job(**kw):
