@@ -242,24 +242,29 @@ def _ocr_checkpoint(options: dict) -> Checkpoint:
 
 def plan(job: JobSpec) -> Plan:
     """The plan of `job`: counts, estimate and checkpoints, computed without loading a model."""
-    from harness.execution import plan_units
     from harness.methods import plan_variants, references
+    from harness.run.plan import plan_units
 
     arch, tiny = model_arch(job.model)
     cost = ARCHS[arch]
     counts = TINY_SITES[arch] if tiny else cost.sites
-    if job.sites and job.sites.names:
-        names = job.sites.names
-        if any(("*" in n or "?" in n) for n in names) or not tiny:
-            raise PlanError("sites.names: a plan counts sites by kind and index; name lists and globs need the "
-                            "model's site table (`loco sites MODEL`); select by {kind, index} to plan")
-    variants = plan_variants(job, stand_in_sites(counts))
+    if job.sites and job.sites.names and not tiny:
+        raise PlanError("sites.names: a plan counts sites by kind and index; name lists and globs need the "
+                        "model's site table (`loco sites MODEL`); select by {kind, index} to plan")
+    table = stand_in_sites(counts)
+    if tiny and job.sites and job.sites.names:  # names need the real table; a tiny model builds in a second
+        from harness.models import load_model
+
+        table = load_model(job.model, "cpu", "fp32").sites
+    variants = plan_variants(job, table)
     refs = len(references(job))
     units = plan_units(job, variants)
     if tiny:
         steps, size = job.steps or 10, job.height or (16 if arch == "if" else 64)
     else:
         steps, size = job.steps or cost.steps, job.height or cost.resolution
+    if max(job.step_start) >= steps:
+        raise PlanError(f"step_start: {max(job.step_start)} is not below the {steps} denoising steps")
     generations = len(job.prompts) * len(job.seeds) * (len(variants) + refs)
     width = job.width or size
     if tiny:
