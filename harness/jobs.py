@@ -35,7 +35,7 @@ REQUIRED_KEYS = ("name", "method", "prompts")  # keys without a default; named w
 ATTRIBUTES = ("style", "object", "fact", "action", "color", "text")
 
 __all__ = ["ATTRIBUTES", "DEFAULT_JOB", "ExecutorSpec", "JobError", "JobSpec", "PromptRow", "SiteSelector",
-           "default_job", "load_job", "parse_index"]
+           "StageIISpec", "default_job", "load_job", "parse_index"]
 
 
 def parse_index(value: Any) -> list[int] | None:
@@ -133,6 +133,18 @@ class PromptRow(Strict):
         return self
 
 
+class StageIISpec(Strict):
+    """DeepFloyd IF only: the stage II that upsamples stage I's 64² images before scoring (P3 scores the
+    256² output; see `harness.stage2`). Defaults: IF-II-L from the local cache (a tiny stage II for
+    `tiny:if`), IFSuperResolutionPipeline's sampler defaults (10 steps on tiny models)."""
+
+    model: str | None = None  # local dir or cached hub id; None = DeepFloyd/IF-II-L-v1.0; "none" = score stage I
+    steps: int | None = Field(None, ge=1)  # None = 50 (10 on tiny models)
+    guidance_scale: float = 4.0
+    noise_level: int = Field(250, ge=0, lt=1000)
+    text_metrics_on_stage_i: bool = False  # allow OCR/CLIP metrics on 64² stage-I images (model: none)
+
+
 class ExecutorSpec(Strict):
     """Where and how units run."""
 
@@ -172,6 +184,7 @@ class JobSpec(Strict):
     dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     reproducible: bool = True  # batch-independent kernels: a row's image does not depend on its batch
     executor: ExecutorSpec = ExecutorSpec()
+    stage_ii: StageIISpec | None = None  # DeepFloyd IF's upsampler (harness.stage2); an error on other models
 
     @field_validator("step_start", mode="before")
     @classmethod

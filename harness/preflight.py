@@ -122,7 +122,8 @@ class Plan:
             f"  variants         {self.variants:,} (+{self.references} reference rows per prompt × seed)",
             f"  generations      {self.generations:,} = {self.prompts} prompts × {self.seeds} seeds × "
             f"{self.variants + self.references}",
-            f"  denoising steps  {self.denoising_steps:,} ({self.steps} scheduler steps per generation)",
+            f"  denoising steps  {self.denoising_steps:,} ({self.steps} scheduler steps per generation"
+            f"{', plus stage II' if self.denoising_steps != self.generations * self.steps else ''})",
             f"  expected rows    {self.expected_rows:,}",
             f"  GPU-hours        ~{self.gpu_hours:.3g}{tiny} [{self.cost_basis}]",
             "  checkpoints",
@@ -266,17 +267,28 @@ def plan(job: JobSpec) -> Plan:
     if max(job.step_start) >= steps:
         raise PlanError(f"step_start: {max(job.step_start)} is not below the {steps} denoising steps")
     generations = len(job.prompts) * len(job.seeds) * (len(variants) + refs)
+    extra_steps, extra_seconds = 0, cost.extra_seconds
+    if arch == "if":
+        from harness.stage2 import check_stage_i_metrics, stage_ii_id
+
+        check_stage_i_metrics(job)
+        if stage_ii_id(job, tiny) == "none":
+            extra_seconds = 0.0
+        else:
+            extra_steps = (job.stage_ii.steps if job.stage_ii else None) or (10 if tiny else 50)
+    elif job.stage_ii is not None:
+        raise PlanError(f"stage_ii: only DeepFloyd IF has a stage II; model '{job.model}' is {arch}")
     width = job.width or size
     if tiny:
-        seconds = generations * steps * TINY_STEP_SECONDS
+        seconds = generations * (steps + extra_steps) * TINY_STEP_SECONDS
         basis = f"{TINY_STEP_SECONDS} CPU s per step of a tiny model"
     else:
         per_step = cost.step_seconds * (size * width) / cost.resolution**2
-        seconds = generations * (steps * per_step + cost.extra_seconds)
+        seconds = generations * (steps * per_step + extra_seconds)
         basis = (f"H100 fp16 estimate {per_step:.3g} s per image-step at {size}×{width}"
-                 + (f" + {cost.extra_seconds} s stage II per image" if cost.extra_seconds else "")
+                 + (f" + {extra_seconds} s stage II per image" if extra_seconds else "")
                  + "; METHODS.md §8; batching makes it less")
     return Plan(job.name, job.method, job.model, arch, tiny, len(variants), refs, len(job.prompts),
-                len(job.seeds), len(units), generations, steps, generations * steps, generations,
+                len(job.seeds), len(units), generations, steps, generations * (steps + extra_steps), generations,
                 round(seconds / 3600, 4), basis, checkpoints(job, arch, tiny),
                 [v.label for v in variants[:10]])

@@ -15,6 +15,7 @@ import time
 import numpy as np
 import torch
 
+from harness import stage2
 from harness.generate import PromptCache, generate_rows
 from harness.interventions import Sample
 from harness.methods import Variant, get_method, plan_variants, references
@@ -42,6 +43,7 @@ class Worker:
         self.job = job
         self.method = get_method(job.method)
         self.adapter = load_model(job.model, device, job.dtype)
+        stage2.attach(self.adapter, job)  # IF: the stage II that upsamples before scoring (P3)
         self.variants = plan_variants(job, self.adapter.sites)
         self.references = references(job)
         self.mode = self.method.resolve_mode(job, self.adapter)
@@ -62,9 +64,10 @@ class Worker:
                          "model_arch": self.adapter.arch, "model_revision": info.revision,
                          "model_fingerprint": info.fingerprint, "dtype": info.dtype, "device": info.device,
                          "device_name": provenance.device_name(info.device), "worker": provenance.worker_name(),
-                         "ray_node": provenance.ray_node()}
+                         "ray_node": provenance.ray_node(), **self.adapter.run_columns()}
         self.sampler_part = {"steps": self.config.steps, "guidance_scale": self.config.guidance_scale,
-                             "height": self.config.height, "width": self.config.width}
+                             "height": self.config.height, "width": self.config.width,
+                             **self.adapter.scored_columns(self.config)}
 
     def describe(self) -> dict:
         """What the driver needs before dispatching: the site table, the plan and the model's identity."""
