@@ -218,6 +218,7 @@ class JobSpec(Strict):
         method = get_method(self.method)
         for i, row in enumerate(self.prompts):
             method.check_prompt(i, row)
+        method.check_job(self)
         if any(s < 0 for s in self.step_start):
             raise ValueError("step_start: expected steps >= 0")
         if len(set(self.seeds)) != len(self.seeds):
