@@ -1,5 +1,5 @@
 """Every job shipped in jobs/ plans without loading a model, and runs end to end on its tiny counterpart
-(the model swapped for tiny:<arch>, two prompts, one seed, three steps, a few sites), so no job rots.
+(the model swapped for tiny:<arch>, one prompt, one seed, two steps, a few sites, the paper's metric), so no job rots.
 
 The tiny run also checks the plan against the sweep: the rows written equal the rows `loco plan` expects,
 and `loco rank` ranks by the paper's metric without being told (CLIP for P1/P2, OCR F1 to B's text for P3).
@@ -17,7 +17,8 @@ from harness.sweep import run_sweep
 
 JOBS = sorted((Path(__file__).parents[2] / "jobs").glob("*.yaml"))
 PAPER_METRIC = {"locogen": "clip_t_prompt", "causal_trace": "clip_t_prompt", "attn_patch": "ocr_char_f1_target"}
-STEPS = 3
+STEPS = 2
+PAPER_SCORER = {"locogen": "clip_score", "causal_trace": "clip_score", "attn_patch": "ocr"}
 
 
 def test_the_library_covers_the_three_papers():
@@ -40,12 +41,13 @@ def test_every_job_plans_without_loading_a_model(path):
 
 
 def tiny_counterpart(path: Path):
-    """The job on its tiny counterpart, cut to a few rows: two prompts, one seed, few steps and sites."""
+    """The job on its tiny counterpart, cut to a few rows: one prompt and seed, few steps and sites."""
     job = load_job(path)
     arch, _ = model_arch(job.model)
     data = yaml.safe_load(path.read_text())
     data.update(model=f"tiny:{'sd15' if arch == 'sd21' else arch}", seeds=[job.seeds[0]], steps=STEPS,
-                prompts=[r.model_dump(exclude_none=True) for r in job.prompts[:2]],
+                prompts=[r.model_dump(exclude_none=True) for r in job.prompts[:1]],
+                metrics=[PAPER_SCORER[job.method], "mse"],
                 step_start=[s for s in job.step_start if s < STEPS][:2] or [0],
                 scorers={"clip": {"allow_random": True}}, executor={"backend": "local"})
     data.pop("height", None), data.pop("width", None)
