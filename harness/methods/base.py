@@ -64,6 +64,10 @@ class Method:
     def references(self) -> list[Variant]:
         raise NotImplementedError
 
+    def applied_branch(self, job, mode: str | None) -> str:
+        """The CFG halves the hooks actually intervene on (what rows record as `branch`)."""
+        return job.effective_branch
+
     def resolve_mode(self, job, adapter) -> str | None:
         """The K/V swap mode on `adapter`; None for methods that swap nothing."""
         return None

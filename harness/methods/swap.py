@@ -61,6 +61,11 @@ class KVSwapMethod(Method):
             return "inject" if adapter.kv_input_is_prompt_embeds else "patch"
         return job.mode
 
+    def applied_branch(self, job, mode: str | None) -> str:
+        """Injection swaps the conditional half only, whatever `branch` says: the unconditional half's K/V
+        come from the same empty prompt in both runs, so swapping them would copy them onto themselves."""
+        return "cond" if mode == "inject" else job.effective_branch
+
     def bind(self, variant: Variant, job, prompt, seed: int, mode: str | None) -> Sample:
         if variant.role == "control":
             return Sample(prompt.prompt, seed)

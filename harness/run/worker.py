@@ -158,7 +158,7 @@ class Worker:
                 "kind": variant.kind, "site_index": variant.indices[0] if variant.indices else None,
                 "indices": list(variant.indices), "window_start": variant.window_start,
                 "window_size": variant.window_size if variant.sites else None, "position": variant.position,
-                "branch": self.job.effective_branch if is_variant else None,
+                "branch": self.method.applied_branch(self.job, self.mode) if is_variant else None,
                 **self.method.design(variant, self.job, self.calls, self.mode)}
 
     def _prompt_part(self, p: int, seed: int) -> dict:

@@ -114,3 +114,13 @@ def test_causal_trace_refuses_a_step_window_on_text_encoder_sites():
     spec = job(method="causal_trace", sites={"kind": "text_mlp"}, step_start=2)
     with pytest.raises(JobError, match="step_start/step_end: 'text_encoder.* is a text-encoder site"):
         plan_variants(spec, tiny("sd15").sites)
+
+
+def test_rows_record_the_cfg_branch_actually_intervened_on():
+    from harness.methods import get_method
+
+    spec = job(method="attn_patch")  # the job asks for both halves (P3's default)
+    assert spec.effective_branch == "both"
+    assert get_method("attn_patch").applied_branch(spec, "inject") == "cond"  # injection swaps cond only
+    assert get_method("attn_patch").applied_branch(spec, "patch") == "both"
+    assert get_method("locogen").applied_branch(job(), "inject") == "cond"
