@@ -67,9 +67,11 @@ def test_dry_run_prints_the_plan(capsys):
 
 
 def test_plan_prints_units_steps_rows_cost_and_checkpoints_without_loading_a_model(capsys, monkeypatch):
+    import harness.models
     import harness.models.loading as loading
 
-    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("plan loaded a model"))
+    for module in (harness.models, loading):
+        monkeypatch.setattr(module, "load_model", lambda *a, **k: pytest.fail("plan loaded a model"))
     code, out, _ = run(capsys, "plan", "--json", "--set", "model=stabilityai/stable-diffusion-xl-base-1.0",
                        "--set", "window=3", "--set", "scorers.clip={model: ViT-B-32, weights: openai}")
     plan = json.loads(out)
