@@ -140,8 +140,9 @@ def model_arch(model: str) -> tuple[str, bool]:
     if base.startswith(("tiny:", "random:")):
         arch = base.split(":", 1)[1]
         if arch not in TINY_SITES:
-            raise PlanError(f"model '{model}': unknown built-in model; expected tiny:/random: "
-                            f"{'|'.join(TINY_SITES)}")
+            kind = base.split(":", 1)[0]
+            raise PlanError(f"model '{model}': unknown {kind} model; expected one of "
+                            + ", ".join(f"{kind}:{a}" for a in TINY_SITES))
         return arch, base.startswith("tiny:")
     index = _model_index(base)
     if index is not None:
@@ -155,8 +156,10 @@ def model_arch(model: str) -> tuple[str, bool]:
         return arch, False
     if base in KNOWN_MODELS:
         return KNOWN_MODELS[base], False
-    raise PlanError(f"model '{model}': not cached here and not one of the papers' checkpoints, so its "
-                    "architecture is unknown; plan it where the model is available")
+    if base.startswith((".", "/", "~")) or base.count("/") != 1:
+        raise PlanError(f"model '{model}': no such directory")
+    raise PlanError(f"model '{model}' is not a local directory and is not in the local Hugging Face cache, "
+                    "nor one of the papers' checkpoints, so its architecture is unknown")
 
 
 def _model_index(model: str) -> tuple[dict, Path] | None:

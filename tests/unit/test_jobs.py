@@ -106,7 +106,7 @@ def test_every_shipped_prompt_file_is_in_the_new_schema():
     assert len(files) >= 5
     for path in files:
         rows = read_prompt_file(path)
-        job(prompts=rows)  # validates every row
+        job(method="locogen" if all("target" in r for r in rows) else "causal_trace", prompts=rows)  # every row
         assert all(r["attribute"] in ATTRIBUTES and r["concept"].lower() in r["prompt"].lower() for r in rows), path
 
 
