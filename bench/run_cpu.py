@@ -65,7 +65,7 @@ def workloads():
             roles=("target", "control"), per_prompt=26),
         "causal_trace": dict(
             job={"model": "tiny:sd15", "method": "causal_trace", "sites": {"kind": "cross_attn"}, "seeds": [0],
-                 "prompts": [{"prompt": a, "target": b, "attribute": c} for a, b, c in STYLE[:3]]},
+                 "prompts": [{"prompt": a, "target": b, "concept": c} for a, b, c in STYLE[:3]]},
             reference=lambda ad, cfg: reference.causal_trace_loop(ad, [(a, c) for a, _, c in STYLE[:3]], 0, cfg),
             roles=("control", "corrupted"), per_prompt=18),
     }

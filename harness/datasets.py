@@ -53,7 +53,8 @@ def _pairs(words: list[str], templates: list[str], rng: np.random.RandomState, b
         template = templates[i]
         other = words[partner[i]]
         rows.append({"id": f"{bench}-{bucket}-{i:03d}", "prompt": template.format(word),
-                     "target": template.format(other), "text": word, "target_text": other, "concept": "text"})
+                     "target": template.format(other), "text": word, "target_text": other,
+                     "attribute": "text", "concept": word})
     return rows
 
 
@@ -92,7 +93,8 @@ def concepts() -> dict[str, dict]:
 
 def concept_prompts(concept: str) -> list[dict]:
     """LocoGen rows for one concept: its evaluation prompts, with the concept replaced by its anchor as
-    target (the attribute removed)."""
+    target (the concept removed); `attribute` is its category (style or object), `concept` the words as
+    they occur in the prompt."""
     table = concepts()
     if concept not in table:
         raise UserError(f"--concept: unknown concept '{concept}'{did_you_mean(concept, table)}; "
@@ -105,5 +107,5 @@ def concept_prompts(concept: str) -> list[dict]:
             start = line.lower().index(concept)
             target = line[:start] + anchor + line[start + len(concept):]
             rows.append({"id": f"{concept.replace(' ', '_')}-{i:03d}", "prompt": line, "target": target,
-                         "attribute": line[start:start + len(concept)], "concept": concept})
+                         "attribute": table[concept]["kind"], "concept": line[start:start + len(concept)]})
     return rows

@@ -7,7 +7,7 @@ Minimal job (everything else has a default)::
     method: locogen             # locogen | attn_patch | causal_trace
     window: 2
     prompts:
-      - {prompt: "a house in the style of van gogh", target: "a house", attribute: "van gogh"}
+      - {prompt: "a house in the style of van gogh", target: "a house", attribute: style, concept: "van gogh"}
 
 Every validation error is one line naming the field (``prompts[2].target``) and what was expected.
 """
@@ -30,8 +30,12 @@ from harness.methods.registry import METHOD_NAMES, get_method
 from harness.metrics import check_metric, check_scorer_names
 from harness.metrics.text import quoted_text  # noqa: F401  (re-exported for prompt rows)
 
-__all__ = ["DEFAULT_JOB", "ExecutorSpec", "JobError", "JobSpec", "PromptRow", "SiteSelector", "default_job",
-           "load_job", "parse_index"]
+REQUIRED_KEYS = ("name", "method", "prompts")  # keys without a default; named when a job file is empty
+# The categories the papers group prompts by (a prompt row's `attribute`; see PromptRow).
+ATTRIBUTES = ("style", "object", "fact", "action", "color", "text")
+
+__all__ = ["ATTRIBUTES", "DEFAULT_JOB", "ExecutorSpec", "JobError", "JobSpec", "PromptRow", "SiteSelector",
+           "StageIISpec", "default_job", "load_job", "parse_index"]
 
 
 def parse_index(value: Any) -> list[int] | None:
@@ -88,9 +92,19 @@ class SiteSelector(Strict):
 
 
 class PromptRow(Strict):
-    """One prompt of a sweep. `target` is what intervened layers see (LocoGen's altered prompt, P3's
-    prompt B); `attribute` is the span causal tracing corrupts; `text`/`target_text` the words P3 renders
-    (taken from the quotes in the prompt when not given)."""
+    """One prompt of a sweep, in the papers' vocabulary.
+
+    * `attribute`: the category the papers group results by — one of ``style``, ``object``, ``fact``,
+      ``action``, ``color``, ``text`` (P1's Fig. 2 rows, P2's style/object/fact tables, P3's rendered text).
+    * `concept`: the words in the prompt that carry it ("van gogh", "r2d2", "president of the united
+      states", P3's quoted word): what causal tracing corrupts and what an edit removes. It must occur in
+      the prompt.
+    * `target`: what intervened layers see (LocoGen's altered prompt, P3's prompt B).
+    * `text`/`target_text`: the words P3 renders (taken from the quotes in the prompts when not given).
+
+    Before this schema the two names were used the other way round (`attribute` the span, `concept`
+    sometimes a category); such a row is refused with one line saying what changed.
+    """
 
     prompt: str = Field(min_length=1)
     target: str | None = None
@@ -99,6 +113,36 @@ class PromptRow(Strict):
     text: str | None = None
     target_text: str | None = None
     id: str | None = None
+
+    @model_validator(mode="after")
+    def _vocabulary(self) -> PromptRow:
+        in_prompt = lambda words: bool(words) and words.lower() in self.prompt.lower()  # noqa: E731
+        old_form = ((self.attribute is not None and self.attribute not in ATTRIBUTES
+                     and (in_prompt(self.attribute) or self.concept in ATTRIBUTES))
+                    or (self.attribute is None and self.concept in ATTRIBUTES and not in_prompt(self.concept)))
+        if old_form:
+            raise ValueError(f"old prompt schema (attribute={self.attribute!r}, concept={self.concept!r}): "
+                             f"'attribute' is now the category ({', '.join(ATTRIBUTES)}) and 'concept' the "
+                             "words in the prompt that carry it; swap the two columns")
+        if self.attribute is not None and self.attribute not in ATTRIBUTES:
+            raise ValueError(f"attribute: unknown attribute '{self.attribute}'"
+                             f"{did_you_mean(self.attribute, ATTRIBUTES)}; expected one of {', '.join(ATTRIBUTES)}")
+        if self.concept is not None and not in_prompt(self.concept):
+            raise ValueError(f"concept: '{self.concept}' does not occur in prompt '{self.prompt}' (the concept is "
+                             "the words in the prompt that carry the attribute)")
+        return self
+
+
+class StageIISpec(Strict):
+    """DeepFloyd IF only: the stage II that upsamples stage I's 64² images before scoring (P3 scores the
+    256² output; see `harness.stage2`). Defaults: IF-II-L from the local cache (a tiny stage II for
+    `tiny:if`), IFSuperResolutionPipeline's sampler defaults (10 steps on tiny models)."""
+
+    model: str | None = None  # local dir or cached hub id; None = DeepFloyd/IF-II-L-v1.0; "none" = score stage I
+    steps: int | None = Field(None, ge=1)  # None = 50 (10 on tiny models)
+    guidance_scale: float = 4.0
+    noise_level: int = Field(250, ge=0, lt=1000)
+    text_metrics_on_stage_i: bool = False  # allow OCR/CLIP metrics on 64² stage-I images (model: none)
 
 
 class ExecutorSpec(Strict):
@@ -142,6 +186,7 @@ class JobSpec(Strict):
     reproducible: bool = True  # batch-independent kernels: a row's image does not depend on its batch
     executor: ExecutorSpec = ExecutorSpec()
     edit: str | None = None  # an inference-time edit (edit.yaml from `loco edit`) installed on the model
+    stage_ii: StageIISpec | None = None  # DeepFloyd IF's upsampler (harness.stage2); an error on other models
 
     @field_validator("step_start", mode="before")
     @classmethod
@@ -175,6 +220,7 @@ class JobSpec(Strict):
         method = get_method(self.method)
         for i, row in enumerate(self.prompts):
             method.check_prompt(i, row)
+        method.check_job(self)
         if self.site_sets is not None:
             if not method.joint_sets:
                 raise ValueError(f"site_sets: method '{self.method}' does not intervene on sets of sites jointly "
@@ -295,6 +341,10 @@ def load_job(data: dict | str | Path, base_dir: Path | None = None, overrides: l
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
             raise JobError(f"{source}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if data is None or data == {}:
+        what = "job file" if source != "job" else "job"
+        raise JobError(f"{source}: empty {what}: a job needs at least {', '.join(REQUIRED_KEYS)} "
+                       "(see harness/default_job.yaml)")
     if not isinstance(data, dict):
         raise JobError(f"{source}: expected a mapping of job keys, got {type(data).__name__}")
     data = apply_overrides(dict(data), list(overrides))

@@ -72,8 +72,8 @@ def classify(component: str, path: str, module: torch.nn.Module) -> str | None:
     if cls == "Attention":
         if hasattr(module, "add_k_proj") and getattr(module, "add_k_proj", None) is not None:
             return "joint_attn" if component == "transformer" else "cross_attn"
-        if leaf == "attn2":
-            return "cross_attn"
+        if leaf == "attn2":  # SD3.5's JointTransformerBlock.attn2 is an image-only self-attention
+            return "cross_attn" if getattr(module, "is_cross_attention", True) else "self_attn"
         if leaf == "attn1":
             return "self_attn"
         return None

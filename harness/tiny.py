@@ -152,6 +152,35 @@ def build_if():
                       requires_safety_checker=False)
 
 
+def _build_if_stage_ii():
+    """DeepFloyd IF stage II layout in miniature: a super-resolution UNet (image + upscaled stage-I image in,
+    noise level as class embedding, T5 text through AttnAddedKV) from 16² to 64² (IF-II-L: 64² → 256²)."""
+    from diffusers import DDPMScheduler, IFSuperResolutionPipeline, UNet2DConditionModel
+
+    unet = UNet2DConditionModel(
+        sample_size=64, in_channels=6, out_channels=6, layers_per_block=1, norm_num_groups=8,
+        block_out_channels=(16, 32), attention_head_dim=8,
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        cross_attention_dim=32, encoder_hid_dim=32, addition_embed_type="text", addition_embed_type_num_heads=2,
+        cross_attention_norm="group_norm", resnet_time_scale_shift="scale_shift", act_fn="gelu",
+        class_embed_type="timestep",
+    ).eval()
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", thresholding=True,
+                              dynamic_thresholding_ratio=0.95, sample_max_value=1.0, prediction_type="epsilon",
+                              variance_type="learned_range")
+    noising = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    return IFSuperResolutionPipeline(tokenizer=t5_tokenizer(), text_encoder=None, unet=unet, scheduler=scheduler,
+                                     image_noising_scheduler=noising, safety_checker=None, feature_extractor=None,
+                                     watermarker=None, requires_safety_checker=False)
+
+
+def build_tiny_if_stage_ii():
+    """The tiny IF stage II that `tiny:if` is scored through (weights from the fixed seed)."""
+    return _seeded(_build_if_stage_ii)
+
+
 def build_sd3():
     """SD3 layout: 24 JointTransformerBlocks (the last context_pre_only); CLIP-L + CLIP-G + T5 text."""
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
@@ -178,10 +207,15 @@ def build_tiny(arch: str):
     if arch not in _BUILDERS:
         raise ValueError(f"unknown tiny model 'tiny:{arch}'; expected one of "
                          + ", ".join(f"tiny:{a}" for a in TINY_ARCHS))
+    return _seeded(_BUILDERS[arch])
+
+
+def _seeded(builder):
+    """Run `builder` with torch's global RNG seeded with TINY_SEED (restored afterwards)."""
     state = torch.random.get_rng_state()
     torch.manual_seed(TINY_SEED)
     try:
-        pipe = _BUILDERS[arch]()
+        pipe = builder()
     finally:
         torch.random.set_rng_state(state)
     pipe.set_progress_bar_config(disable=True)

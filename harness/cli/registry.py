@@ -15,6 +15,7 @@ import importlib
 
 VERBS: dict[str, str] = {  # in the order `loco --help` lists them
     "sweep": "harness.cli.sweep",
+    "plan": "harness.cli.plan",
     "rank": "analysis.verbs.rank",
     "candidates": "analysis.verbs.candidates",
     "sql": "analysis.verbs.sql",

@@ -45,19 +45,8 @@ def run(args) -> int:
 
 
 def _dry_run(job) -> int:
-    from harness.methods import plan_variants, references
-    from harness.models import load_model
-    from harness.run.plan import check_step_window, plan_units
+    """The plan `loco plan` prints: counts, GPU-hour estimate and checkpoints, without loading a model."""
+    from harness.preflight import plan
 
-    adapter = load_model(job.model, job.device, job.dtype)
-    variants = plan_variants(job, adapter.sites)
-    check_step_window(job, adapter.denoiser_calls(adapter.defaults.with_job(job).steps))
-    units = plan_units(job, variants)
-    rows = len(job.prompts) * len(job.seeds) * (len(variants) + len(references(job)))
-    print(f"{job.name}: {job.method} on {adapter.info.model_id} ({adapter.arch}); {len(variants)} variants × "
-          f"{len(job.prompts)} prompts × {len(job.seeds)} seeds = {rows} images in {len(units)} units")
-    for v in variants[:10]:
-        print(f"  {v.label:<24} {v.site}")
-    if len(variants) > 10:
-        print(f"  ... {len(variants) - 10} more")
+    print(plan(job).format())
     return 0

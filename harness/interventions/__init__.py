@@ -18,7 +18,7 @@ All three papers reduce to a handful of moves on the conditional branch of a den
   seed, no corruption) into a corrupted row, at every step for denoiser sites, or at one token position
   for text-encoder sites.
 * **Corruption** (P1). Gaussian noise κ·σ (σ = std of the encoder's token-embedding matrix) is added to
-  the input token embeddings of the attribute's tokens, the same noise for every row of that prompt.
+  the input token embeddings of the concept's tokens, the same noise for every row of that prompt.
 
 Rows are independent along the batch axis, so a row's image depends only on its own prompt, seed and
 interventions (and, for donor-based moves, on its donor row, which is never itself intervened on). The

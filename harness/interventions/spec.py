@@ -57,9 +57,9 @@ class Restore:
 
 @dataclass(frozen=True)
 class Corruption:
-    """Noise of `scale` × σ on the input token embeddings of `attribute`'s tokens (P1's corrupted run)."""
+    """Noise of `scale` × σ on the input token embeddings of `concept`'s tokens (P1's corrupted run)."""
 
-    attribute: str
+    concept: str  # the words whose token embeddings are noised (a prompt row's `concept`)
     scale: float = 3.0
     seed: int = 0
 

@@ -1,4 +1,4 @@
-"""Text-encoder side: token positions of the attribute, P1's corruption noise, and text-encoder restores."""
+"""Text-encoder side: token positions of the concept, P1's corruption noise, and text-encoder restores."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def _install_text_hooks(hooks: Hooks, adapter, rows: list[Sample]) -> None:
             sigma = embedding_std(encoder)
             width = encoder.get_input_embeddings().weight.shape[1]
             for i, corruption in noise_rows:
-                span = token_positions(tokenizer, text, corruption.attribute, length)["span"]
+                span = token_positions(tokenizer, text, corruption.concept, length)["span"]
                 gen = torch.Generator().manual_seed(stable_seed(corruption.seed, prompt, name))
                 noise = torch.randn(len(span), width, generator=gen) * corruption.scale * sigma
                 moves.append((i, torch.tensor(span), noise))
@@ -98,7 +98,7 @@ def _install_text_hooks(hooks: Hooks, adapter, rows: list[Sample]) -> None:
                     continue
                 if clean is None:
                     raise RuntimeError(f"text restore for {prompt!r} needs a clean row in the encode batch")
-                attribute = row.corruption.attribute if row.corruption else ""
+                attribute = row.corruption.concept if row.corruption else ""
                 pos = token_positions(tokenizer, text, attribute, length)[restore.position]
                 by_site[restore.site].append(Move(torch.tensor([i]), torch.tensor([clean]), position=pos))
         for site, moves in by_site.items():

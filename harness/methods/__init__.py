@@ -4,7 +4,7 @@ A *variant* is one intervention recipe, independent of prompt and seed ("swap K/
 layers 8–9 from step 0"); binding it to a prompt row and a seed gives a `Sample` to generate. Every
 (prompt, seed) also gets *reference* rows: ``control`` (the prompt, un-intervened: every metric compares
 against it), ``target`` (prompt B un-intervened: the donor for patching and the "swap everything" upper
-bound) and, for causal tracing, ``corrupted`` (noise on the attribute, nothing restored).
+bound) and, for causal tracing, ``corrupted`` (noise on the concept, nothing restored).
 
 * LocoGen (P2, Algorithm 1): windows of m consecutive text-attention layers, every start 0..M−m
   (`swap.LocoGen`).

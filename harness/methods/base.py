@@ -51,6 +51,9 @@ class Method:
     def check_prompt(self, i: int, row) -> None:
         """Raise ValueError naming `prompts[i].<field>` when the prompt row lacks what the method needs."""
 
+    def check_job(self, job) -> None:
+        """Raise ValueError naming the job key when the job sets something the method cannot apply."""
+
     # ---- planning ----------------------------------------------------------------------------------
     def allowed_kinds(self, table: SiteTable) -> tuple[str, ...]:
         """The site kinds the method intervenes on."""
@@ -61,6 +64,10 @@ class Method:
 
     def references(self) -> list[Variant]:
         raise NotImplementedError
+
+    def applied_branch(self, job, mode: str | None) -> str:
+        """The CFG halves the hooks actually intervene on (what rows record as `branch`)."""
+        return job.effective_branch
 
     def resolve_mode(self, job, adapter) -> str | None:
         """The K/V swap mode on `adapter`; None for methods that swap nothing."""
@@ -75,6 +82,18 @@ class Method:
         window, heads, mode and noise. `calls` is the number of denoising steps of the sampler."""
         return {"step_start": None, "step_end": None, "steps_patched": None, "heads": None, "mode": None,
                 "noise_scale": None}
+
+
+def consecutive_runs(sites: list[Site]) -> list[list[Site]]:
+    """The selection split into runs of consecutive forward indices (LocoGen's windows are m *consecutive*
+    layers: a window may not jump a gap in the selection)."""
+    runs: list[list[Site]] = []
+    for site in sites:
+        if runs and runs[-1][-1].kind == site.kind and runs[-1][-1].index + 1 == site.index:
+            runs[-1].append(site)
+        else:
+            runs.append([site])
+    return runs
 
 
 def window_label(kind: str, indices: tuple[int, ...]) -> str:

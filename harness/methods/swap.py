@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from harness.errors import JobError, did_you_mean
 from harness.interventions import KVSwap, Sample
-from harness.methods.base import Method, Variant, steps_of, window_label
+from harness.methods.base import Method, Variant, consecutive_runs, steps_of, window_label
 from harness.sites import TEXT_KINDS, Site, SiteTable
 
 
@@ -32,10 +32,19 @@ class KVSwapMethod(Method):
             raise JobError(f"sites: windows need one kind of site, got {', '.join(sorted(kinds))}")
         if job.window > len(sites):
             raise JobError(f"window: {job.window} is larger than the {len(sites)} selected sites")
+        # Windows are m consecutive layers: they slide within each run of consecutive indices of the
+        # selection and never across a gap (a window labelled #3-8 must hold layers 3..8).
+        runs = consecutive_runs(sites)
+        if all(len(run) < job.window for run in runs):
+            present = {s.index for s in sites}
+            lo, hi = min(present), max(present)
+            missing = [i for i in range(lo, hi + 1) if i not in present]
+            raise JobError(f"window: no {job.window} consecutive layers in the selection (indices "
+                           f"{_ranges(missing)} are missing); select consecutive layers or a smaller window")
+        chunks = [run[i : i + job.window] for run in runs for i in range(len(run) - job.window + 1)]
         variants = []
         for step_start in job.step_start:
-            for start in range(len(sites) - job.window + 1):
-                chunk = sites[start : start + job.window]
+            for chunk in chunks:
                 indices = tuple(s.index for s in chunk)
                 label = window_label(chunk[0].kind, indices)
                 if len(job.step_start) > 1 or step_start:
@@ -77,6 +86,11 @@ class KVSwapMethod(Method):
             return "inject" if adapter.kv_input_is_prompt_embeds else "patch"
         return job.mode
 
+    def applied_branch(self, job, mode: str | None) -> str:
+        """Injection swaps the conditional half only, whatever `branch` says: the unconditional half's K/V
+        come from the same empty prompt in both runs, so swapping them would copy them onto themselves."""
+        return "cond" if mode == "inject" else job.effective_branch
+
     def bind(self, variant: Variant, job, prompt, seed: int, mode: str | None) -> Sample:
         if variant.role == "control":
             return Sample(prompt.prompt, seed)
@@ -106,3 +120,15 @@ class AttnPatch(KVSwapMethod):
 
     name = "attn_patch"
     default_branch = "both"
+
+
+def _ranges(indices: list[int]) -> str:
+    """[4, 5, 6, 9] -> '4-6, 9'."""
+    parts, start = [], None
+    for i, value in enumerate(indices):
+        if start is None:
+            start = value
+        if i + 1 == len(indices) or indices[i + 1] != value + 1:
+            parts.append(str(start) if start == value else f"{start}-{value}")
+            start = None
+    return ", ".join(parts)

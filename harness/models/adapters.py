@@ -221,6 +221,21 @@ class ModelAdapter:
     def _output_type(self, decode: bool) -> str:
         return "np" if decode else "latent"
 
+    # ---- what result rows record about the images ----------------------------------------------
+    def run_columns(self) -> dict:
+        """Components that change the images without being swept: IF's stage II, and whether a safety
+        checker or watermarker was loaded (loco loads neither, as the papers' code does)."""
+        stage_ii = getattr(self, "stage_ii", None)
+        loaded = lambda name: "loaded" if getattr(self.pipe, name, None) is not None else "none"  # noqa: E731
+        return {"stage_ii_model": stage_ii.model_id if stage_ii else None,
+                "stage_ii_fingerprint": stage_ii.fingerprint if stage_ii else None,
+                "safety_checker": loaded("safety_checker"), "watermarker": loaded("watermarker")
+                if hasattr(self.pipe, "watermarker") else loaded("watermark")}
+
+    def scored_columns(self, config: GenerationConfig) -> dict:
+        """Which image the metrics were computed on, and its size."""
+        return {"scored_stage": "final", "scored_height": config.height, "scored_width": config.width}
+
 
 class SD15Adapter(ModelAdapter):
     """SD 1.x / 2.x: one CLIP text encoder; K/V of `attn2` read prompt_embeds directly."""
@@ -298,6 +313,30 @@ class IFAdapter(ModelAdapter):
 
     def _output_type(self, decode):
         return "np" if decode else "pt"
+
+    stage_ii = None  # harness.stage2.StageII: set by the worker for the job (None = score stage I)
+
+    def generate(self, cond, negative, seeds, steps, guidance_scale, height, width, decode=True, as_float=False,
+                 callback=None):
+        """Stage I (the swept UNet); with a stage II attached, its output upsampled (harness.stage2)."""
+        if not decode or self.stage_ii is None:
+            return super().generate(cond, negative, seeds, steps, guidance_scale, height, width, decode, as_float,
+                                    callback)
+        kwargs = dict(cond)
+        if guidance_scale > 1 and negative is not None:
+            kwargs.update(negative)
+        generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+        stage_i = self.pipe(**kwargs, num_inference_steps=steps, guidance_scale=guidance_scale, height=height,
+                            width=width, generator=generators, output_type="pt").images
+        neg = negative.get("negative_prompt_embeds") if negative else None
+        return self.stage_ii.upsample(stage_i, cond["prompt_embeds"], neg, seeds, as_float=as_float)
+
+    def scored_columns(self, config: GenerationConfig) -> dict:
+        if self.stage_ii is None:
+            return {"scored_stage": "stage_i", "scored_height": config.height, "scored_width": config.width}
+        scale = self.stage_ii.scale
+        return {"scored_stage": "stage_ii", "scored_height": config.height * scale,
+                "scored_width": config.width * scale}
 
 
 class SD3Adapter(ModelAdapter):

@@ -44,7 +44,7 @@ def _state_fingerprint(modules: dict[str, torch.nn.Module]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _dir_fingerprint(path: Path) -> str:
+def dir_fingerprint(path: Path) -> str:
     """Configs' content plus weight files' names and sizes: cheap, and changes with any new checkpoint."""
     digest = hashlib.sha256()
     for file in sorted(path.rglob("*")):
@@ -161,7 +161,7 @@ def _load(model: str, device: str, dtype: str) -> ModelAdapter:
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     revision = path.name if path.parent.name == "snapshots" else "local"
-    info = ModelInfo(model, cls.arch, class_name, revision, _dir_fingerprint(path), dtype, device)
+    info = ModelInfo(model, cls.arch, class_name, revision, dir_fingerprint(path), dtype, device)
     return cls(pipe, info, tiny=False)
 
 

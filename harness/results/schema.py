@@ -22,6 +22,7 @@ RUN = {  # the same for every row a worker writes
     "model_id": _S, "model_arch": _S, "model_revision": _S, "model_fingerprint": _S, "dtype": _S,
     "device": _S, "device_name": _S, "worker": _S, "ray_node": _S, "harness_version": _S, "git_commit": _S,
     "torch_version": _S, "diffusers_version": _S, "transformers_version": _S, "python_version": _S,
+    "stage_ii_model": _S, "stage_ii_fingerprint": _S, "safety_checker": _S, "watermarker": _S,
 }
 IDS = {"unit_id": _S, "row_id": _S, "created_at": _S, "image_path": _S}
 DESIGN = {  # the variant: where, when and how the model was intervened on (None on reference rows)
@@ -31,7 +32,8 @@ DESIGN = {  # the variant: where, when and how the model was intervened on (None
 }
 PROMPT = {"prompt_id": _S, "prompt": _S, "target": _S, "attribute": _S, "concept": _S, "text": _S,
           "target_text": _S, "seed": _I}
-SAMPLER = {"steps": _I, "guidance_scale": _F, "height": _I, "width": _I}
+SAMPLER = {"steps": _I, "guidance_scale": _F, "height": _I, "width": _I,  # height/width: the sampled image
+           "scored_stage": _S, "scored_height": _I, "scored_width": _I}  # the image the metrics saw
 TIMING = {"gen_seconds": _F, "score_seconds": _F, "batch_rows": _I}
 
 PARTS = {"run": RUN, "ids": IDS, "design": DESIGN, "prompt": PROMPT, "sampler": SAMPLER, "timing": TIMING}

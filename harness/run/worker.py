@@ -15,6 +15,7 @@ import time
 import numpy as np
 import torch
 
+from harness import stage2
 from harness.generate import PromptCache, generate_rows
 from harness.interventions import Sample
 from harness.methods import Variant, get_method, plan_variants, references
@@ -45,6 +46,7 @@ class Worker:
         from harness.edit.install import prepare_job_model
 
         self.edit_id = prepare_job_model(self.adapter, job.edit, job.model)  # an edit installed, or an edited model
+        stage2.attach(self.adapter, job)  # IF: the stage II that upsamples before scoring (P3)
         self.variants = plan_variants(job, self.adapter.sites)
         self.references = references(job)
         self.mode = self.method.resolve_mode(job, self.adapter)
@@ -66,9 +68,10 @@ class Worker:
                          "model_arch": self.adapter.arch, "model_revision": info.revision,
                          "model_fingerprint": info.fingerprint, "dtype": info.dtype, "device": info.device,
                          "device_name": provenance.device_name(info.device), "worker": provenance.worker_name(),
-                         "ray_node": provenance.ray_node()}
+                         "ray_node": provenance.ray_node(), **self.adapter.run_columns()}
         self.sampler_part = {"steps": self.config.steps, "guidance_scale": self.config.guidance_scale,
-                             "height": self.config.height, "width": self.config.width}
+                             "height": self.config.height, "width": self.config.width,
+                             **self.adapter.scored_columns(self.config)}
 
     def describe(self) -> dict:
         """What the driver needs before dispatching: the site table, the plan and the model's identity."""
@@ -159,7 +162,7 @@ class Worker:
                 "kind": variant.kind, "site_index": variant.indices[0] if variant.indices else None,
                 "indices": list(variant.indices), "window_start": variant.window_start,
                 "window_size": variant.window_size if variant.sites else None, "position": variant.position,
-                "branch": self.job.effective_branch if is_variant else None,
+                "branch": self.method.applied_branch(self.job, self.mode) if is_variant else None,
                 **self.method.design(variant, self.job, self.calls, self.mode)}
 
     def _prompt_part(self, p: int, seed: int) -> dict:

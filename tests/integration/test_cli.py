@@ -63,7 +63,24 @@ def test_sites_prints_the_table(capsys):
 
 def test_dry_run_prints_the_plan(capsys):
     code, out, _ = run(capsys, "sweep", "--dry-run", "--set", "window=2")
-    assert code == 0 and "15 variants × 4 prompts × 2 seeds = 136 images" in out
+    assert code == 0 and "generations      136 = 4 prompts × 2 seeds × 17" in out
+
+
+def test_plan_prints_units_steps_rows_cost_and_checkpoints_without_loading_a_model(capsys, monkeypatch):
+    import harness.models
+    import harness.models.loading as loading
+
+    for module in (harness.models, loading):
+        monkeypatch.setattr(module, "load_model", lambda *a, **k: pytest.fail("plan loaded a model"))
+    code, out, _ = run(capsys, "plan", "--json", "--set", "model=stabilityai/stable-diffusion-xl-base-1.0",
+                       "--set", "window=3", "--set", "scorers.clip={model: ViT-B-32, weights: openai}")
+    plan = json.loads(out)
+    assert code == 0 and plan["arch"] == "sdxl" and plan["variants"] == 68 and plan["references"] == 2
+    assert plan["generations"] == plan["expected_rows"] == 4 * 2 * 70
+    assert plan["denoising_steps"] == 4 * 2 * 70 * 50  # SDXL's 50 steps
+    assert plan["gpu_hours"] == pytest.approx(4 * 2 * 70 * 50 * 0.10 / 3600, rel=1e-3)
+    roles = {c["role"]: c for c in plan["checkpoints"]}
+    assert roles["model"]["found"] is False and "clip" in roles
 
 
 def test_prompts_writes_p3_pairs(tmp_path, capsys):

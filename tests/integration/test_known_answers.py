@@ -9,8 +9,8 @@ from harness.jobs import load_job
 from harness.sweep import run_sweep
 
 PROMPTS = [{"prompt": "a house in the style of van gogh", "target": "a red bicycle on a beach",
-            "attribute": "van gogh"},
-           {"prompt": "a photo of r2d2 in a street", "target": "a bowl of soup", "attribute": "r2d2"}]
+            "attribute": "style", "concept": "van gogh"},
+           {"prompt": "a photo of r2d2 in a street", "target": "a bowl of soup", "attribute": "object", "concept": "r2d2"}]
 PLANTED = {"sd15": 8, "sdxl": 55}
 
 

@@ -13,8 +13,8 @@ from harness.jobs import load_job
 from harness.results.store import RunDirError
 from harness.sweep import run_sweep
 
-PROMPTS = [{"prompt": "a house in the style of van gogh", "target": "a house", "attribute": "van gogh"},
-           {"prompt": "a cat in the style of monet", "target": "a cat", "attribute": "monet"}]
+PROMPTS = [{"prompt": "a house in the style of van gogh", "target": "a house", "attribute": "style", "concept": "van gogh"},
+           {"prompt": "a cat in the style of monet", "target": "a cat", "attribute": "style", "concept": "monet"}]
 
 
 def job(**kw):

@@ -64,10 +64,50 @@ def test_locogen_needs_a_target():
     assert error_of(prompts=[{"prompt": "a"}]).startswith("job: prompts[0].target: required for method 'locogen'")
 
 
-def test_causal_trace_needs_an_attribute_that_occurs_in_the_prompt():
-    assert "prompts[0].attribute: required" in error_of(method="causal_trace", prompts=[{"prompt": "a cat"}])
-    message = error_of(method="causal_trace", prompts=[{"prompt": "a cat", "attribute": "dog"}])
-    assert "'dog' does not occur in prompt 'a cat'" in message
+def test_causal_trace_needs_a_concept_that_occurs_in_the_prompt():
+    assert "prompts[0].concept: required" in error_of(method="causal_trace", prompts=[{"prompt": "a cat"}])
+    message = error_of(method="causal_trace", prompts=[{"prompt": "a cat", "concept": "dog"}])
+    assert "prompts[0]: concept: 'dog' does not occur in prompt 'a cat'" in message
+
+
+def test_attribute_is_the_category_and_concept_the_words_in_the_prompt():
+    row = job(prompts=[{"prompt": "a house by Van Gogh", "target": "a house", "attribute": "style",
+                        "concept": "van gogh"}]).prompts[0]
+    assert (row.attribute, row.concept) == ("style", "van gogh")
+    assert "unknown attribute 'stlye' (did you mean 'style'?)" in error_of(
+        prompts=[{"prompt": "a house", "target": "a", "attribute": "stlye"}])
+
+
+@pytest.mark.parametrize("row", [
+    {"prompt": "a house in the style of van gogh", "target": "a house", "attribute": "van gogh", "concept": "style"},
+    {"prompt": "a house in the style of van gogh", "target": "a house", "attribute": "van gogh"},
+    {"prompt": 'A sign that says "hello".', "target": 'A sign that says "bye".', "concept": "text"},
+])
+def test_a_row_in_the_old_schema_gets_one_line_saying_what_changed(row):
+    message = error_of(prompts=[row])
+    assert message.startswith("job: prompts[0]: old prompt schema")
+    assert "'attribute' is now the category (style, object, fact, action, color, text)" in message
+    assert "'concept' the words in the prompt that carry it" in message
+
+
+def test_an_old_schema_prompt_file_is_refused_naming_the_file(tmp_path):
+    (tmp_path / "old.csv").write_text("prompt,target,attribute,concept\na cat by monet,a cat,monet,style\n")
+    (tmp_path / "a.yaml").write_text("name: a\nmethod: locogen\nprompts: old.csv\n")
+    with pytest.raises(JobError, match=r"a.yaml: prompts\[0\]: old prompt schema"):
+        load_job(tmp_path / "a.yaml")
+
+
+def test_every_shipped_prompt_file_is_in_the_new_schema():
+    from pathlib import Path
+
+    from harness.jobs import ATTRIBUTES, read_prompt_file
+
+    files = sorted((Path(__file__).parents[2] / "jobs" / "prompts").glob("*.csv"))
+    assert len(files) >= 5
+    for path in files:
+        rows = read_prompt_file(path)
+        job(method="locogen" if all("target" in r for r in rows) else "causal_trace", prompts=rows)  # every row
+        assert all(r["attribute"] in ATTRIBUTES and r["concept"].lower() in r["prompt"].lower() for r in rows), path
 
 
 def test_unknown_metric_suggests_the_closest():
@@ -97,11 +137,11 @@ def test_yaml_syntax_error_is_one_line(tmp_path):
 
 
 def test_prompts_from_csv_and_jsonl(tmp_path):
-    (tmp_path / "p.csv").write_text("prompt,target,attribute\na house by monet,a house,monet\n")
+    (tmp_path / "p.csv").write_text("prompt,target,attribute,concept\na house by monet,a house,style,monet\n")
     (tmp_path / "p.jsonl").write_text('{"prompt": "a dog", "target": "a cat"}\n')
     (tmp_path / "a.yaml").write_text("name: a\nmethod: locogen\nprompts: p.csv\n")
     (tmp_path / "b.yaml").write_text("name: b\nmethod: locogen\nprompts: p.jsonl\n")
-    assert load_job(tmp_path / "a.yaml").prompts[0].attribute == "monet"
+    assert load_job(tmp_path / "a.yaml").prompts[0].concept == "monet"
     assert load_job(tmp_path / "b.yaml").prompts[0].target == "a cat"
 
 
@@ -135,3 +175,14 @@ def test_set_overrides_apply_dotted_keys_on_top_of_the_file(tmp_path):
     path.write_text("name: t\nmethod: locogen\nprompts: [{prompt: a house, target: a painting}]\n")
     spec = load_job(path, overrides=["window=3", "executor.backend=local", "sites.kind=cross_attn"])
     assert (spec.window, spec.executor.backend, spec.sites.kind) == (3, "local", ["cross_attn"])
+
+
+@pytest.mark.parametrize("text", ["", "\n# only a comment\n", "{}\n"])
+def test_an_empty_job_file_says_so_and_names_the_keys_a_job_needs(tmp_path, text):
+    path = tmp_path / "empty.yaml"
+    path.write_text(text)
+    with pytest.raises(JobError) as info:
+        load_job(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: empty job file: a job needs at least name, method, prompts")
+    assert "NoneType" not in message and "\n" not in message

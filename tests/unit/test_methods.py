@@ -7,7 +7,7 @@ from harness.methods import bind, plan_variants, references
 from harness.run.plan import check_step_window
 from tests.conftest import tiny
 
-PROMPT = {"prompt": "a house in the style of van gogh", "target": "a house", "attribute": "van gogh"}
+PROMPT = {"prompt": "a house in the style of van gogh", "target": "a house", "attribute": "style", "concept": "van gogh"}
 
 
 def job(**kw):
@@ -80,3 +80,47 @@ def test_step_start_must_fall_on_one_of_the_samplers_denoising_steps():
     check_step_window(job(method="attn_patch", steps=10, step_start=calls - 1), calls)  # the last step is fine
     with pytest.raises(JobError, match=f"step_start: {calls} is not below the {calls} denoising steps"):
         check_step_window(job(method="attn_patch", steps=10, step_start=calls), calls)
+
+
+def test_windows_slide_only_over_consecutive_layers_of_the_selection():
+    variants = plan_variants(job(window=2, sites={"kind": "cross_attn", "index": [0, 1, 2, 5, 6]}), tiny("sd15").sites)
+    assert [v.label for v in variants] == ["cross_attn#0-1", "cross_attn#1-2", "cross_attn#5-6"]
+    assert all(v.indices == tuple(range(v.indices[0], v.indices[0] + 2)) for v in variants)
+
+
+def test_a_selection_with_no_consecutive_window_is_refused_naming_the_missing_layers():
+    with pytest.raises(JobError, match=r"window: no 2 consecutive layers in the selection \(indices 4-7 are missing\)"):
+        plan_variants(job(window=2, sites={"kind": "cross_attn", "index": [3, 8]}), tiny("sd15").sites)
+
+
+def test_causal_trace_refuses_heads():
+    with pytest.raises(JobError, match="heads: causal tracing restores a site's whole output"):
+        job(method="causal_trace", heads=[0])
+
+
+def test_causal_trace_restores_in_the_step_window_and_records_it():
+    spec = job(method="causal_trace", sites={"kind": "resnet", "index": [3]}, step_start=[0, 4], step_end=8)
+    full, late = plan_variants(spec, tiny("sd15").sites)
+    assert (full.label, late.label) == ("resnet#3@s0", "resnet#3@s4")
+    from harness.methods import get_method
+
+    restore = bind(late, spec, spec.prompts[0], 0, None).restores[0]
+    assert (restore.steps.start, restore.steps.end) == (4, 8)
+    design = get_method("causal_trace").design(late, spec, 10, None)
+    assert (design["step_start"], design["step_end"], design["steps_patched"]) == (4, 8, 4)
+
+
+def test_causal_trace_refuses_a_step_window_on_text_encoder_sites():
+    spec = job(method="causal_trace", sites={"kind": "text_mlp"}, step_start=2)
+    with pytest.raises(JobError, match="step_start/step_end: 'text_encoder.* is a text-encoder site"):
+        plan_variants(spec, tiny("sd15").sites)
+
+
+def test_rows_record_the_cfg_branch_actually_intervened_on():
+    from harness.methods import get_method
+
+    spec = job(method="attn_patch")  # the job asks for both halves (P3's default)
+    assert spec.effective_branch == "both"
+    assert get_method("attn_patch").applied_branch(spec, "inject") == "cond"  # injection swaps cond only
+    assert get_method("attn_patch").applied_branch(spec, "patch") == "both"
+    assert get_method("locogen").applied_branch(job(), "inject") == "cond"

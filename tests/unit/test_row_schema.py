@@ -16,7 +16,7 @@ from harness.run.plan import plan_units
 from harness.run.worker import Worker
 
 SQL_DIR = Path(rank_module.__file__).with_name("sql")
-PROMPT = {"prompt": "a house in the style of van gogh", "target": "a house", "attribute": "van gogh"}
+PROMPT = {"prompt": "a house in the style of van gogh", "target": "a house", "attribute": "style", "concept": "van gogh"}
 JOBS = {
     "locogen": {"sites": {"kind": "cross_attn", "index": "0-1"}, "window": 2},
     "attn_patch": {"sites": {"kind": "cross_attn", "index": "0"}, "step_start": [0, 3], "heads": [0]},
@@ -30,8 +30,8 @@ def test_a_produced_row_has_exactly_the_schema_columns_with_the_schema_types(met
     worker = Worker(spec)
     rows = worker.run_unit(plan_units(spec, worker.variants)[0]).rows
     assert {r["role"] for r in rows} >= {"control", "variant"}
-    for row in rows:  # the job's metrics are mse, psnr, ssim: one column each
-        assert set(row) == set(COLUMNS) | {"mse", "psnr", "ssim"}, set(row) ^ set(COLUMNS)
+    for row in rows:  # the job's metrics mse, psnr, ssim: their columns, with P3's wrapped mse_p3/psnr_p3
+        assert set(row) == set(COLUMNS) | {"mse", "psnr", "ssim", "mse_p3", "psnr_p3"}, set(row) ^ set(COLUMNS)
     table = to_table(rows)
     for name, dtype in COLUMNS.items():
         assert table.schema.field(name).type == dtype, name

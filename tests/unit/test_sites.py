@@ -90,3 +90,16 @@ def test_table_formats_and_records():
     assert "joint_attn" in table.format("joint_attn")
     record = table.to_records()[0]
     assert set(record) >= {"name", "kind", "index", "module_type", "params", "label"}
+
+
+def test_sd35_image_only_attn2_is_not_a_text_reading_site():
+    from diffusers.models.attention import BasicTransformerBlock, JointTransformerBlock
+
+    from harness.sites import classify
+
+    block = JointTransformerBlock(dim=16, num_attention_heads=2, attention_head_dim=8, context_pre_only=False,
+                                  use_dual_attention=True)  # SD3.5: a second, image-only attention
+    assert classify("transformer", "transformer_blocks.0.attn2", block.attn2) == "self_attn"
+    assert classify("transformer", "transformer_blocks.0.attn", block.attn) == "joint_attn"
+    sd = BasicTransformerBlock(dim=16, num_attention_heads=2, attention_head_dim=8, cross_attention_dim=32)
+    assert classify("unet", "down_blocks.0.attentions.0.transformer_blocks.0.attn2", sd.attn2) == "cross_attn"

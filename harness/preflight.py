@@ -1,0 +1,297 @@
+"""Preflight: what a job will cost and what it needs, worked out without loading any model.
+
+`loco plan JOB.yaml` (and `loco sweep --dry-run`) answers the questions to ask before booking GPUs:
+how many work units, generations (images), denoising steps and result rows the job makes, roughly how many
+GPU-hours that is, and whether every checkpoint it will look for (the pipeline, IF's stage II, the CLIP and
+OCR weights) is already in the local cache.
+
+Nothing here builds or loads a network. The site counts come from a per-architecture table (`ARCHS`: the
+block structure of each pipeline, the same counts `loco sites` finds by tracing; a unit test keeps the
+table equal to the traced tiny models), the architecture of a model id from its cached ``model_index.json``
+or, when it is not cached, from a table of the papers' hub ids. The variant list is built by the engine's
+own planner (`harness.methods.plan_variants`) over a stand-in site table with those counts, so a plan
+counts exactly what the sweep will run.
+
+GPU-hours are *estimates* (METHODS.md §8): seconds per denoising step of one image on one H100 in fp16 at
+the architecture's paper resolution, scaled by pixel count, times every row's steps. They ignore what
+batching saves (loco carries many variants per pass), so they are an upper bound for planning a booking.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.jobs import JobSpec
+from harness.sites import Site, SiteTable
+
+
+@dataclass(frozen=True)
+class ArchCost:
+    """One architecture: its defaults, its site counts per kind, and its cost per denoising step."""
+
+    steps: int
+    guidance_scale: float
+    resolution: int
+    step_seconds: float  # H100 fp16, one image, one denoising step at `resolution`² (estimate)
+    sites: dict[str, int]  # kind -> count (text-encoder kinds summed over the pipeline's encoders)
+    extra_seconds: float = 0.0  # per image, outside the swept denoiser (IF's stage II upsampling)
+    note: str = ""
+
+
+_UNET15 = {"cross_attn": 16, "self_attn": 16, "ff": 16, "resnet": 22}
+ARCHS: dict[str, ArchCost] = {
+    "sd15": ArchCost(50, 7.5, 512, 0.025, {**_UNET15, "text_self_attn": 12, "text_mlp": 12},
+                     note="SD1.x / OpenJourney, CLIP ViT-L text (12 layers); ~1.3 s per 50-step image"),
+    "sd21": ArchCost(50, 7.5, 512, 0.025, {**_UNET15, "text_self_attn": 23, "text_mlp": 23},
+                     note="SD2.x, OpenCLIP ViT-H text (23 layers); LocoGen samples 512²"),
+    "sdxl": ArchCost(50, 5.0, 1024, 0.10, {"cross_attn": 70, "self_attn": 70, "ff": 70, "resnet": 17,
+                                           "text_self_attn": 44, "text_mlp": 44},
+                     note="SDXL base, CLIP-L (12) + OpenCLIP bigG (32) text; ~5 s per 50-step image"),
+    "if": ArchCost(50, 7.0, 64, 0.03, {"cross_attn": 22, "resnet": 36, "text_self_attn": 24, "text_mlp": 24},
+                   extra_seconds=2.5,
+                   note="DeepFloyd IF stage I (T5-XXL, 24 layers) + stage II 64→256 (~2.5 s per image)"),
+    "sd3": ArchCost(28, 7.0, 1024, 0.15, {"joint_attn": 24, "ff": 24, "ff_context": 23, "text_self_attn": 68,
+                                          "text_mlp": 68},
+                    note="SD3-medium MM-DiT, CLIP-L (12) + CLIP-G (32) + T5-XXL (24) text; ~4 s per image"),
+}
+TINY_STEP_SECONDS = 0.02  # a tiny model's step on one CPU core (measured order of magnitude)
+TINY_SITES = {"sd15": {**_UNET15, "text_self_attn": 4, "text_mlp": 4},
+              "sdxl": {"cross_attn": 70, "self_attn": 70, "ff": 70, "resnet": 17, "text_self_attn": 8, "text_mlp": 8},
+              "if": {"cross_attn": 22, "resnet": 36, "text_self_attn": 2, "text_mlp": 2},
+              "sd3": {"joint_attn": 24, "ff": 24, "ff_context": 23, "text_self_attn": 10, "text_mlp": 10}}
+
+# The papers' checkpoints, for planning a job whose model is not cached here yet.
+KNOWN_MODELS = {
+    "CompVis/stable-diffusion-v1-4": "sd15", "runwayml/stable-diffusion-v1-5": "sd15",
+    "stable-diffusion-v1-5/stable-diffusion-v1-5": "sd15", "prompthero/openjourney": "sd15",
+    "stabilityai/stable-diffusion-2-1": "sd21", "stabilityai/stable-diffusion-2-1-base": "sd21",
+    "stabilityai/stable-diffusion-xl-base-1.0": "sdxl", "DeepFloyd/IF-I-XL-v1.0": "if",
+    "DeepFloyd/IF-I-L-v1.0": "if", "stabilityai/stable-diffusion-3-medium-diffusers": "sd3",
+    "stabilityai/stable-diffusion-3.5-medium": "sd3", "stabilityai/stable-diffusion-3.5-large": "sd3",
+}
+_CLASS_ARCH = {"StableDiffusionPipeline": "sd15", "StableDiffusionXLPipeline": "sdxl", "IFPipeline": "if",
+               "StableDiffusion3Pipeline": "sd3"}
+
+
+class PlanError(UserError):
+    """A job that cannot be planned without loading its model; one line saying why."""
+
+
+@dataclass
+class Checkpoint:
+    """A file or folder the sweep will look for, and whether it is already here."""
+
+    role: str  # model, stage_ii, clip, ocr, ...
+    name: str
+    found: bool
+    where: str  # the path found, or where it was looked for
+
+
+@dataclass
+class Plan:
+    job: str
+    method: str
+    model: str
+    arch: str
+    tiny: bool
+    variants: int
+    references: int  # reference rows per (prompt, seed)
+    prompts: int
+    seeds: int
+    units: int
+    generations: int
+    steps: int
+    denoising_steps: int
+    expected_rows: int
+    gpu_hours: float
+    cost_basis: str
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    first_variants: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def format(self) -> str:
+        tiny = " (tiny model: CPU seconds, not GPU-hours)" if self.tiny else ""
+        lines = [
+            f"{self.job}: {self.method} on {self.model} ({self.arch})",
+            f"  units            {self.units:,}",
+            f"  variants         {self.variants:,} (+{self.references} reference rows per prompt × seed)",
+            f"  generations      {self.generations:,} = {self.prompts} prompts × {self.seeds} seeds × "
+            f"{self.variants + self.references}",
+            f"  denoising steps  {self.denoising_steps:,} ({self.steps} scheduler steps per generation"
+            f"{', plus stage II' if self.denoising_steps != self.generations * self.steps else ''})",
+            f"  expected rows    {self.expected_rows:,}",
+            f"  GPU-hours        ~{self.gpu_hours:.3g}{tiny} [{self.cost_basis}]",
+            "  checkpoints",
+        ]
+        lines += [f"    {c.role:<9} {c.name:<48} {'found' if c.found else 'MISSING':<8} {c.where}"
+                  for c in self.checkpoints] or ["    (none: built in)"]
+        lines += [f"  variants: {', '.join(self.first_variants)}{' ...' if self.variants > 10 else ''}"]
+        return "\n".join(lines)
+
+
+def model_arch(model: str) -> tuple[str, bool]:
+    """(architecture, tiny) of a model id, from its name, its cached model_index.json or the known ids."""
+    base = model.partition("+planted=")[0]
+    if base.startswith(("tiny:", "random:")):
+        arch = base.split(":", 1)[1]
+        if arch not in TINY_SITES:
+            kind = base.split(":", 1)[0]
+            raise PlanError(f"model '{model}': unknown {kind} model; expected one of "
+                            + ", ".join(f"{kind}:{a}" for a in TINY_SITES))
+        return arch, base.startswith("tiny:")
+    index = _model_index(base)
+    if index is not None:
+        class_name = index[0].get("_class_name", "")
+        if class_name not in _CLASS_ARCH:
+            raise PlanError(f"model '{model}': pipeline class '{class_name}' is not supported")
+        arch = _CLASS_ARCH[class_name]
+        text = index[1] / "text_encoder" / "config.json"
+        if arch == "sd15" and text.is_file() and json.loads(text.read_text()).get("hidden_size") == 1024:
+            arch = "sd21"
+        return arch, False
+    if base in KNOWN_MODELS:
+        return KNOWN_MODELS[base], False
+    if base.startswith((".", "/", "~")) or base.count("/") != 1:
+        raise PlanError(f"model '{model}': no such directory")
+    raise PlanError(f"model '{model}' is not a local directory and is not in the local Hugging Face cache, "
+                    "nor one of the papers' checkpoints, so its architecture is unknown")
+
+
+def _model_index(model: str) -> tuple[dict, Path] | None:
+    """The pipeline's model_index.json (and its folder) from a local directory or the HF cache, or None."""
+    path = Path(model).expanduser()
+    if path.is_dir() and (path / "model_index.json").is_file():
+        return json.loads((path / "model_index.json").read_text()), path
+    found = _cached(model, "model_index.json")
+    if found:
+        return json.loads(Path(found).read_text()), Path(found).parent
+    return None
+
+
+def _cached(repo: str, filename: str) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    if repo.count("/") != 1 or repo.startswith((".", "/", "~")):
+        return None
+    try:
+        found = try_to_load_from_cache(repo, filename)
+    except Exception:  # an id the hub library rejects is simply not cached
+        return None
+    return found if isinstance(found, str) else None
+
+
+def stand_in_sites(counts: dict[str, int]) -> SiteTable:
+    """A site table with the given counts per kind (names `<kind>.<index>`), for counting variants."""
+    sites = [Site(f"{kind}.{i}", kind, i, "text_encoder" if kind.startswith("text") else "unet", "", 0)
+             for kind, n in counts.items() for i in range(n)]
+    return SiteTable(sites)
+
+
+def checkpoints(job: JobSpec, arch: str, tiny: bool) -> list[Checkpoint]:
+    """Every checkpoint the sweep will look for, found in the local cache or not (no download, no load)."""
+    from huggingface_hub import constants
+
+    out: list[Checkpoint] = []
+    base = job.model.partition("+planted=")[0]
+    if not base.startswith(("tiny:", "random:")):
+        index = _model_index(base)
+        out.append(Checkpoint("model", base, index is not None,
+                              str(index[1]) if index else f"{constants.HF_HUB_CACHE} (local_files_only)"))
+    if arch == "if" and not tiny:
+        from harness.stage2 import stage_ii_id
+
+        second = stage_ii_id(job)
+        index = _model_index(second)
+        out.append(Checkpoint("stage_ii", second, index is not None, str(index[1]) if index else constants.HF_HUB_CACHE))
+    if "clip_score" in job.metrics:
+        out.append(_clip_checkpoint(job.scorers.get("clip", {})))
+    if {"ocr", "image_notext"} & set(job.metrics):
+        out.append(_ocr_checkpoint(job.scorers.get("ocr", {})))
+    for metric, scorer, key in (("lpips", "lpips", "weights"), ("toxicity", "toxicity", "model_dir")):
+        if metric in job.metrics:
+            value = job.scorers.get(scorer, {}).get(key)
+            out.append(Checkpoint(scorer, str(value or f"scorers.{scorer}.{key} not set"),
+                                  bool(value) and Path(str(value)).expanduser().exists(), str(value or "-")))
+    return out
+
+
+def _clip_checkpoint(options: dict) -> Checkpoint:
+    from harness.metrics import ScorerError
+    from harness.metrics.clip import resolve_weights
+
+    model, weights = options.get("model", "ViT-B-32"), options.get("weights")
+    name = f"{model} {weights or ('random' if options.get('allow_random') else '(weights not set)')}"
+    try:
+        found = resolve_weights(model, weights, bool(options.get("allow_random")), options.get("cache_dir"))
+    except ScorerError as exc:
+        return Checkpoint("clip", name, False, str(exc).split(": ", 1)[-1][:120])
+    return Checkpoint("clip", name, True, str(found.path or "random weights (allow_random)"))
+
+
+def _ocr_checkpoint(options: dict) -> Checkpoint:
+    from harness.metrics import ScorerError
+    from harness.metrics.ocr import resolve_weights_dir
+
+    try:
+        folder = resolve_weights_dir(options.get("weights_dir"))
+    except (ScorerError, ImportError) as exc:
+        return Checkpoint("ocr", "easyocr english", False, str(exc)[:120])
+    return Checkpoint("ocr", "easyocr english", True, str(folder))
+
+
+def plan(job: JobSpec) -> Plan:
+    """The plan of `job`: counts, estimate and checkpoints, computed without loading a model."""
+    from harness.methods import plan_variants, references
+    from harness.run.plan import plan_units
+
+    arch, tiny = model_arch(job.model)
+    cost = ARCHS[arch]
+    counts = TINY_SITES[arch] if tiny else cost.sites
+    if job.sites and job.sites.names and not tiny:
+        raise PlanError("sites.names: a plan counts sites by kind and index; name lists and globs need the "
+                        "model's site table (`loco sites MODEL`); select by {kind, index} to plan")
+    table = stand_in_sites(counts)
+    if tiny and job.sites and job.sites.names:  # names need the real table; a tiny model builds in a second
+        from harness.models import load_model
+
+        table = load_model(job.model, "cpu", "fp32").sites
+    variants = plan_variants(job, table)
+    refs = len(references(job))
+    units = plan_units(job, variants)
+    if tiny:
+        steps, size = job.steps or 10, job.height or (16 if arch == "if" else 64)
+    else:
+        steps, size = job.steps or cost.steps, job.height or cost.resolution
+    if max(job.step_start) >= steps:
+        raise PlanError(f"step_start: {max(job.step_start)} is not below the {steps} denoising steps")
+    generations = len(job.prompts) * len(job.seeds) * (len(variants) + refs)
+    extra_steps, extra_seconds = 0, cost.extra_seconds
+    if arch == "if":
+        from harness.stage2 import check_stage_i_metrics, stage_ii_id
+
+        check_stage_i_metrics(job)
+        if stage_ii_id(job, tiny) == "none":
+            extra_seconds = 0.0
+        else:
+            extra_steps = (job.stage_ii.steps if job.stage_ii else None) or (10 if tiny else 50)
+    elif job.stage_ii is not None:
+        raise PlanError(f"stage_ii: only DeepFloyd IF has a stage II; model '{job.model}' is {arch}")
+    width = job.width or size
+    if tiny:
+        seconds = generations * (steps + extra_steps) * TINY_STEP_SECONDS
+        basis = f"{TINY_STEP_SECONDS} CPU s per step of a tiny model"
+    else:
+        per_step = cost.step_seconds * (size * width) / cost.resolution**2
+        seconds = generations * (steps * per_step + extra_seconds)
+        basis = (f"H100 fp16 estimate {per_step:.3g} s per image-step at {size}×{width}"
+                 + (f" + {extra_seconds} s stage II per image" if extra_seconds else "")
+                 + "; METHODS.md §8; batching makes it less")
+    return Plan(job.name, job.method, job.model, arch, tiny, len(variants), refs, len(job.prompts),
+                len(job.seeds), len(units), generations, steps, generations * (steps + extra_steps), generations,
+                round(seconds / 3600, 4), basis, checkpoints(job, arch, tiny),
+                [v.label for v in variants[:10]])
