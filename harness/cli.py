@@ -192,6 +192,15 @@ def cmd_score(args) -> int:
     return 0
 
 
+def _damaged_file(exc: Exception, args) -> UserError | None:
+    """Whether `exc` (from DuckDB or pyarrow, in any verb) is a damaged file of the run(s) being read."""
+    from harness.results.integrity import explain_read_error
+
+    dirs = [getattr(args, "run_dir", None), *(getattr(args, "run_dirs", None) or []), getattr(args, "out", None)]
+    parts = [p for d in dirs if d for p in sorted(Path(d).glob("results/**/*.parquet"))]
+    return explain_read_error(exc, parts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loco", description="Localize and edit knowledge in text-to-image "
                                      "diffusion models: layer-by-layer intervention sweeps on Ray.")
@@ -269,6 +278,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except UserError as exc:
         print(f"loco: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a damaged file of a run (truncated part, ...): one line naming it
+        better = _damaged_file(exc, args)
+        if better is None:
+            raise
+        print(f"loco: error: {better}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("loco: interrupted; finished units are kept, run the same command again to resume", file=sys.stderr)

@@ -7,14 +7,18 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness import provenance
-from harness.execution import Worker, init_ray, plan_units, ray_scorers, ray_workers, remote_call, run_local, run_ray
+from harness.execution import WorkUnit, Worker, init_ray, plan_units, ray_scorers, ray_workers, remote_call, run_local, run_ray
 from harness.jobs import JobSpec
+from harness.methods import references
 from harness.storage import RunStore
+
+log = logging.getLogger("loco")
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,7 @@ class SweepSummary:
     units_skipped: int
     rows_written: int
     seconds: float
+    units_repaired: int = 0  # finished parts found damaged on resume and run again
 
 
 def run_sweep(job: JobSpec, out: str | Path | None = None, force: bool = False,
@@ -57,13 +62,17 @@ def run_sweep(job: JobSpec, out: str | Path | None = None, force: bool = False,
             info = worker.describe()
         store.write_sites(info["sites"])
         units = plan_units(job, info["variants"])
-        done = store.completed_units()
+        rows_per_unit = planned_rows(units, len(references(job)))
+        done, damaged = store.verify_units(rows_per_unit)
+        for problem in damaged:
+            log.warning("re-running a damaged unit: %s", problem)
         todo = [u for u in units if u.unit_id not in done]
         manifest = {
             "job_name": job.name, "job_fingerprint": fingerprint, "unit_layout": layout, "method": job.method,
             "backend": backend, "model": info["model"].__dict__, "generation": info["config"].__dict__,
             "mode": info["mode"], "batch_size": info["batch_size"], "variants": len(info["variants"]),
             "units_total": len(units), "units_done_before": len(units) - len(todo), "status": "running",
+            "units_damaged": len(damaged), "unit_rows": rows_per_unit,
             "started_at": provenance.now(), **provenance.versions(),
         }
         store.write_manifest(manifest)
@@ -84,4 +93,11 @@ def run_sweep(job: JobSpec, out: str | Path | None = None, force: bool = False,
     seconds = time.perf_counter() - start
     store.write_manifest({**manifest, "status": "complete", "finished_at": provenance.now(),
                           "seconds": round(seconds, 3), "rows_written": written})
-    return SweepSummary(store.root, len(units), len(todo), len(units) - len(todo), written, seconds)
+    return SweepSummary(store.root, len(units), len(todo), len(units) - len(todo), written, seconds, len(damaged))
+
+
+def planned_rows(units: list[WorkUnit], references: int) -> dict[str, int]:
+    """Rows each unit writes: prompts × seeds × its variants, plus the reference rows (control, target,
+    corrupted) in the first variant chunk of a prompt shard — what a whole part file must hold."""
+    return {u.unit_id: len(u.prompt_indices) * len(u.seeds) * (len(u.variant_indices) + (references if u.variant_indices[0] == 0 else 0))
+            for u in units}
