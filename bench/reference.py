@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.nn.functional import linear
 
-from harness.interventions import _stable_seed, embedding_std, input_embedding_modules, token_positions
+from harness.interventions import embedding_std, input_embedding_modules, stable_seed, token_positions
 
 
 @contextmanager
@@ -115,7 +115,7 @@ def causal_trace_loop(adapter, items, seed, cfg, kinds=("cross_attn",), scale: f
     images = []
     for prompt, attribute in items:
         span = token_positions(tokenizer, prompt, attribute, 77)["span"]
-        gen = torch.Generator().manual_seed(_stable_seed(0, prompt, "text_encoder"))
+        gen = torch.Generator().manual_seed(stable_seed(0, prompt, "text_encoder"))
         noise = torch.randn(len(span), encoder.get_input_embeddings().weight.shape[1], generator=gen) * scale * sigma
 
         def corrupt(_m, _a, out):

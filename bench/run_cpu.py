@@ -32,11 +32,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench import reference  # noqa: E402
-from harness import generate, provenance  # noqa: E402
-from harness.cli import _quiet  # noqa: E402
-from harness.execution import Worker, init_ray, plan_units, ray_workers, run_ray  # noqa: E402
+from harness import generate  # noqa: E402
+from harness.cli import quiet  # noqa: E402
 from harness.jobs import load_job  # noqa: E402
 from harness.models import load_model, set_reproducible  # noqa: E402
+from harness.results import provenance  # noqa: E402
+from harness.run.plan import plan_units  # noqa: E402
+from harness.run.ray_pool import init_ray, ray_workers, run_ray  # noqa: E402
+from harness.run.worker import Worker  # noqa: E402
 
 STYLE = [("a house in the style of van gogh", "a house", "van gogh"),
          ("a cat in the style of monet", "a cat", "monet"),
@@ -150,7 +153,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="workloads to run (default: all)")
     parser.add_argument("--out", default="bench/results/cpu.json")
     args = parser.parse_args()
-    _quiet()
+    quiet()
     rows = [run(name, spec, args.repeats) for name, spec in workloads().items()
             if not args.only or name in args.only]
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpu": platform.processor()

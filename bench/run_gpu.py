@@ -27,11 +27,12 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from bench import reference  # noqa: E402
-from harness import provenance  # noqa: E402
-from harness.cli import _quiet  # noqa: E402
-from harness.execution import Worker, plan_units  # noqa: E402
+from harness.cli import quiet  # noqa: E402
 from harness.generate import GenerationConfig  # noqa: E402
 from harness.jobs import load_job  # noqa: E402
+from harness.results import provenance  # noqa: E402
+from harness.run.plan import plan_units  # noqa: E402
+from harness.run.worker import Worker  # noqa: E402
 
 PROMPT, TARGET = "a house in the style of van gogh", "a house"
 
@@ -136,7 +137,7 @@ def main() -> None:
         args.steps, args.windows, args.repeats = 2, 3, 1
     elif not torch.cuda.is_available():
         sys.exit("run_gpu.py: no CUDA device (use --smoke to check the script on the CPU)")
-    _quiet()
+    quiet()
     rows = [run(arch, args) for arch in args.models]
     device = rows[0]["device"].replace(" ", "_").replace("/", "_")
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **provenance.versions(),

@@ -23,9 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import ray  # noqa: E402
 
-from harness.cli import _quiet  # noqa: E402
-from harness.execution import RemoteWorker, ScoringWorker, init_ray, plan_units, run_ray  # noqa: E402
+from harness.cli import quiet  # noqa: E402
 from harness.jobs import load_job  # noqa: E402
+from harness.run.plan import plan_units  # noqa: E402
+from harness.run.ray_pool import RemoteWorker, init_ray, run_ray  # noqa: E402
+from harness.run.scoring import ScoringWorker  # noqa: E402
 
 PROMPTS = ["a house in the style of van gogh", "a cat in the style of monet", "a portrait by salvador dali",
            "a photo of r2d2 in a street"]
@@ -36,7 +38,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="bench/results/scoring.json")
     args = parser.parse_args()
-    _quiet()
+    quiet()
     job = load_job({"name": "bench-scoring", "model": "tiny:sd15", "method": "locogen", "seeds": [0],
                     "prompts": [{"prompt": p, "target": "a painting"} for p in PROMPTS],
                     "metrics": ["mse", "clip_score"], "scorers": {"clip": {"allow_random": True}},

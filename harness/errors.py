@@ -12,3 +12,8 @@ def did_you_mean(name: str, choices, default: str | None = None) -> str:
 
     close = default or next(iter(difflib.get_close_matches(str(name), list(choices), n=1)), None)
     return f" (did you mean '{close}'?)" if close else ""
+
+
+class JobError(UserError):
+    """A job that cannot run as written; the message is one line naming the field. (Defined here so the
+    method registry, which the job model consults, can raise it without importing `harness.jobs`.)"""

@@ -1,8 +1,8 @@
 """Generate a batch of rows in one denoising pass: encode each distinct text once, hook, call the pipeline.
 
-This is the only place a pipeline is called during a sweep. A batch is a list of `Row`s; rows that other
+This is the only place a pipeline is called during a sweep. A batch is a list of `Sample`s; rows that other
 rows depend on (donor rows for patching, clean rows for restoring) must be in the same batch — the packer
-in `harness.execution` guarantees it.
+in `harness.run.packing` guarantees it.
 
 **Shared prefix.** When nothing acts on any row before step s (P3's edits start at step 2–4; a
 `step_start` sweep starts later still), rows with the same text and seed follow the same trajectory until
@@ -15,26 +15,12 @@ to be safe to expand; IF's pipeline has no such callback and runs the full batch
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from harness.interventions import Row, denoiser_hooks, text_hooks
-
-
-@dataclass(frozen=True)
-class GenerationConfig:
-    """Sampler settings shared by every row of a sweep."""
-
-    steps: int
-    guidance_scale: float
-    height: int
-    width: int
-
-    @property
-    def cfg(self) -> bool:
-        return self.guidance_scale > 1
+from harness.interventions import Sample, denoiser_hooks, text_hooks
+from harness.models.adapters import GenerationConfig
 
 
 class PromptCache:
@@ -62,17 +48,17 @@ class PromptCache:
         return [self._store[p] for p in prompts]
 
 
-def encode_rows(adapter, rows: list[Row], cache: PromptCache) -> dict[str, torch.Tensor]:
-    """Stacked positive conditioning, one row per `Row`; each distinct text is encoded once."""
+def encode_rows(adapter, rows: list[Sample], cache: PromptCache) -> dict[str, torch.Tensor]:
+    """Stacked positive conditioning, one row per `Sample`; each distinct text is encoded once."""
     special: dict[tuple, dict[str, torch.Tensor]] = {}
-    by_prompt: dict[str, list[Row]] = {}
+    by_prompt: dict[str, list[Sample]] = {}
     for row in rows:
         if row.corruption is not None or row.text_restores:
             by_prompt.setdefault(row.prompt, [])
             if row.text_key not in {r.text_key for r in by_prompt[row.prompt]}:
                 by_prompt[row.prompt].append(row)
     for prompt, group in by_prompt.items():
-        batch = [Row(prompt, 0), *group]
+        batch = [Sample(prompt, 0), *group]
         with torch.no_grad(), text_hooks(adapter, batch):
             encoded = adapter.encode([prompt] * len(batch))
         for i, row in enumerate(group, start=1):
@@ -92,7 +78,7 @@ BRANCHABLE_SCHEDULERS = {  # scheduler class -> per-row state attributes expande
 }
 
 
-def branch_step(adapter, rows: list[Row], config: GenerationConfig) -> int:
+def branch_step(adapter, rows: list[Sample], config: GenerationConfig) -> int:
     """The step at which the batch must branch (0: no shared prefix to exploit)."""
     if adapter.branch_tensors is None or type(adapter.pipe.scheduler).__name__ not in BRANCHABLE_SCHEDULERS:
         return 0
@@ -130,7 +116,7 @@ class _Branch:
         return out
 
 
-def generate_rows(adapter, rows: list[Row], config: GenerationConfig, cache: PromptCache | None = None,
+def generate_rows(adapter, rows: list[Sample], config: GenerationConfig, cache: PromptCache | None = None,
                   as_float: bool = False, share_prefix: bool | None = None) -> np.ndarray:
     """Images (uint8, N×H×W×3; float32 in [0, 1] with `as_float`) for `rows`, in one pipeline call."""
     cache = cache or PromptCache(adapter)

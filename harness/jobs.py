@@ -24,16 +24,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.errors import UserError, did_you_mean
+from harness.errors import JobError, did_you_mean
 from harness.interventions import POSITIONS
+from harness.methods.registry import METHOD_NAMES, get_method
 from harness.metrics import check_metric, check_scorer_names
 from harness.metrics.text import quoted_text  # noqa: F401  (re-exported for prompt rows)
 
-METHODS = ("locogen", "attn_patch", "causal_trace")
-
-
-class JobError(UserError):
-    """A job that cannot run as written; the message is one line naming the field."""
+__all__ = ["DEFAULT_JOB", "ExecutorSpec", "JobError", "JobSpec", "PromptRow", "SiteSelector", "default_job",
+           "load_job", "parse_index"]
 
 
 def parse_index(value: Any) -> list[int] | None:
@@ -117,7 +115,7 @@ class ExecutorSpec(Strict):
 class JobSpec(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     model: str = "tiny:sd15"
-    method: Literal["locogen", "attn_patch", "causal_trace"]
+    method: Literal[METHOD_NAMES]  # type: ignore[valid-type]  # the registry's names (harness.methods)
     sites: SiteSelector | None = None  # default: every site the method applies to
     window: int = Field(1, ge=1)  # m: consecutive text-attention layers intervened on together
     step_start: list[int] = [0]  # first intervened denoising step (0 = noisiest); a list sweeps it
@@ -172,21 +170,11 @@ class JobSpec(Strict):
 
     @model_validator(mode="after")
     def _method_needs(self) -> JobSpec:
+        method = get_method(self.method)
         for i, row in enumerate(self.prompts):
-            if self.method in ("locogen", "attn_patch") and not row.target:
-                raise ValueError(f"prompts[{i}].target: required for method '{self.method}' "
-                                 "(the prompt fed to the intervened layers)")
-            if self.method == "causal_trace":
-                if not row.attribute:
-                    raise ValueError(f"prompts[{i}].attribute: required for method 'causal_trace' "
-                                     "(the words whose token embeddings are corrupted)")
-                if row.attribute.lower() not in row.prompt.lower():
-                    raise ValueError(f"prompts[{i}].attribute: '{row.attribute}' does not occur in prompt "
-                                     f"'{row.prompt}'")
+            method.check_prompt(i, row)
         if any(s < 0 for s in self.step_start):
             raise ValueError("step_start: expected steps >= 0")
-        if self.steps is not None and max(self.step_start) >= self.steps:
-            raise ValueError(f"step_start: {max(self.step_start)} is not below steps ({self.steps})")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds: duplicate seeds")
         if self.step_end is not None and self.step_end <= max(self.step_start):
@@ -200,8 +188,9 @@ class JobSpec(Strict):
 
     @property
     def effective_branch(self) -> str:
-        """P3 patches both CFG halves; LocoGen and causal tracing intervene on the conditional half."""
-        return self.branch or ("both" if self.method == "attn_patch" else "cond")
+        """The job's `branch`, else its method's default (P3 patches both CFG halves; LocoGen and causal
+        tracing intervene on the conditional half)."""
+        return self.branch or get_method(self.method).default_branch
 
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where or how they are executed)."""

@@ -35,11 +35,4 @@ def plant(adapter, site_name: str) -> None:
                 proj.weight.zero_()
                 if proj.bias is not None:
                     proj.bias.zero_()
-    denoiser = adapter.denoiser
-    if adapter.arch == "sdxl":
-        pooled = adapter.pipe.text_encoder_2.config.projection_dim
-        denoiser.add_embedding.linear_1.weight[:, :pooled] = 0
-    elif adapter.arch == "if":
-        denoiser.add_embedding.proj.weight.zero_()
-    elif adapter.arch == "sd3":
-        denoiser.time_text_embed.text_embedder.linear_1.weight.zero_()
+    adapter.cut_pooled_text()  # the architecture's other text paths (pooled embeddings, ...)

@@ -11,10 +11,10 @@ import functools  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from harness.cli import _quiet  # noqa: E402
+from harness.cli import quiet  # noqa: E402
 from harness.models import load_model, set_reproducible  # noqa: E402
 
-_quiet()
+quiet()
 set_reproducible(True)
 
 

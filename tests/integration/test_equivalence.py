@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from harness.generate import GenerationConfig, branch_step, generate_rows
-from harness.interventions import Corruption, KVSwap, Restore, Row, StepWindow
+from harness.interventions import Corruption, KVSwap, Restore, Sample, StepWindow
 from tests.conftest import mse, tiny
 
 A = "a house in the style of van gogh"
@@ -32,7 +32,7 @@ def plain_pipeline(adapter, prompt: str, seed: int) -> np.ndarray:
 @pytest.mark.parametrize("arch", ["sd15", "sdxl", "if", "sd3"])
 def test_an_unintervened_row_equals_the_plain_pipeline_exactly(arch):
     adapter = tiny(arch)
-    images = generate_rows(adapter, [Row(A, 3)], config(adapter))
+    images = generate_rows(adapter, [Sample(A, 3)], config(adapter))
     assert np.array_equal(images[0], plain_pipeline(adapter, A, 3))
 
 
@@ -43,14 +43,14 @@ def test_a_control_row_in_a_batch_matches_the_plain_pipeline_to_one_level(arch):
     # batch are bit-identical to each other (tests below), which is what effects are measured against.
     adapter = tiny(arch)
     sites = text_sites(adapter)
-    rows = [Row(A, 3), Row(B, 3), Row(A, 3, swaps=(KVSwap((sites[0],), B, mode="patch"),))]
+    rows = [Sample(A, 3), Sample(B, 3), Sample(A, 3, swaps=(KVSwap((sites[0],), B, mode="patch"),))]
     diff = generate_rows(adapter, rows, config(adapter))[0].astype(int) - plain_pipeline(adapter, A, 3)
     assert np.abs(diff).max() <= 1 and np.count_nonzero(diff) <= max(2, 0.001 * diff.size)
 
 
 def test_identical_rows_of_one_batch_are_bit_identical():
     adapter = tiny("sdxl")
-    images = generate_rows(adapter, [Row(A, 4)] * 1 + [Row(B, 4)] + [Row(A, 4, swaps=(KVSwap(
+    images = generate_rows(adapter, [Sample(A, 4)] * 1 + [Sample(B, 4)] + [Sample(A, 4, swaps=(KVSwap(
         (text_sites(adapter)[0],), A),))] * 1, config(adapter), as_float=True)
     assert np.array_equal(images[0], images[2])  # swapping in the row's own prompt changes nothing
 
@@ -60,21 +60,21 @@ def test_a_batched_variant_equals_the_same_intervention_run_alone(arch):
     adapter = tiny(arch)
     sites = text_sites(adapter)
     mode = "inject" if adapter.kv_input_is_prompt_embeds else "patch"
-    variant = Row(A, 1, swaps=(KVSwap((sites[len(sites) // 2],), B, mode=mode, branch="both"),))
-    others = [Row(A, 1, swaps=(KVSwap((s,), B, mode=mode),)) for s in sites[:5]]
-    batched = generate_rows(adapter, [Row(A, 1), Row(B, 1), *others, variant], config(adapter), as_float=True)[-1]
-    anchors = [Row(B, 1)] if mode == "patch" else []
+    variant = Sample(A, 1, swaps=(KVSwap((sites[len(sites) // 2],), B, mode=mode, branch="both"),))
+    others = [Sample(A, 1, swaps=(KVSwap((s,), B, mode=mode),)) for s in sites[:5]]
+    batched = generate_rows(adapter, [Sample(A, 1), Sample(B, 1), *others, variant], config(adapter), as_float=True)[-1]
+    anchors = [Sample(B, 1)] if mode == "patch" else []
     alone = generate_rows(adapter, [*anchors, variant], config(adapter), as_float=True)[-1]
     # GEMM rounding differs between batch sizes by ~1e-7; IF's pixel-space, thresholded DDPM sampler
     # amplifies it more than the latent models' VAEs do.
     assert np.abs(batched - alone).max() < (1e-3 if arch == "if" else 1e-5)
-    assert mse(batched, generate_rows(adapter, [Row(A, 1)], config(adapter), as_float=True)[0]) > 0
+    assert mse(batched, generate_rows(adapter, [Sample(A, 1)], config(adapter), as_float=True)[0]) > 0
 
 
 def test_swapping_every_cross_attention_layer_of_sd1_reproduces_the_target_image():
     adapter = tiny("sd15")
-    everything = Row(A, 2, swaps=(KVSwap(tuple(text_sites(adapter)), B),))
-    images = generate_rows(adapter, [Row(A, 2), Row(B, 2), everything], config(adapter))
+    everything = Sample(A, 2, swaps=(KVSwap(tuple(text_sites(adapter)), B),))
+    images = generate_rows(adapter, [Sample(A, 2), Sample(B, 2), everything], config(adapter))
     assert np.array_equal(images[2], images[1])
     assert not np.array_equal(images[2], images[0])
 
@@ -83,8 +83,8 @@ def test_swapping_every_cross_attention_layer_of_sd1_reproduces_the_target_image
 def test_injection_equals_donor_patching_where_the_text_stream_is_constant(arch):
     adapter = tiny(arch)
     sites = text_sites(adapter)[3:5]
-    rows = [Row(A, 0), Row(B, 0), Row(A, 0, swaps=(KVSwap(tuple(sites), B, mode="inject"),)),
-            Row(A, 0, swaps=(KVSwap(tuple(sites), B, mode="patch"),))]
+    rows = [Sample(A, 0), Sample(B, 0), Sample(A, 0, swaps=(KVSwap(tuple(sites), B, mode="inject"),)),
+            Sample(A, 0, swaps=(KVSwap(tuple(sites), B, mode="patch"),))]
     images = generate_rows(adapter, rows, config(adapter), as_float=True)
     assert np.abs(images[2] - images[3]).max() < 1e-6
 
@@ -105,11 +105,11 @@ def test_injection_differs_from_patching_in_sd3_joint_attention():
 
     handles = [p.register_forward_hook(lambda m, a, o, p=p: inject(m, a, o, p)) for p in (k_proj, v_proj)]
     try:
-        injected = generate_rows(adapter, [Row(A, 0)], config(adapter))[0]
+        injected = generate_rows(adapter, [Sample(A, 0)], config(adapter))[0]
     finally:
         for h in handles:
             h.remove()
-    patched = generate_rows(adapter, [Row(B, 0), Row(A, 0, swaps=(KVSwap((site,), B, mode="patch"),))],
+    patched = generate_rows(adapter, [Sample(B, 0), Sample(A, 0, swaps=(KVSwap((site,), B, mode="patch"),))],
                             config(adapter))[1]
     assert mse(injected, patched) > 0
 
@@ -119,7 +119,7 @@ def test_step_start_gates_the_intervention_in_time():
     sites = tuple(text_sites(adapter))
     calls = adapter.denoiser_calls(config(adapter).steps)
     assert calls == config(adapter).steps + 1  # PNDM makes one extra denoiser call
-    rows = [Row(A, 0), Row(B, 0)] + [Row(A, 0, swaps=(KVSwap(sites, B, steps=StepWindow(s)),)) for s in (0, 4, calls)]
+    rows = [Sample(A, 0), Sample(B, 0)] + [Sample(A, 0, swaps=(KVSwap(sites, B, steps=StepWindow(s)),)) for s in (0, 4, calls)]
     images = generate_rows(adapter, rows, config(adapter))
     assert np.array_equal(images[4], images[0])  # starting after the last step: nothing is patched
     assert mse(images[2], images[0]) > mse(images[3], images[0]) > 0
@@ -129,9 +129,9 @@ def test_all_heads_equals_no_head_subset_and_one_head_is_partial():
     adapter = tiny("sd15")
     site = text_sites(adapter)[14]
     heads = adapter.module(site).heads
-    rows = [Row(A, 0), Row(B, 0), Row(A, 0, swaps=(KVSwap((site,), B),)),
-            Row(A, 0, swaps=(KVSwap((site,), B, heads=tuple(range(heads))),)),
-            Row(A, 0, swaps=(KVSwap((site,), B, heads=(0,)),))]
+    rows = [Sample(A, 0), Sample(B, 0), Sample(A, 0, swaps=(KVSwap((site,), B),)),
+            Sample(A, 0, swaps=(KVSwap((site,), B, heads=tuple(range(heads))),)),
+            Sample(A, 0, swaps=(KVSwap((site,), B, heads=(0,)),))]
     images = generate_rows(adapter, rows, config(adapter))
     assert np.array_equal(images[2], images[3])
     assert 0 < mse(images[4], images[0]) and not np.array_equal(images[4], images[2])
@@ -141,14 +141,14 @@ def test_a_head_that_does_not_exist_is_an_error():
     adapter = tiny("sd15")
     site = text_sites(adapter)[0]
     with pytest.raises(ValueError, match="heads: head 99 does not exist"):
-        generate_rows(adapter, [Row(A, 0, swaps=(KVSwap((site,), B, heads=(99,)),))], config(adapter))
+        generate_rows(adapter, [Sample(A, 0, swaps=(KVSwap((site,), B, heads=(99,)),))], config(adapter))
 
 
 def test_corruption_changes_the_image_and_is_the_same_noise_in_every_row():
     adapter = tiny("sd15")
     corrupt = Corruption("van gogh", 3.0, seed=5)
-    rows = [Row(A, 0), Row(A, 0, corruption=corrupt), Row(A, 1, corruption=corrupt)]
-    again = [Row(A, 1, corruption=corrupt)]
+    rows = [Sample(A, 0), Sample(A, 0, corruption=corrupt), Sample(A, 1, corruption=corrupt)]
+    again = [Sample(A, 1, corruption=corrupt)]
     images = generate_rows(adapter, rows, config(adapter), as_float=True)
     alone = generate_rows(adapter, again, config(adapter), as_float=True)[0]
     assert np.abs(images[1] - images[0]).max() > 1e-2
@@ -156,7 +156,7 @@ def test_corruption_changes_the_image_and_is_the_same_noise_in_every_row():
     # the effect of a different noise draw.
     assert np.abs(images[2] - alone).max() < 1e-5
     other = Corruption("van gogh", 3.0, seed=6)
-    assert np.abs(generate_rows(adapter, [Row(A, 1, corruption=other)], config(adapter), as_float=True)[0]
+    assert np.abs(generate_rows(adapter, [Sample(A, 1, corruption=other)], config(adapter), as_float=True)[0]
                   - alone).max() > 1e-3
 
 
@@ -164,8 +164,8 @@ def test_restoring_a_text_encoder_state_changes_the_corrupted_image():
     adapter = tiny("sd15")
     corrupt = Corruption("van gogh", 3.0)
     site = adapter.sites.of_kind("text_self_attn")[0].name
-    rows = [Row(A, 0), Row(A, 0, corruption=corrupt),
-            Row(A, 0, corruption=corrupt, restores=(Restore(site, "last_subject"),))]
+    rows = [Sample(A, 0), Sample(A, 0, corruption=corrupt),
+            Sample(A, 0, corruption=corrupt, restores=(Restore(site, "last_subject"),))]
     images = generate_rows(adapter, rows, config(adapter))
     assert not np.array_equal(images[2], images[1])
 
@@ -176,8 +176,8 @@ def test_a_shared_prefix_branching_at_step_start_gives_the_same_images(arch):
     adapter = tiny(arch)
     sites = text_sites(adapter)
     mode = "inject" if adapter.kv_input_is_prompt_embeds else "patch"
-    rows = [Row(A, 0), Row(B, 0), Row(A, 1), Row(B, 1)]
-    rows += [Row(A, seed, swaps=(KVSwap((s,), B, mode=mode, branch="both", steps=StepWindow(start)),))
+    rows = [Sample(A, 0), Sample(B, 0), Sample(A, 1), Sample(B, 1)]
+    rows += [Sample(A, seed, swaps=(KVSwap((s,), B, mode=mode, branch="both", steps=StepWindow(start)),))
              for seed, start in ((0, 3), (1, 4)) for s in sites[:4]]
     assert branch_step(adapter, rows, config(adapter)) == 3
     full = generate_rows(adapter, rows, config(adapter), as_float=True, share_prefix=False)
@@ -188,8 +188,8 @@ def test_a_shared_prefix_branching_at_step_start_gives_the_same_images(arch):
 
 def test_no_branching_when_something_acts_from_step_0_or_the_pipeline_cannot_branch():
     sd15, deepfloyd = tiny("sd15"), tiny("if")
-    now = [Row(A, 0), Row(A, 0, swaps=(KVSwap((text_sites(sd15)[0],), B),))]
-    later = [Row(A, 0), Row(A, 0, swaps=(KVSwap((text_sites(sd15)[0],), B, steps=StepWindow(2)),))]
+    now = [Sample(A, 0), Sample(A, 0, swaps=(KVSwap((text_sites(sd15)[0],), B),))]
+    later = [Sample(A, 0), Sample(A, 0, swaps=(KVSwap((text_sites(sd15)[0],), B, steps=StepWindow(2)),))]
     assert branch_step(sd15, now, config(sd15)) == 0
     assert branch_step(sd15, later, config(sd15)) == 2
     assert branch_step(deepfloyd, later, config(deepfloyd)) == 0  # IFPipeline has no step-end callback

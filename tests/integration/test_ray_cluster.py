@@ -6,9 +6,10 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from harness.execution import plan_units, ray_workers, run_ray
 from harness.jobs import load_job
-from harness.storage import RunStore
+from harness.results.store import RunStore
+from harness.run.plan import plan_units
+from harness.run.ray_pool import ray_workers, run_ray
 from harness.sweep import run_sweep
 
 PROMPTS = [{"prompt": f"a house number {i}", "target": "a painting"} for i in range(4)]

@@ -88,8 +88,9 @@ def test_loco_score_mistakes_are_one_line(tmp_path, capsys):
 
 
 def test_generation_workers_leave_model_backed_scorers_to_the_scoring_actors():
-    from harness.execution import ScoringWorker, Worker
     from harness.metrics import ScorerError
+    from harness.run.scoring import ScoringWorker
+    from harness.run.worker import Worker
 
     spec = job().model_copy(update={"scorers": {}})  # CLIP without weights: loading it would fail
     worker = Worker(spec, score_heavy=False)  # so this worker must not load it
@@ -104,7 +105,7 @@ def test_more_workers_than_gpus_is_an_error_not_a_hang(monkeypatch):
     import ray
 
     from harness.errors import UserError
-    from harness.execution import ray_workers
+    from harness.run.ray_pool import ray_workers
 
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"GPU": 1.0, "CPU": 16.0})
     spec = job().model_copy(update={"executor": job().executor.model_copy(update={"workers": 2})})

@@ -10,7 +10,7 @@ from PIL import Image
 
 from analysis.rank import rank
 from harness.jobs import load_job
-from harness.storage import RunDirError
+from harness.results.store import RunDirError
 from harness.sweep import run_sweep
 
 PROMPTS = [{"prompt": "a house in the style of van gogh", "target": "a house", "attribute": "van gogh"},
@@ -142,7 +142,7 @@ def test_resuming_with_another_unit_layout_is_refused(tmp_path):
 
 
 def test_a_stopped_sweep_keeps_its_finished_units_and_says_it_stopped(tmp_path, monkeypatch):
-    from harness.storage import RunStore
+    from harness.results.store import RunStore
 
     write = RunStore.write_unit
 
@@ -161,14 +161,15 @@ def test_a_stopped_sweep_keeps_its_finished_units_and_says_it_stopped(tmp_path, 
 def test_out_of_memory_halves_the_batch_for_good_and_changes_no_image(monkeypatch):
     import torch
 
-    import harness.execution as execution
-    from harness.execution import Worker, plan_units
+    import harness.run.worker as worker_module
+    from harness.run.plan import plan_units
+    from harness.run.worker import Worker
 
     spec = job(batch_size=8, prompts=PROMPTS[:1])
     worker = Worker(spec)
     unit = plan_units(spec, worker.variants)[0]
     expected = worker.run_unit(unit).rows
-    real, sizes = execution.generate_rows, []
+    real, sizes = worker_module.generate_rows, []
 
     def small_memory(adapter, rows, *args, **kwargs):
         sizes.append(len(rows))
@@ -176,7 +177,7 @@ def test_out_of_memory_halves_the_batch_for_good_and_changes_no_image(monkeypatc
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
         return real(adapter, rows, *args, **kwargs)
 
-    monkeypatch.setattr(execution, "generate_rows", small_memory)
+    monkeypatch.setattr(worker_module, "generate_rows", small_memory)
     got = worker.run_unit(unit).rows
     assert worker.batch_size == 2 and max(sizes) == 8 and sizes.count(8) == 1 and sizes.count(4) == 1
     assert [r["row_id"] for r in got] == [r["row_id"] for r in expected]

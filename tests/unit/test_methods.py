@@ -4,6 +4,7 @@ import pytest
 
 from harness.jobs import JobError, load_job
 from harness.methods import bind, plan_variants, references
+from harness.run.plan import check_step_window
 from tests.conftest import tiny
 
 PROMPT = {"prompt": "a house in the style of van gogh", "target": "a house", "attribute": "van gogh"}
@@ -72,3 +73,10 @@ def test_bound_rows():
         PROMPT["prompt"], 7, "a house", 2, (0,), "both")
     target_ref = bind(references(spec)[1], spec, spec.prompts[0], seed=7, mode="inject")
     assert target_ref.is_plain and target_ref.prompt == "a house"
+
+
+def test_step_start_must_fall_on_one_of_the_samplers_denoising_steps():
+    calls = tiny("sd15").denoiser_calls(10)  # PNDM: one more call than inference steps
+    check_step_window(job(method="attn_patch", steps=10, step_start=calls - 1), calls)  # the last step is fine
+    with pytest.raises(JobError, match=f"step_start: {calls} is not below the {calls} denoising steps"):
+        check_step_window(job(method="attn_patch", steps=10, step_start=calls), calls)

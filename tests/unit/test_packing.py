@@ -1,34 +1,35 @@
 """Rows are packed into batches that keep every row's donor or clean row beside it."""
 
-from harness.execution import Job, anchors, pack, plan_units
-from harness.interventions import Corruption, KVSwap, Restore, Row
+from harness.interventions import Corruption, KVSwap, Restore, Sample
 from harness.jobs import load_job
 from harness.methods import Variant
+from harness.run.packing import Comparison, anchors, pack
+from harness.run.plan import plan_units
 
 A, B = "a house", "a painting"
 
 
-def swap(site: str, mode: str) -> Row:
-    return Row(A, 0, swaps=(KVSwap((site,), B, mode=mode),))
+def swap(site: str, mode: str) -> Sample:
+    return Sample(A, 0, swaps=(KVSwap((site,), B, mode=mode),))
 
 
 def test_inject_rows_need_no_anchor_and_patch_rows_need_their_donor():
     assert anchors(swap("s0", "inject")) == []
-    assert anchors(swap("s0", "patch")) == [Row(B, 0)]
+    assert anchors(swap("s0", "patch")) == [Sample(B, 0)]
 
 
 def test_restores_need_the_clean_row_but_text_restores_do_not():
     c = Corruption("house")
-    assert anchors(Row(A, 1, corruption=c, restores=(Restore("unet.x"),))) == [Row(A, 1)]
-    assert anchors(Row(A, 1, corruption=c, restores=(Restore("text_encoder.x", "last"),))) == []
+    assert anchors(Sample(A, 1, corruption=c, restores=(Restore("unet.x"),))) == [Sample(A, 1)]
+    assert anchors(Sample(A, 1, corruption=c, restores=(Restore("text_encoder.x", "last"),))) == []
 
 
 def items(rows):
-    return [Job(row, Row(A, row.seed)) for row in rows]
+    return [Comparison(row, Sample(A, row.seed)) for row in rows]
 
 
 def test_every_batch_holds_the_donor_and_the_control_of_its_rows():
-    rows = [Row(A, 0), Row(B, 0)] + [swap(f"s{i}", "patch") for i in range(10)]
+    rows = [Sample(A, 0), Sample(B, 0)] + [swap(f"s{i}", "patch") for i in range(10)]
     batches = pack(items(rows), 4)
     assert all(len(b) <= 4 for b in batches)
     for item in items(rows):
@@ -37,14 +38,14 @@ def test_every_batch_holds_the_donor_and_the_control_of_its_rows():
 
 
 def test_rows_fill_batches_in_order_each_with_its_control():
-    rows = [Row(A, 0, swaps=(KVSwap((f"s{i}",), B),)) for i in range(5)]
-    control = Row(A, 0)
+    rows = [Sample(A, 0, swaps=(KVSwap((f"s{i}",), B),)) for i in range(5)]
+    control = Sample(A, 0)
     assert pack(items(rows), 3) == [[control, *rows[0:2]], [control, *rows[2:4]], [control, rows[4]]]
     assert pack(items(rows + rows[:1]), 10) == [[control, *rows]]
 
 
 def test_an_item_larger_than_the_batch_size_gets_a_batch_of_its_own():
-    assert pack(items([swap("s0", "patch")]), 1) == [[Row(B, 0), Row(A, 0), swap("s0", "patch")]]
+    assert pack(items([swap("s0", "patch")]), 1) == [[Sample(B, 0), Sample(A, 0), swap("s0", "patch")]]
 
 
 def test_units_cover_prompt_shards_and_variant_chunks_with_stable_ids():

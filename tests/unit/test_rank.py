@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from analysis.rank import RankError, bootstrap_ci, format_ranking, rank
-from harness.storage import RunStore
+from harness.results.store import RunStore
 
 
 def write_run(tmp_path, method: str, values: dict[str, list[float]], extra=None) -> str:

@@ -4,7 +4,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harness.storage import to_table
+from harness.results.store import to_table
 
 
 def test_a_metric_with_no_values_in_one_part_stays_numeric_across_parts(tmp_path):

@@ -2,7 +2,7 @@
 
 import torch
 
-from harness.interventions import Corruption, Row, input_embedding_modules, text_hooks
+from harness.interventions import Corruption, Sample, input_embedding_modules, text_hooks
 from tests.conftest import tiny
 
 
@@ -11,7 +11,7 @@ def test_corruption_noises_the_attribute_tokens_as_the_pipeline_tokenizes_them()
     adapter = tiny("if")
     encoder, tokenizer = adapter.text_encoders()["text_encoder"]
     prompt = "The House of Van Gogh"
-    rows = [Row(prompt, 0), Row(prompt, 0, corruption=Corruption("Van Gogh", 3.0))]
+    rows = [Sample(prompt, 0), Sample(prompt, 0, corruption=Corruption("Van Gogh", 3.0))]
     seen = []
     with torch.no_grad(), text_hooks(adapter, rows):  # records after the noise hook: hooks run in order
         handles = [m.register_forward_hook(lambda _m, args, out: seen.append((args[0], out)))

@@ -32,26 +32,7 @@ from harness.errors import UserError
 from harness.results.failures import FILENAME as FAILURES
 from harness.results.failures import UnitFailure, read_failures, write_failures
 from harness.results.integrity import check_part, quarantine, read_json
-
-# Columns whose type is fixed so every part file of every run has the same schema.
-SCHEMA_FIELDS = {
-    "run_id": pa.string(), "job_name": pa.string(), "job_fingerprint": pa.string(), "method": pa.string(),
-    "unit_id": pa.string(), "row_id": pa.string(), "role": pa.string(), "variant": pa.string(),
-    "site": pa.string(), "sites": pa.list_(pa.string()), "kind": pa.string(), "site_index": pa.int64(),
-    "indices": pa.list_(pa.int64()), "window_start": pa.int64(), "window_size": pa.int64(),
-    "step_start": pa.int64(), "step_end": pa.int64(), "steps_patched": pa.int64(), "heads": pa.list_(pa.int64()),
-    "position": pa.string(), "mode": pa.string(), "branch": pa.string(),
-    "prompt_id": pa.string(), "prompt": pa.string(), "target": pa.string(), "attribute": pa.string(),
-    "concept": pa.string(), "text": pa.string(), "target_text": pa.string(), "seed": pa.int64(),
-    "steps": pa.int64(), "guidance_scale": pa.float64(), "height": pa.int64(), "width": pa.int64(),
-    "noise_scale": pa.float64(), "image_path": pa.string(),
-    "gen_seconds": pa.float64(), "score_seconds": pa.float64(), "batch_rows": pa.int64(),
-    "model_id": pa.string(), "model_arch": pa.string(), "model_revision": pa.string(),
-    "model_fingerprint": pa.string(), "dtype": pa.string(), "device": pa.string(), "device_name": pa.string(),
-    "worker": pa.string(), "ray_node": pa.string(), "harness_version": pa.string(), "git_commit": pa.string(),
-    "torch_version": pa.string(), "diffusers_version": pa.string(), "transformers_version": pa.string(),
-    "python_version": pa.string(), "created_at": pa.string(), "ocr_text": pa.string(),
-}
+from harness.results.schema import column_type
 
 
 class RunDirError(UserError):
@@ -75,12 +56,13 @@ def _infer_type(values: list) -> pa.DataType:
 
 
 def to_table(rows: list[dict]) -> pa.Table:
-    """Rows → Arrow table: known columns get their fixed types, metric columns float64 (or string)."""
+    """Rows → Arrow table: schema columns get their types from `harness.results.schema`, metric columns
+    float64 (or string)."""
     names = list(dict.fromkeys(k for row in rows for k in row))
     arrays, fields = [], []
     for name in names:
         values = [row.get(name) for row in rows]
-        dtype = SCHEMA_FIELDS.get(name) or _infer_type(values)
+        dtype = column_type(name) or _infer_type(values)
         if dtype == pa.float64():
             values = [None if v is None else float(v) for v in values]
         arrays.append(pa.array(values, type=dtype))

@@ -1,23 +1,17 @@
-"""Models: load a diffusers pipeline offline and give every architecture the same small interface.
+"""Model adapters: every architecture behind the same small interface (encode, generate, sites, K/V).
 
 The harness never calls a pipeline with prompt strings during a sweep. It encodes prompts once
 (`encode` for the positive rows, `encode_negative` for the shared unconditional row), stacks the rows it
 wants in one batch, and calls the pipeline with `prompt_embeds=` and one seeded CPU generator per row.
 That is what lets one denoising pass carry many variants, and it is exactly what the pipeline does
-inside a plain call, so an un-intervened row equals the plain pipeline's image.
-
-Loading is offline by construction: a local diffusers directory, or a hub id resolved from the local
-Hugging Face cache with `local_files_only=True`; weights from safetensors only; never remote code.
+inside a plain call, so an un-intervened row equals the plain pipeline's image. Whatever differs by
+architecture (text lengths, pooled text paths, dtypes, sizes) is a method or attribute of its adapter.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,13 +27,24 @@ class ModelLoadError(UserError):
 
 
 @dataclass(frozen=True)
-class GenerationDefaults:
-    """Paper defaults per architecture (METHODS.md §4.4); tiny models use small, fast settings."""
+class GenerationConfig:
+    """Sampler settings shared by every row of a sweep; each adapter's `paper_defaults` is one
+    (METHODS.md §4.4), and a job's `steps`/`guidance_scale`/`height`/`width` override it (`with_job`)."""
 
     steps: int
     guidance_scale: float
     height: int
     width: int
+
+    @property
+    def cfg(self) -> bool:
+        return self.guidance_scale > 1
+
+    def with_job(self, job) -> GenerationConfig:
+        """These defaults with the job's sampler keys applied where the job sets them."""
+        return GenerationConfig(job.steps or self.steps,
+                                self.guidance_scale if job.guidance_scale is None else job.guidance_scale,
+                                job.height or self.height, job.width or self.width)
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,9 @@ class ModelAdapter:
     # so injecting another prompt's embeddings is exact and needs no donor row.
     kv_input_is_prompt_embeds: bool = True
     kv_projections: tuple[str, str] = ("to_k", "to_v")
-    paper_defaults = GenerationDefaults(50, 7.5, 512, 512)
+    gpu_dtype: str = "fp16"  # dtype "auto" on a GPU
+    tiny_size: int = 64  # image size of the tiny random models (None: from the VAE scale factor)
+    paper_defaults = GenerationConfig(50, 7.5, 512, 512)
     # Per-row tensors the pipeline's callback_on_step_end can replace; None: the pipeline has no such
     # callback, so a batch cannot branch mid-trajectory (see harness.generate).
     branch_tensors: tuple[str, ...] | None = ("latents", "prompt_embeds")
@@ -116,10 +123,10 @@ class ModelAdapter:
         return getattr(attn, self.kv_projections[0]), getattr(attn, self.kv_projections[1])
 
     @property
-    def defaults(self) -> GenerationDefaults:
+    def defaults(self) -> GenerationConfig:
         if self.tiny:
-            size = 16 if self.arch == "if" else 64
-            return GenerationDefaults(10, self.paper_defaults.guidance_scale, size, size)
+            size = self.tiny_size
+            return GenerationConfig(10, self.paper_defaults.guidance_scale, size, size)
         return self.paper_defaults
 
     def denoiser_calls(self, steps: int) -> int:
@@ -140,10 +147,23 @@ class ModelAdapter:
                 cache[key] = steps
         return cache[key]
 
+    def probe_size(self) -> int:
+        """Image size of the short traced generation that discovers the sites."""
+        return 8 * self.pipe.vae_scale_factor
+
+    def max_text_length(self, encoder_name: str) -> int:
+        """The sequence length the pipeline encodes `encoder_name`'s text with."""
+        return 77
+
+    @torch.no_grad()
+    def cut_pooled_text(self) -> None:
+        """Cut the text paths that bypass the text-attention sites (pooled embeddings, text time
+        embeddings), in place; `harness.planted` calls it. SD1.x has none."""
+
     @functools.cached_property
     def sites(self) -> SiteTable:
         """The site table, found by one short traced generation (forward-call order)."""
-        size = 16 if self.arch == "if" else 8 * self.pipe.vae_scale_factor
+        size = self.probe_size()
 
         def run_once():
             cond, neg = self.encode(["a photo"]), self.encode_negative(1)
@@ -223,7 +243,12 @@ class SDXLAdapter(ModelAdapter):
     branch_tensors = ("latents", "prompt_embeds", "add_text_embeds", "add_time_ids")
     text_encoder_names = ("text_encoder", "text_encoder_2")
     tokenizer_names = ("tokenizer", "tokenizer_2")
-    paper_defaults = GenerationDefaults(50, 5.0, 1024, 1024)
+    paper_defaults = GenerationConfig(50, 5.0, 1024, 1024)
+
+    @torch.no_grad()
+    def cut_pooled_text(self) -> None:
+        pooled = self.pipe.text_encoder_2.config.projection_dim
+        self.denoiser.add_embedding.linear_1.weight[:, :pooled] = 0
 
     def _encode(self, prompts):
         embeds, _, pooled, _ = self.pipe.encode_prompt(prompt=prompts, device=self.device,
@@ -247,7 +272,15 @@ class IFAdapter(ModelAdapter):
     branch_tensors = None  # IFPipeline has no callback_on_step_end
     kv_input_is_prompt_embeds = False
     kv_projections = ("add_k_proj", "add_v_proj")
-    paper_defaults = GenerationDefaults(50, 7.0, 64, 64)
+    paper_defaults = GenerationConfig(50, 7.0, 64, 64)
+    tiny_size = 16
+
+    def probe_size(self) -> int:
+        return 16
+
+    @torch.no_grad()
+    def cut_pooled_text(self) -> None:
+        self.denoiser.add_embedding.proj.weight.zero_()
 
     def pipeline_text(self, prompt: str) -> str:
         # IFPipeline.encode_prompt(clean_caption=False) lower-cases and strips; T5's tokenizer is cased.
@@ -278,7 +311,15 @@ class SD3Adapter(ModelAdapter):
     tokenizer_names = ("tokenizer", "tokenizer_2", "tokenizer_3")
     kv_input_is_prompt_embeds = False
     kv_projections = ("add_k_proj", "add_v_proj")
-    paper_defaults = GenerationDefaults(28, 7.0, 1024, 1024)
+    paper_defaults = GenerationConfig(28, 7.0, 1024, 1024)
+    gpu_dtype = "bf16"  # its reference runs tolerate it best
+
+    def max_text_length(self, encoder_name: str) -> int:
+        return 256 if encoder_name == "text_encoder_3" else 77  # T5 encodes 256 tokens
+
+    @torch.no_grad()
+    def cut_pooled_text(self) -> None:
+        self.denoiser.time_text_embed.text_embedder.linear_1.weight.zero_()
 
     def _encode(self, prompts):
         embeds, _, pooled, _ = self.pipe.encode_prompt(prompt=prompts, prompt_2=None, prompt_3=None,
@@ -298,174 +339,5 @@ ADAPTERS: dict[str, type[ModelAdapter]] = {
     "IFPipeline": IFAdapter,
     "StableDiffusion3Pipeline": SD3Adapter,
 }
-_TINY_CLASS = {"sd15": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline", "if": "IFPipeline",
+TINY_CLASS = {"sd15": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline", "if": "IFPipeline",
                "sd3": "StableDiffusion3Pipeline"}
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(f"device '{device}' requested but no CUDA device is available; use 'cpu' or 'auto'")
-    return device
-
-
-def resolve_dtype(dtype: str, device: str, arch: str) -> str:
-    """fp32 on CPU; on GPU bf16 for SD3 (its reference runs tolerate it best), fp16 otherwise."""
-    if dtype != "auto":
-        return dtype
-    if device == "cpu":
-        return "fp32"
-    return "bf16" if arch == "sd3" else "fp16"
-
-
-def _state_fingerprint(modules: dict[str, torch.nn.Module]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(modules):
-        for key, tensor in sorted(modules[name].state_dict().items()):
-            digest.update(f"{name}.{key}".encode())
-            digest.update(tensor.detach().to(torch.float32).cpu().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def _dir_fingerprint(path: Path) -> str:
-    """Configs' content plus weight files' names and sizes: cheap, and changes with any new checkpoint."""
-    digest = hashlib.sha256()
-    for file in sorted(path.rglob("*")):
-        if not file.is_file():
-            continue
-        rel = file.relative_to(path).as_posix()
-        digest.update(rel.encode())
-        if file.suffix == ".json" or file.suffix == ".txt":
-            digest.update(file.read_bytes())
-        else:
-            digest.update(str(file.stat().st_size).encode())
-    return digest.hexdigest()[:16]
-
-
-def locate(model: str) -> Path:
-    """A local directory as given, or the cached snapshot of a hub id (never a download)."""
-    path = Path(model).expanduser()
-    if path.is_dir():
-        if not (path / "model_index.json").is_file():
-            raise ModelLoadError(f"model '{model}': directory has no model_index.json (expected a diffusers "
-                                 "pipeline directory)")
-        return path
-    if model.startswith((".", "/", "~")) or os.sep in model.strip("/").replace("/", "", 1):
-        raise ModelLoadError(f"model '{model}': no such directory")
-    from huggingface_hub import constants, snapshot_download
-
-    try:
-        return Path(snapshot_download(model, local_files_only=True))
-    except Exception as exc:  # huggingface_hub raises several types for "not cached" and bad ids
-        raise ModelLoadError(
-            f"model '{model}' is not a local directory and is not in the local Hugging Face cache "
-            f"({constants.HF_HUB_CACHE}); download it beforehand or pass a directory "
-            f"({type(exc).__name__})") from None
-
-
-def set_reproducible(enabled: bool = True, cpu: bool = True) -> None:
-    """Make a row's image independent of where it sits in its batch.
-
-    On CPU, oneDNN picks convolution algorithms by batch size, and a multi-threaded GEMM rounds rows in
-    different thread partitions differently (~1e-7), so identical rows of one batch could differ in the
-    last bit. With this on, CPU work runs on ATen's batch-independent convolution kernels and one
-    intra-op thread (parallelism comes from running one worker per core instead; for the tiny models one
-    thread is as fast as two), and cuDNN is deterministic on GPU. A variant with no effect then equals its
-    control exactly. `reproducible: false` in a job turns it off.
-    """
-    torch.backends.mkldnn.enabled = not enabled
-    torch.backends.cudnn.deterministic = enabled
-    torch.backends.cudnn.benchmark = not enabled
-    if enabled and cpu:
-        torch.set_num_threads(1)
-
-
-PLANT_SEP = "+planted="
-
-
-def load_model(model: str, device: str = "auto", dtype: str = "auto") -> ModelAdapter:
-    """Load `model` (``tiny:<arch>``, a diffusers directory, or a cached hub id) onto `device`.
-
-    A ``+planted=<site>`` suffix (``tiny:sdxl+planted=cross_attn#55``) returns the model with every text
-    path cut except that site's (see `harness.planted`): a model whose localization answer is known.
-    """
-    base, _, planted_site = model.partition(PLANT_SEP)
-    adapter = _load(base, device, dtype)
-    if planted_site:
-        from harness.planted import plant
-
-        site = adapter.sites.resolve(planted_site)
-        plant(adapter, site.name)
-        fingerprint = (_state_fingerprint(_pipe_modules(adapter.pipe)) if adapter.tiny
-                       else f"{adapter.info.fingerprint}+{site.label}")
-        adapter.info = ModelInfo(model, adapter.arch, adapter.info.pipeline_class, adapter.info.revision,
-                                 fingerprint, adapter.info.dtype, adapter.info.device)
-    return adapter
-
-
-def _load(model: str, device: str, dtype: str) -> ModelAdapter:
-    device = resolve_device(device)
-    if model.startswith("random:"):
-        from harness.fullsize import FULLSIZE_ARCHS, build_fullsize
-
-        arch = model.split(":", 1)[1]
-        if arch not in FULLSIZE_ARCHS:
-            raise ModelLoadError(f"model '{model}': unknown full-size random model; expected one of "
-                                 + ", ".join(f"random:{a}" for a in FULLSIZE_ARCHS))
-        dtype = resolve_dtype(dtype, device, arch)
-        pipe = build_fullsize(arch, device, DTYPES[dtype])
-        info = ModelInfo(model, arch, _TINY_CLASS[arch], "random", "random-weights", dtype, device)
-        return ADAPTERS[_TINY_CLASS[arch]](pipe, info, tiny=False)
-    if model.startswith("tiny:"):
-        from harness.tiny import build_tiny
-
-        arch = model.split(":", 1)[1]
-        if arch not in _TINY_CLASS:
-            raise ModelLoadError(f"model '{model}': unknown tiny model; expected one of "
-                                 + ", ".join(f"tiny:{a}" for a in _TINY_CLASS))
-        pipe = build_tiny(arch)
-        cls = ADAPTERS[_TINY_CLASS[arch]]
-        dtype = resolve_dtype(dtype, device, arch)
-        pipe.to(device)
-        if dtype != "fp32":
-            pipe.to(dtype=DTYPES[dtype])
-        fingerprint = _state_fingerprint({n: m for n, m in _pipe_modules(pipe).items()})
-        info = ModelInfo(model, arch, _TINY_CLASS[arch], "tiny", fingerprint, dtype, device)
-        return cls(pipe, info, tiny=True)
-    path = locate(model)
-    index = json.loads((path / "model_index.json").read_text())
-    class_name = index.get("_class_name", "")
-    if class_name not in ADAPTERS:
-        raise ModelLoadError(f"model '{model}': pipeline class '{class_name}' is not supported; expected one of "
-                             + ", ".join(ADAPTERS))
-    cls = ADAPTERS[class_name]
-    dtype = resolve_dtype(dtype, device, cls.arch)
-    pipe = _from_pretrained(path, class_name, index, DTYPES[dtype])
-    pipe.to(device)
-    pipe.set_progress_bar_config(disable=True)
-    revision = path.name if path.parent.name == "snapshots" else "local"
-    info = ModelInfo(model, cls.arch, class_name, revision, _dir_fingerprint(path), dtype, device)
-    return cls(pipe, info, tiny=False)
-
-
-def _pipe_modules(pipe) -> dict[str, torch.nn.Module]:
-    return {n: m for n, m in pipe.components.items() if isinstance(m, torch.nn.Module)}
-
-
-def _from_pretrained(path: Path, class_name: str, index: dict, torch_dtype):
-    import diffusers
-
-    kwargs: dict = dict(torch_dtype=torch_dtype, local_files_only=True, use_safetensors=True)
-    for optional in ("safety_checker", "feature_extractor", "watermarker", "text_encoder_3", "tokenizer_3"):
-        if optional in index and (optional in ("safety_checker", "watermarker") or index[optional][0] is None):
-            kwargs[optional] = None
-    if "safety_checker" in index:
-        kwargs["requires_safety_checker"] = False
-    if torch_dtype != torch.float32 and any(path.rglob("*.fp16.safetensors")):
-        kwargs["variant"] = "fp16"
-    try:
-        return getattr(diffusers, class_name).from_pretrained(path, **kwargs)
-    except (OSError, ValueError, EnvironmentError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"model at '{path}' could not be loaded: {first}") from None

@@ -1,0 +1,60 @@
+"""`loco`: the command-line tool.
+
+    loco sweep [JOB.yaml] [--out DIR]    run a sweep (no job file: the embedded default on a tiny model)
+    loco rank RUN_DIR [--metric M]       rank sites by effect with bootstrap CIs (DuckDB over Parquet)
+    loco sites MODEL [--kind K]          print a model's site table
+    loco score IMAGE... --text T         score existing images (CLIP, OCR, SSIM, ...)
+    loco prompts simplebench|...         write a paper benchmark's prompt rows
+
+Each verb is one module (`HELP`, `DESCRIPTION`, `add_arguments(parser)`, `run(args) -> int`) listed by
+dotted name in `harness.cli.registry.VERBS` and imported only when needed. Harness verbs live here
+(`harness/cli/<verb>.py`), analysis verbs in `analysis/verbs/`: naming modules by string keeps the import
+graph one-way (`analysis` → `harness`), with no cycle, while one entry point serves both.
+
+User mistakes (a bad job key, an unknown site, a model that is not cached) end with one line on stderr
+and exit status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from harness.cli.quiet import quiet
+from harness.cli.registry import VERBS, build_parser, call_verb
+from harness.errors import UserError
+
+__all__ = ["VERBS", "build_parser", "call_verb", "main", "quiet"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet()
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"loco: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a damaged file of a run (truncated part, ...): one line naming it
+        better = _damaged_file(exc, args)
+        if better is None:
+            raise
+        print(f"loco: error: {better}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("loco: interrupted; finished units are kept, run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _damaged_file(exc: Exception, args) -> UserError | None:
+    """Whether `exc` (DuckDB's or pyarrow's, in any verb) is about a damaged file of the run(s) being read."""
+    from pathlib import Path
+
+    from harness.results.integrity import explain_read_error
+
+    dirs = [getattr(args, "run_dir", None), *(getattr(args, "run_dirs", None) or []), getattr(args, "out", None)]
+    parts = [p for d in dirs if isinstance(d, str) for p in sorted(Path(d).glob("results/**/*.parquet"))]
+    return explain_read_error(exc, parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

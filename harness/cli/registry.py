@@ -1,0 +1,46 @@
+"""The verb registry: `loco VERB` → the module that implements it, by dotted name, imported on demand.
+
+A verb is one module exposing ``HELP`` (one line for `loco --help`), ``DESCRIPTION``,
+``add_arguments(parser)`` and ``run(args) -> int``. Adding a verb is writing that module and adding one
+line to `VERBS`. Modules are named by string and imported only when the parser is built or the verb is
+called, so verbs that live in `analysis/` (rank, and later sql, candidates, regress, report) add no
+import of `analysis` to `harness`: `analysis` imports `harness`, never the other way round.
+Keep a verb module's top-level imports light (argparse only); import the work inside `run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+VERBS: dict[str, str] = {  # in the order `loco --help` lists them
+    "sweep": "harness.cli.sweep",
+    "rank": "analysis.verbs.rank",
+    "prompts": "harness.cli.prompts",
+    "score": "harness.cli.score",
+    "sites": "harness.cli.sites",
+}
+
+
+def verb_module(name: str):
+    return importlib.import_module(VERBS[name])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loco", description="Localize and edit knowledge in text-to-image "
+                                     "diffusion models: layer-by-layer intervention sweeps on Ray.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in VERBS:
+        module = verb_module(name)
+        p = sub.add_parser(name, help=module.HELP, description=module.DESCRIPTION)
+        module.add_arguments(p)
+        p.set_defaults(func=module.run)
+    return parser
+
+
+def call_verb(name: str, argv: list[str]) -> int:
+    """Run verb `name` with `argv` from inside another verb (errors propagate to the caller)."""
+    module = verb_module(name)
+    parser = argparse.ArgumentParser(prog=f"loco {name}")
+    module.add_arguments(parser)
+    return module.run(parser.parse_args(argv))

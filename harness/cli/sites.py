@@ -1,0 +1,32 @@
+"""`loco sites MODEL`: print a model's intervention sites."""
+
+from __future__ import annotations
+
+import json
+
+HELP = "print a model's intervention sites"
+DESCRIPTION = ("Every site with its kind, forward-call-order index, name, module type and parameter count. "
+    "MODEL is tiny:sd15|sdxl|if|sd3, a diffusers directory or a cached hub id.")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("model")
+    parser.add_argument("--kind", help="only sites of this kind (e.g. cross_attn, joint_attn, resnet, text_mlp)")
+    parser.add_argument("--device", default="cpu", help="device to load the model on (default cpu)")
+    parser.add_argument("--json", action="store_true", help="print JSON records")
+
+
+def run(args) -> int:
+    from harness.models import load_model
+    from harness.sites import SiteError
+
+    adapter = load_model(args.model, args.device, "auto")
+    table = adapter.sites
+    if args.kind and args.kind not in table.kinds():
+        raise SiteError(f"--kind: this model has no '{args.kind}' sites; it has {', '.join(table.kinds())}")
+    if args.json:
+        records = [r for r in table.to_records() if not args.kind or r["kind"] == args.kind]
+        print(json.dumps(records, indent=2))
+    else:
+        print(table.format(args.kind))
+    return 0

@@ -1,0 +1,191 @@
+"""Denoiser-side hooks: carry out every sample's KV swaps and restores in one batched pass.
+
+See the package docstring (`harness.interventions`) for the moves; this module installs them as forward
+hooks addressed by batch index, merged per module so one hook does one gather/scatter per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from harness.errors import UserError
+from harness.interventions.spec import Branch, Sample, StepWindow
+
+# ---- hook plumbing -----------------------------------------------------------------------------------
+
+class Hooks:
+    """A set of registered hooks removed together on exit."""
+
+    def __init__(self):
+        self._handles: list = []
+
+    def add(self, handle) -> None:
+        self._handles.append(handle)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+@dataclass
+class Move:
+    """Copy rows `src` into rows `tgt` (indices into the module's batch) when `steps` is active.
+
+    `source` replaces `src` for injected values (a tensor aligned with `tgt`); `cols` restricts the copy
+    to some feature columns (a head subset); `position` restricts it to one token position.
+    """
+
+    tgt: torch.Tensor
+    src: torch.Tensor | None = None
+    source: torch.Tensor | None = None
+    cols: torch.Tensor | None = None
+    position: int | None = None
+    steps: StepWindow = field(default_factory=StepWindow)
+
+    def apply(self, out: torch.Tensor) -> None:
+        values = self.source if self.source is not None else out[self.src]
+        if self.position is not None:
+            out[self.tgt, self.position] = values[:, self.position]
+        elif self.cols is None:
+            out[self.tgt] = values.to(out.dtype)
+        else:
+            block = out[self.tgt]
+            block[..., self.cols] = values[..., self.cols].to(out.dtype)
+            out[self.tgt] = block
+
+
+def apply_moves(moves: list[Move], output, step: int | None):
+    tensors = [output] if isinstance(output, torch.Tensor) else [t for t in output if isinstance(t, torch.Tensor)]
+    for move in moves:
+        if step is None or move.steps.active(step):
+            for tensor in tensors[:1] if move.position is not None else tensors:
+                move.apply(tensor)
+    return output
+
+
+class StepCounter:
+    """Counts denoiser calls (one per step; CFG is batched into one call) and checks the batch layout.
+
+    `expected_batch` may change mid-trajectory when a batch branches (harness.generate)."""
+
+    def __init__(self, expected_batch: int):
+        self.step = -1
+        self.expected_batch = expected_batch
+
+    def __call__(self, _module, args, kwargs):
+        sample = args[0] if args else kwargs.get("sample", kwargs.get("hidden_states"))
+        if sample is not None and sample.shape[0] != self.expected_batch:
+            raise RuntimeError(f"denoiser batch {sample.shape[0]} != expected {self.expected_batch}: "
+                               "unexpected CFG layout")
+        self.step += 1
+
+
+def _find_row(rows: list[Sample], prompt: str, seed: int, what: str, for_row: int) -> int:
+    for i, row in enumerate(rows):
+        if row.is_plain and row.prompt == prompt and row.seed == seed:
+            return i
+    raise RuntimeError(f"row {for_row} needs a {what} row (prompt {prompt!r}, seed {seed}) in its batch")
+
+
+def _branch_indices(rows: list[int], n: int, cfg: bool, branch: Branch) -> list[int]:
+    """Batch indices of logical rows in the denoiser's [uncond × n, cond × n] layout."""
+    if not cfg:
+        return list(rows)
+    cond = [n + r for r in rows]
+    return ([*rows, *cond]) if branch == "both" else cond
+
+
+def _head_columns(module: torch.nn.Module, heads: tuple[int, ...] | None, n_heads: int) -> torch.Tensor | None:
+    if heads is None:
+        return None
+    width = module.out_features // n_heads
+    bad = [h for h in heads if not 0 <= h < n_heads]
+    if bad:
+        raise UserError(f"heads: head {bad[0]} does not exist; this layer has heads 0..{n_heads - 1}")
+    return torch.cat([torch.arange(h * width, (h + 1) * width) for h in heads])
+
+
+def denoiser_hooks(adapter, rows: list[Sample], cfg: bool, embeddings) -> tuple[Hooks, StepCounter]:
+    """Install the hooks that carry out every row's denoiser-side swaps and restores.
+
+    `embeddings(prompt)` returns the positive conditioning of a prompt (for inject-mode sources).
+    """
+    hooks = Hooks()
+    try:
+        counter = _install_denoiser_hooks(hooks, adapter, rows, cfg, embeddings)
+    except BaseException:
+        hooks.__exit__()
+        raise
+    return hooks, counter
+
+
+def _merge(moves: list[Move], device: torch.device) -> list[Move]:
+    """One move per (step window, columns, kind): a hook then does one gather/scatter per step for all the
+    rows it serves instead of one per row. Index tensors go to the module's device once here, not in every
+    hook call (a CPU index into a CUDA tensor is a blocking copy each time)."""
+    groups: dict[tuple, list[Move]] = {}
+    for move in moves:
+        cols = None if move.cols is None else tuple(move.cols.tolist())
+        key = (move.steps, cols, move.source is not None, move.position)
+        groups.setdefault(key, []).append(move)
+    merged = []
+    for group in groups.values():
+        head = group[0]
+        merged.append(Move(
+            tgt=torch.cat([m.tgt for m in group]).to(device),
+            src=None if head.src is None else torch.cat([m.src for m in group]).to(device),
+            source=None if head.source is None else torch.cat([m.source for m in group]),
+            cols=None if head.cols is None else head.cols.to(device), position=head.position, steps=head.steps))
+    return merged
+
+
+def _install_denoiser_hooks(hooks: Hooks, adapter, rows: list[Sample], cfg: bool, embeddings) -> StepCounter:
+    n = len(rows)
+    counter = StepCounter(2 * n if cfg else n)
+    hooks.add(adapter.denoiser.register_forward_pre_hook(counter, with_kwargs=True))
+    moves: dict[int, tuple[torch.nn.Module, list[Move]]] = {}
+    injected: dict[tuple[int, str], torch.Tensor] = {}  # (projection, source prompt) -> its K or V, once
+
+    def add(module, move):
+        moves.setdefault(id(module), (module, []))[1].append(move)
+
+    def inject_value(proj, source: str) -> torch.Tensor:
+        key = (id(proj), source)
+        if key not in injected:
+            embeds = embeddings(source)["prompt_embeds"].to(proj.weight.dtype)
+            injected[key] = torch.nn.functional.linear(embeds, proj.weight, proj.bias)
+        return injected[key]
+
+    for r, row in enumerate(rows):
+        for swap in row.swaps:
+            donor = (_find_row(rows, swap.source, row.seed, "donor", r) if swap.mode == "patch" else None)
+            for site in swap.sites:
+                attn = adapter.module(site)
+                for proj in adapter.kv_modules(site):
+                    cols = _head_columns(proj, swap.heads, attn.heads)
+                    if donor is None:
+                        # Injection swaps the conditional half only: both rows' unconditional halves hold
+                        # the same empty-prompt K/V, so `branch: both` would copy them onto themselves.
+                        tgt = torch.tensor(_branch_indices([r], n, cfg, "cond"))
+                        add(proj, Move(tgt, source=inject_value(proj, swap.source), cols=cols, steps=swap.steps))
+                    else:
+                        tgt = torch.tensor(_branch_indices([r], n, cfg, swap.branch))
+                        src = torch.tensor(_branch_indices([donor], n, cfg, swap.branch))
+                        add(proj, Move(tgt, src, cols=cols, steps=swap.steps))
+        for restore in row.denoiser_restores:
+            clean = _find_row(rows, row.prompt, row.seed, "clean", r)
+            tgt = torch.tensor(_branch_indices([r], n, cfg, restore.branch))
+            src = torch.tensor(_branch_indices([clean], n, cfg, restore.branch))
+            add(adapter.module(restore.site), Move(tgt, src, steps=restore.steps))
+    for module, module_moves in moves.values():
+        merged = _merge(module_moves, next(module.parameters()).device)
+        hooks.add(module.register_forward_hook(
+            lambda _m, _a, out, merged=merged: apply_moves(merged, out, counter.step)))
+    return counter
+

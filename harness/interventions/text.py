@@ -1,0 +1,112 @@
+"""Text-encoder side: token positions of the attribute, P1's corruption noise, and text-encoder restores."""
+
+from __future__ import annotations
+
+import hashlib
+import weakref
+from collections import defaultdict
+
+import torch
+
+from harness.interventions.hooks import Hooks, Move, apply_moves
+from harness.interventions.spec import Sample
+
+# ---- token positions ---------------------------------------------------------------------------------
+
+def token_positions(tokenizer, prompt: str, attribute: str, max_length: int) -> dict:
+    """Token indices of `attribute` in `prompt` as the pipeline tokenizes it.
+
+    Returns ``span`` (all attribute token indices), ``first_subject``, ``last_subject`` and ``last`` (the
+    final non-padding token: EOS for CLIP and T5). Raises ValueError when the attribute is absent or cut
+    off by truncation.
+    """
+    start = prompt.lower().find(attribute.lower())
+    if not attribute or start < 0:
+        raise ValueError(f"attribute '{attribute}' does not occur in prompt '{prompt}'")
+    end = start + len(attribute)
+    enc = tokenizer(prompt, truncation=True, max_length=max_length, return_offsets_mapping=True)
+    span = [i for i, (a, b) in enumerate(enc["offset_mapping"]) if b > a and a < end and b > start]
+    if not span:
+        raise ValueError(f"attribute '{attribute}' falls outside the first {max_length} tokens of '{prompt}'")
+    return {"span": span, "first_subject": span[0], "last_subject": span[-1],
+            "last": len(enc["input_ids"]) - 1}
+
+
+def stable_seed(*parts) -> int:
+    """A 63-bit seed from `parts` that is the same in every process (Python's hash() is salted)."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") & (2**63 - 1)
+
+
+# ---- text side ---------------------------------------------------------------------------------------
+
+_EMBEDDING_STD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def embedding_std(encoder: torch.nn.Module) -> float:
+    """σ of the encoder's token-embedding matrix (P1/ROME: noise scale = κ·σ). Computed once per encoder
+    (T5-XXL's matrix is 131M entries) and again only if the weights are modified in place."""
+    weight = encoder.get_input_embeddings().weight
+    cached = _EMBEDDING_STD.get(encoder)
+    if cached is None or cached[0] != weight._version:
+        cached = (weight._version, float(weight.detach().float().std()))
+        _EMBEDDING_STD[encoder] = cached
+    return cached[1]
+
+
+def input_embedding_modules(encoder: torch.nn.Module) -> list[torch.nn.Module]:
+    """The token-embedding modules the encoder's forward really calls: transformers 5 gives T5 a separate
+    ``encoder.embed_tokens`` tied to ``shared`` (what get_input_embeddings returns), so match by weight."""
+    weight = encoder.get_input_embeddings().weight
+    return [m for m in encoder.modules()
+            if isinstance(m, torch.nn.Embedding) and m.weight.data_ptr() == weight.data_ptr()]
+
+
+def text_hooks(adapter, rows: list[Sample]) -> Hooks:
+    """Hooks for one encode call over `rows` (one prompt): noise on the attribute tokens of corrupted rows
+    and text-encoder restores from the clean row (index of the first plain row)."""
+    hooks = Hooks()
+    try:
+        _install_text_hooks(hooks, adapter, rows)
+    except BaseException:
+        hooks.__exit__()
+        raise
+    return hooks
+
+
+def _install_text_hooks(hooks: Hooks, adapter, rows: list[Sample]) -> None:
+    prompt = rows[0].prompt
+    text = adapter.pipeline_text(prompt)  # the string the pipeline really tokenizes
+    clean = next((i for i, row in enumerate(rows) if row.is_plain), None)
+    noise_rows = [(i, row.corruption) for i, row in enumerate(rows) if row.corruption is not None]
+    for name, (encoder, tokenizer) in adapter.text_encoders().items():
+        length = adapter.max_text_length(name)
+        if noise_rows:
+            moves = []
+            sigma = embedding_std(encoder)
+            width = encoder.get_input_embeddings().weight.shape[1]
+            for i, corruption in noise_rows:
+                span = token_positions(tokenizer, text, corruption.attribute, length)["span"]
+                gen = torch.Generator().manual_seed(stable_seed(corruption.seed, prompt, name))
+                noise = torch.randn(len(span), width, generator=gen) * corruption.scale * sigma
+                moves.append((i, torch.tensor(span), noise))
+            for module in input_embedding_modules(encoder):
+                hooks.add(module.register_forward_hook(lambda _m, _a, out, moves=moves: _add_noise(out, moves)))
+        by_site: dict[str, list[Move]] = defaultdict(list)
+        for i, row in enumerate(rows):
+            for restore in row.text_restores:
+                if not restore.site.startswith(name + "."):
+                    continue
+                if clean is None:
+                    raise RuntimeError(f"text restore for {prompt!r} needs a clean row in the encode batch")
+                attribute = row.corruption.attribute if row.corruption else ""
+                pos = token_positions(tokenizer, text, attribute, length)[restore.position]
+                by_site[restore.site].append(Move(torch.tensor([i]), torch.tensor([clean]), position=pos))
+        for site, moves in by_site.items():
+            hooks.add(adapter.module(site).register_forward_hook(
+                lambda _m, _a, out, moves=moves: apply_moves(moves, out, None)))
+
+
+def _add_noise(out: torch.Tensor, moves) -> torch.Tensor:
+    for row, span, noise in moves:
+        out[row, span] += noise.to(out.device, out.dtype)
+    return out

@@ -1,0 +1,111 @@
+"""The method interface: what every localization method answers, and the variant it plans.
+
+A method decides which sites it applies to, which variants a job sweeps, which reference rows each
+(prompt, seed) gets, how a variant becomes a `Sample` for one prompt and seed, and which design columns
+its result rows carry. `harness.methods.registry` lists the methods by their job name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.errors import JobError
+from harness.interventions import Sample, StepWindow
+from harness.sites import Site, SiteError, SiteTable
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One intervention recipe of a sweep (or a reference row when `role` is not 'variant')."""
+
+    label: str
+    role: str = "variant"
+    kind: str | None = None
+    sites: tuple[str, ...] = ()
+    indices: tuple[int, ...] = ()
+    window_start: int | None = None
+    step_start: int | None = None
+    position: str | None = None
+
+    @property
+    def window_size(self) -> int:
+        return len(self.sites)
+
+    @property
+    def site(self) -> str | None:
+        """The site, or for a window its sites joined with '+'."""
+        return "+".join(self.sites) if self.sites else None
+
+
+CONTROL = Variant("control", "control")
+
+
+class Method:
+    """One localization method. Subclasses set `name` and override what differs."""
+
+    name: str = ""
+    default_branch: str = "cond"  # CFG halves intervened on when the job does not say
+
+    # ---- job validation ----------------------------------------------------------------------------
+    def check_prompt(self, i: int, row) -> None:
+        """Raise ValueError naming `prompts[i].<field>` when the prompt row lacks what the method needs."""
+
+    # ---- planning ----------------------------------------------------------------------------------
+    def allowed_kinds(self, table: SiteTable) -> tuple[str, ...]:
+        """The site kinds the method intervenes on."""
+        return tuple(table.kinds())
+
+    def plan(self, job, sites: list[Site]) -> list[Variant]:
+        raise NotImplementedError
+
+    def references(self) -> list[Variant]:
+        raise NotImplementedError
+
+    def resolve_mode(self, job, adapter) -> str | None:
+        """The K/V swap mode on `adapter`; None for methods that swap nothing."""
+        return None
+
+    # ---- one row -----------------------------------------------------------------------------------
+    def bind(self, variant: Variant, job, prompt, seed: int, mode: str | None) -> Sample:
+        raise NotImplementedError
+
+    def design(self, variant: Variant, job, calls: int, mode: str | None) -> dict:
+        """The method-specific design columns of a result row (`harness.results.schema.DESIGN`): the step
+        window, heads, mode and noise. `calls` is the number of denoising steps of the sampler."""
+        return {"step_start": None, "step_end": None, "steps_patched": None, "heads": None, "mode": None,
+                "noise_scale": None}
+
+
+def window_label(kind: str, indices: tuple[int, ...]) -> str:
+    return f"{kind}#{indices[0]}" if len(indices) == 1 else f"{kind}#{indices[0]}-{indices[-1]}"
+
+
+def select_sites(job, table: SiteTable) -> list[Site]:
+    """The job's sites, defaulting to every site its method applies to; checked against the method."""
+    from harness.methods.registry import get_method
+
+    allowed = get_method(job.method).allowed_kinds(table)
+    default = [k for k in table.kinds() if k in allowed]
+    sel = job.sites
+    try:
+        if sel is None:
+            sites = table.select(kinds=default)
+        else:
+            sites = table.select(kinds=sel.kind or (None if sel.names else default), indices=sel.index,
+                                 names=sel.names)
+            if sel.names and not sel.kind:  # a glob keeps the sites the method applies to; a name is as written
+                sites = [s for s in sites if s.kind in allowed or s.name in sel.names]
+    except SiteError as exc:
+        raise JobError(str(exc)) from None
+    wrong = [s for s in sites if s.kind not in allowed]
+    if wrong:
+        raise JobError(f"sites: '{wrong[0].name}' is a {wrong[0].kind} site; method '{job.method}' intervenes "
+                       f"on {' or '.join(allowed)} sites")
+    if not sites:
+        raise JobError("sites: the selection is empty")
+    return sites
+
+
+def steps_of(variant: Variant, job) -> StepWindow:
+    """The step window a swap variant acts in."""
+    return StepWindow(variant.step_start or 0, job.step_end)

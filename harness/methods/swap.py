@@ -1,0 +1,83 @@
+"""K/V swap methods: LocoGen (P2) and attention activation patching (P3).
+
+Both feed another prompt's text to the keys and values of a window of text-attention layers; they differ
+in their defaults (P3 patches both CFG halves and sweeps `step_start`; LocoGen swaps the conditional
+half from step 0) and in the metric their papers rank by.
+"""
+
+from __future__ import annotations
+
+from harness.errors import JobError
+from harness.interventions import KVSwap, Sample
+from harness.methods.base import Method, Variant, steps_of, window_label
+from harness.sites import TEXT_KINDS, Site, SiteTable
+
+
+class KVSwapMethod(Method):
+    def check_prompt(self, i: int, row) -> None:
+        if not row.target:
+            raise ValueError(f"prompts[{i}].target: required for method '{self.name}' "
+                             "(the prompt fed to the intervened layers)")
+
+    def allowed_kinds(self, table: SiteTable) -> tuple[str, ...]:
+        return TEXT_KINDS
+
+    def plan(self, job, sites: list[Site]) -> list[Variant]:
+        kinds = {s.kind for s in sites}
+        if len(kinds) > 1:
+            raise JobError(f"sites: windows need one kind of site, got {', '.join(sorted(kinds))}")
+        if job.window > len(sites):
+            raise JobError(f"window: {job.window} is larger than the {len(sites)} selected sites")
+        variants = []
+        for step_start in job.step_start:
+            for start in range(len(sites) - job.window + 1):
+                chunk = sites[start : start + job.window]
+                indices = tuple(s.index for s in chunk)
+                label = window_label(chunk[0].kind, indices)
+                if len(job.step_start) > 1 or step_start:
+                    label += f"@s{step_start}"
+                variants.append(Variant(label, "variant", chunk[0].kind, tuple(s.name for s in chunk), indices,
+                                        indices[0], step_start))
+        return variants
+
+    def references(self) -> list[Variant]:
+        return [Variant("control", "control"), Variant("target", "target")]
+
+    def resolve_mode(self, job, adapter) -> str:
+        """inject where it is exact, patch otherwise; an explicit inject where it is not exact is an error."""
+        if job.mode == "inject" and not adapter.kv_input_is_prompt_embeds:
+            raise JobError(f"mode: 'inject' is not exact for {adapter.arch} (its text K/V inputs are not the "
+                           "prompt embeddings); use 'patch' or 'auto'")
+        if job.mode == "auto":
+            return "inject" if adapter.kv_input_is_prompt_embeds else "patch"
+        return job.mode
+
+    def bind(self, variant: Variant, job, prompt, seed: int, mode: str | None) -> Sample:
+        if variant.role == "control":
+            return Sample(prompt.prompt, seed)
+        if variant.role == "target":
+            return Sample(prompt.target, seed)
+        heads = tuple(job.heads) if job.heads else None
+        swap = KVSwap(variant.sites, prompt.target, mode, heads, steps_of(variant, job), job.effective_branch)
+        return Sample(prompt.prompt, seed, swaps=(swap,))
+
+    def design(self, variant: Variant, job, calls: int, mode: str | None) -> dict:
+        if variant.role != "variant":
+            return super().design(variant, job, calls, mode)
+        return {"step_start": variant.step_start, "step_end": job.step_end,
+                "steps_patched": steps_of(variant, job).count(calls),
+                "heads": list(job.heads) if job.heads else None, "mode": mode, "noise_scale": None}
+
+
+class LocoGen(KVSwapMethod):
+    """LocoGen (Basu et al., ICML 2024): the target prompt at a window of m consecutive layers."""
+
+    name = "locogen"
+
+
+class AttnPatch(KVSwapMethod):
+    """Attention activation patching (Staniszewski et al., ICLR 2025): prompt B's text-side K/V at one
+    layer (or window, or head subset) from `step_start` on, on both CFG halves."""
+
+    name = "attn_patch"
+    default_branch = "both"
