@@ -40,7 +40,10 @@ def init_ray(address: str | None) -> bool:
     if address:
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
         return False
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    # address="local": a new private instance even when `ray start` left one running on this machine (a bare
+    # ray.init() would join that one, and its resources and its lifetime are not ours).
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+             logging_level=logging.ERROR)
     return True
 
 
