@@ -209,6 +209,15 @@ class ActorPool:
         slot.actor = self.spawn()
         self._ping(slot, "starting")
 
+    def wait_ready(self) -> None:
+        """Block until every worker has started (benchmarks time units, not model loads)."""
+        import ray
+
+        while self.pings:
+            ready, _ = ray.wait(list(self.pings), num_returns=1)
+            for ref in ready:
+                self.handle(ref)
+
     def shutdown(self) -> None:
         """Kill every actor (the sweep is over or stopping): nothing of ours outlives the driver."""
         import ray
