@@ -7,8 +7,10 @@ intervention moves the image most; causal tracing looks for the sites whose *res
 corrupted image back, i.e. the smallest distance to the clean image (or the highest CLIP score to the
 caption, P1's measure).
 
-The interval is a percentile bootstrap over the prompt × seed rows of each variant (fixed RNG seed, so a
-report is reproducible).
+The interval is a percentile *cluster* bootstrap (`analysis.bootstrap`): whole prompts are resampled with
+their seeds nested inside, and every variant uses the same resamples (fixed RNG seed, so a report is
+reproducible). Resampling prompt × seed rows independently would understate the spread whenever prompts
+differ more than seeds. `loco candidates` adds paired effects, P(top) and the papers' per-attribute rules.
 
 OCR F1 columns are aggregated as P3 does: F1 of the mean precision and mean recall over the rows of a
 variant (2·mean(P)·mean(R)/(mean(P)+mean(R))), not the mean of per-row F1; `aggregate="mean"` overrides.
@@ -24,6 +26,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from analysis.bootstrap import cluster_bootstrap
 from harness.errors import UserError, did_you_mean
 from harness.metrics import direction
 
@@ -98,19 +101,14 @@ def statistic(aggregate: str, columns: np.ndarray) -> np.ndarray:
 
 
 def bootstrap_ci(columns: np.ndarray, aggregate: str = "mean", n_boot: int = 2000, level: float = 0.95,
-                 seed: int = 0) -> tuple[float, float]:
+                 seed: int = 0, clusters: np.ndarray | None = None) -> tuple[float, float]:
     """Percentile bootstrap interval of `aggregate` over the rows (last axis) of `columns`, resampling
-    rows jointly across columns."""
+    the `clusters` (a prompt id per row) with their rows together; without clusters, rows one by one."""
     columns = np.atleast_2d(np.asarray(columns, dtype=np.float64))
     n = columns.shape[-1]
-    if n == 1:
-        value = float(statistic(aggregate, columns))
-        return value, value
-    rng = np.random.default_rng(seed)
-    resampled = columns[:, rng.integers(0, n, size=(n_boot, n))]
-    stats = statistic(aggregate, resampled)
-    alpha = (1 - level) / 2
-    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))
+    clusters = np.arange(n) if clusters is None else np.asarray(clusters)
+    result = cluster_bootstrap(columns[None], clusters, aggregate, None, n_boot, level, seed)
+    return float(result.ci_low[0]), float(result.ci_high[0])
 
 
 def _results_glob(run_dir: Path) -> str:
@@ -177,7 +175,7 @@ def rank(run_dir: str | Path, metric: str | None = None, order: str | None = Non
     records.sort(key=lambda r: (r["stat"] if order == "asc" else -r["stat"], r["site_index"] or 0))
     ranked = []
     for i, r in enumerate(records, start=1):
-        low, high = bootstrap_ci(r["values"], aggregate, n_boot=n_boot)
+        low, high = bootstrap_ci(r["values"], aggregate, n_boot=n_boot, clusters=np.array(r["clusters"]))
         ranked.append(RankedSite(i, r["site"], r["variant"], r["kind"], r["site_index"], r["window_start"],
                                  r["window_size"], r["step_start"], r["position"], r["stat"], low, high, int(r["n"])))
     refs = {role: float(statistic(aggregate, np.array(lists, dtype=np.float64)))

@@ -118,6 +118,7 @@ class JobSpec(Strict):
     method: Literal[METHOD_NAMES]  # type: ignore[valid-type]  # the registry's names (harness.methods)
     sites: SiteSelector | None = None  # default: every site the method applies to
     window: int = Field(1, ge=1)  # m: consecutive text-attention layers intervened on together
+    site_sets: list[list[str]] | None = None  # explicit site sets, one joint-swap variant each (minimal-set sweeps)
     step_start: list[int] = [0]  # first intervened denoising step (0 = noisiest); a list sweeps it
     step_end: int | None = Field(None, ge=1)  # exclusive; None = to the last step
     heads: list[int] | None = None  # attention heads to swap (None = all)
@@ -173,6 +174,12 @@ class JobSpec(Strict):
         method = get_method(self.method)
         for i, row in enumerate(self.prompts):
             method.check_prompt(i, row)
+        if self.site_sets is not None:
+            if not method.joint_sets:
+                raise ValueError(f"site_sets: method '{self.method}' does not intervene on sets of sites jointly "
+                                 "(joint interventions are K/V swaps: locogen, attn_patch)")
+            if not self.site_sets or any(not s for s in self.site_sets):
+                raise ValueError("site_sets: expected a non-empty list of non-empty lists of site names")
         if any(s < 0 for s in self.step_start):
             raise ValueError("step_start: expected steps >= 0")
         if len(set(self.seeds)) != len(self.seeds):

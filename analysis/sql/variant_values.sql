@@ -10,6 +10,7 @@ SELECT
     variant,
     {design},
     count(*) AS n,
+    list(prompt_id ORDER BY prompt_id, seed) AS clusters,
     {value_lists}
 FROM read_parquet($results, hive_partitioning = true, union_by_name = true)
 WHERE role = 'variant' AND {not_null}

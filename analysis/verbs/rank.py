@@ -17,10 +17,24 @@ def add_arguments(parser) -> None:
                         help="per-site statistic (default: f1_of_means for OCR F1 columns, as P3; else mean)")
     parser.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap resamples (default 2000)")
     parser.add_argument("--json", action="store_true", help="print a JSON list of {site, rank, mean, ci_low, ci_high, n, ...}")
+    parser.add_argument("--by-attribute", action="store_true",
+                        help="one ranking per attribute (and concept) under the paper's rule, with paired effects, "
+                        "cluster-bootstrap CIs and P(top), as `loco candidates` uses")
 
 
 def run(args) -> int:
     from analysis.rank import format_ranking, rank
+
+    if args.by_attribute:
+        import json
+
+        from analysis.effects import format_groups, rank_run
+        from analysis.runs import open_run
+
+        groups = rank_run(open_run(args.run_dir), args.metric, args.bootstrap)
+        print(json.dumps([r for g in groups for r in g.records()], indent=2) if args.json
+              else format_groups(groups, top=args.top))
+        return 0
 
     ranking = rank(args.run_dir, metric=args.metric, order=args.order, n_boot=args.bootstrap,
                    aggregate=args.aggregate)

@@ -5,6 +5,10 @@
     loco sites MODEL [--kind K]          print a model's site table
     loco score IMAGE... --text T         score existing images (CLIP, OCR, SSIM, ...)
     loco prompts simplebench|...         write a paper benchmark's prompt rows
+    loco candidates RUN_DIR [--out F]    candidate layer sets per attribute (paper rules, cluster bootstrap)
+    loco sql RUN_DIR... ["SELECT ..."]   read-only DuckDB over runs (views results, effects, rankings, ...)
+    loco regress --baseline A --candidate B   regression check: exit 0 pass, 1 regression
+    loco report RUN_DIR... [--out F]     one self-contained HTML report
 
 Each verb is one module (`HELP`, `DESCRIPTION`, `add_arguments(parser)`, `run(args) -> int`) listed by
 dotted name in `harness.cli.registry.VERBS` and imported only when needed. Harness verbs live here

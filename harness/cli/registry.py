@@ -16,6 +16,10 @@ import importlib
 VERBS: dict[str, str] = {  # in the order `loco --help` lists them
     "sweep": "harness.cli.sweep",
     "rank": "analysis.verbs.rank",
+    "candidates": "analysis.verbs.candidates",
+    "sql": "analysis.verbs.sql",
+    "regress": "analysis.verbs.regress",
+    "report": "analysis.verbs.report",
     "prompts": "harness.cli.prompts",
     "score": "harness.cli.score",
     "sites": "harness.cli.sites",

@@ -45,6 +45,7 @@ class Method:
 
     name: str = ""
     default_branch: str = "cond"  # CFG halves intervened on when the job does not say
+    joint_sets: bool = False  # can one variant intervene on an explicit set of sites (job key `site_sets`)
 
     # ---- job validation ----------------------------------------------------------------------------
     def check_prompt(self, i: int, row) -> None:

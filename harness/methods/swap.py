@@ -7,13 +7,15 @@ half from step 0) and in the metric their papers rank by.
 
 from __future__ import annotations
 
-from harness.errors import JobError
+from harness.errors import JobError, did_you_mean
 from harness.interventions import KVSwap, Sample
 from harness.methods.base import Method, Variant, steps_of, window_label
 from harness.sites import TEXT_KINDS, Site, SiteTable
 
 
 class KVSwapMethod(Method):
+    joint_sets = True
+
     def check_prompt(self, i: int, row) -> None:
         if not row.target:
             raise ValueError(f"prompts[{i}].target: required for method '{self.name}' "
@@ -23,6 +25,8 @@ class KVSwapMethod(Method):
         return TEXT_KINDS
 
     def plan(self, job, sites: list[Site]) -> list[Variant]:
+        if job.site_sets is not None:
+            return self.plan_sets(job, sites)
         kinds = {s.kind for s in sites}
         if len(kinds) > 1:
             raise JobError(f"sites: windows need one kind of site, got {', '.join(sorted(kinds))}")
@@ -38,6 +42,27 @@ class KVSwapMethod(Method):
                     label += f"@s{step_start}"
                 variants.append(Variant(label, "variant", chunk[0].kind, tuple(s.name for s in chunk), indices,
                                         indices[0], step_start))
+        return variants
+
+    def plan_sets(self, job, sites: list[Site]) -> list[Variant]:
+        """One variant per explicit site set (`site_sets`, e.g. a minimal-set search): its sites are swapped
+        jointly. Each set is one kind, in forward order; label ``cross_attn#8+9+12``."""
+        by_name = {s.name: s for s in sites}
+        variants = []
+        for n, names in enumerate(job.site_sets):
+            unknown = [name for name in names if name not in by_name]
+            if unknown:
+                raise JobError(f"site_sets[{n}]: '{unknown[0]}' is not one of the job's {self.name} sites"
+                               f"{did_you_mean(unknown[0], by_name)}")
+            chosen = sorted((by_name[name] for name in names), key=lambda s: s.index)
+            kinds = {s.kind for s in chosen}
+            if len(kinds) > 1:
+                raise JobError(f"site_sets[{n}]: expected sites of one kind, got {', '.join(sorted(kinds))}")
+            indices = tuple(s.index for s in chosen)
+            for step_start in job.step_start:
+                label = f"{chosen[0].kind}#{'+'.join(map(str, indices))}" + (f"@s{step_start}" if step_start else "")
+                variants.append(Variant(label, "variant", chosen[0].kind, tuple(s.name for s in chosen), indices,
+                                        None, step_start))
         return variants
 
     def references(self) -> list[Variant]:

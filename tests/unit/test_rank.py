@@ -101,3 +101,14 @@ def test_only_effect_columns_can_be_ranked_and_resamples_must_be_positive(tmp_pa
         rank(run, metric="seed")
     with pytest.raises(RankError, match="--bootstrap: expected at least 1"):
         rank(run, n_boot=0)
+
+
+def test_loco_rank_resamples_whole_prompts(tmp_path):
+    # prompt p0 carries the effect on all five of its seeds; rows of one prompt move together
+    rows = [{"method": "locogen", "role": "variant", "variant": "a", "site": "s", "kind": "cross_attn", "site_index": 0,
+             "prompt_id": f"p{p}", "seed": s, "mse": (10.0 if p == 0 else 0.0) + 0.01 * s} for p in range(10) for s in range(5)]
+    RunStore(tmp_path).write_unit("locogen", "u1", rows)
+    (site,) = rank(str(tmp_path), n_boot=2000).sites
+    values = np.array([r["mse"] for r in sorted(rows, key=lambda r: (r["prompt_id"], r["seed"]))])
+    rowwise = bootstrap_ci(values, n_boot=2000)
+    assert site.ci_high - site.ci_low > 1.5 * (rowwise[1] - rowwise[0])  # ~√5 in SD; quantiles are discrete

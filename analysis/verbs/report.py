@@ -1,0 +1,22 @@
+"""`loco report RUN_DIR... [--out FILE]`: one self-contained HTML report (see `analysis.report`)."""
+
+from __future__ import annotations
+
+HELP = "one self-contained HTML report of runs (plots, images, candidates, verdict)"
+DESCRIPTION = ("Heatmaps and effect-vs-layer curves with interval bands, the papers' figures, image grids (with "
+               "save_images), candidate sets, agreement, the regression verdict for two runs of one method, and "
+               "provenance, in one HTML file that opens offline.")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html of the first run)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
+
+
+def run(args) -> int:
+    from analysis.report import write_report
+
+    out = write_report(args.run_dirs, args.out, n_boot=args.bootstrap)
+    print(f"wrote {out}")
+    return 0
