@@ -102,3 +102,14 @@ def test_a_table_that_is_not_a_part_of_this_run_is_left_alone(finished, tmp_path
     pq.write_table(pa.table({"row_id": ["x"]}), out / "results" / "notes.parquet")
     again = run_sweep(job(), out=out, backend="local")
     assert again.units_run == 0 and (out / "results" / "notes.parquet").exists()
+
+
+def test_the_sql_failures_view_reads_the_sweeps_failures_table(finished, tmp_path):
+    from analysis.query import run_query
+    from harness.results.failures import UnitFailure, write_failures
+
+    run, _ = finished
+    out = copy_run(run, tmp_path)
+    write_failures(out, [UnitFailure("u9", "FloatingPointError: NaN image", 3, "FloatingPointError")])
+    text = run_query([str(out)], "SELECT unit_id, error, attempts FROM failures", "csv")
+    assert text.strip().splitlines()[-1] == "u9,FloatingPointError: NaN image,3"
