@@ -141,6 +141,7 @@ class JobSpec(Strict):
     dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     reproducible: bool = True  # batch-independent kernels: a row's image does not depend on its batch
     executor: ExecutorSpec = ExecutorSpec()
+    edit: str | None = None  # an inference-time edit (edit.yaml from `loco edit`) installed on the model
 
     @field_validator("step_start", mode="before")
     @classmethod
@@ -201,7 +202,8 @@ class JobSpec(Strict):
 
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where or how they are executed)."""
-        data = self.model_dump(mode="json", exclude={"executor", "save_images", "batch_size"})
+        unset = {"edit"} if self.edit is None else set()  # fingerprints of jobs without edits stay as they were
+        data = self.model_dump(mode="json", exclude={"executor", "save_images", "batch_size"} | unset)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def prompt_ids(self) -> list[str]:
@@ -227,25 +229,28 @@ def read_prompt_file(path: Path) -> list[dict]:
     raise JobError(f"prompts: '{path}' must be a .csv or .jsonl file")
 
 
-def _model_at(loc: tuple) -> type[BaseModel]:
+def _model_at(loc: tuple, root: type[BaseModel]) -> type[BaseModel]:
     """The pydantic model that owns the field at `loc` (to suggest a close key for a typo)."""
-    model: type[BaseModel] = JobSpec
+    model = root
     for part in loc:
         if isinstance(part, int):
             continue
-        annotation = model.model_fields[part].annotation
+        fields = {f.alias or n: f for n, f in model.model_fields.items()}
+        annotation = fields[part].annotation
         candidates = [annotation, *typing.get_args(annotation)]
         candidates += [a for c in candidates for a in typing.get_args(c)]
         model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), model)
     return model
 
 
-def _format_error(exc: ValidationError, source: str) -> str:
+def format_validation_error(exc: ValidationError, source: str, root: type[BaseModel] | None = None) -> str:
+    """One line for the first error of validating a `root` model (default `JobSpec`; edit files use it
+    too): ``SOURCE: key.path: what was expected``, with a close key suggested for an unknown one."""
     err = exc.errors()[0]
     loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        names = list(_model_at(err["loc"][:-1]).model_fields)
+        names = [f.alias or n for n, f in _model_at(err["loc"][:-1], root or JobSpec).model_fields.items()]
         msg = "unknown key" + did_you_mean(err["loc"][-1], names)
     elif err["type"] == "missing":
         msg = "required"
@@ -298,10 +303,12 @@ def load_job(data: dict | str | Path, base_dir: Path | None = None, overrides: l
             data["prompts"] = read_prompt_file((base_dir or Path.cwd()) / data["prompts"])
         except JobError as exc:
             raise JobError(f"{source}: {exc}") from None
+    if isinstance(data.get("edit"), str):  # relative to the job file, as prompt files are
+        data["edit"] = str((base_dir or Path.cwd()) / data["edit"])
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:
-        raise JobError(_format_error(exc, source)) from None
+        raise JobError(format_validation_error(exc, source)) from None
 
 
 DEFAULT_JOB = Path(__file__).with_name("default_job.yaml")

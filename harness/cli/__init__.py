@@ -9,6 +9,8 @@
     loco sql RUN_DIR... ["SELECT ..."]   read-only DuckDB over runs (views results, effects, rankings, ...)
     loco regress --baseline A --candidate B   regression check: exit 0 pass, 1 regression
     loco report RUN_DIR... [--out F]     one self-contained HTML report
+    loco edit EDIT.yaml --out DIR        edit a model (closed form or inference time; harness/edit)
+    loco edit-eval EDIT_OUT --out DIR    an edited model against its original on the same prompts
 
 Each verb is one module (`HELP`, `DESCRIPTION`, `add_arguments(parser)`, `run(args) -> int`) listed by
 dotted name in `harness.cli.registry.VERBS` and imported only when needed. Harness verbs live here

@@ -23,6 +23,8 @@ VERBS: dict[str, str] = {  # in the order `loco --help` lists them
     "prompts": "harness.cli.prompts",
     "score": "harness.cli.score",
     "sites": "harness.cli.sites",
+    "edit": "harness.cli.edit",
+    "edit-eval": "harness.cli.edit_eval",
 }
 
 

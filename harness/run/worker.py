@@ -42,6 +42,9 @@ class Worker:
         self.job = job
         self.method = get_method(job.method)
         self.adapter = load_model(job.model, device, job.dtype)
+        from harness.edit.install import prepare_job_model
+
+        self.edit_id = prepare_job_model(self.adapter, job.edit, job.model)  # an edit installed, or an edited model
         self.variants = plan_variants(job, self.adapter.sites)
         self.references = references(job)
         self.mode = self.method.resolve_mode(job, self.adapter)
@@ -58,7 +61,8 @@ class Worker:
         self.batch_size = choose_batch_size(job, self.adapter, self.config)
         info = self.adapter.info
         self.run_part = {"run_id": job.name, "job_name": job.name, "job_fingerprint": job.fingerprint(),
-                         "method": job.method, **provenance.versions(), "model_id": info.model_id,
+                         "method": job.method, "edit_id": self.edit_id, **provenance.versions(),
+                         "model_id": info.model_id,
                          "model_arch": self.adapter.arch, "model_revision": info.revision,
                          "model_fingerprint": info.fingerprint, "dtype": info.dtype, "device": info.device,
                          "device_name": provenance.device_name(info.device), "worker": provenance.worker_name(),

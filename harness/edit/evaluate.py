@@ -1,0 +1,151 @@
+"""Evaluate an edit: the same prompts and seeds through the original and the edited model.
+
+Three prompt sets, as the editing papers evaluate (METHODS.md §1.4, §7.3 step 4, §11.1):
+
+* ``efficacy`` — the prompts the edit was fitted on (its augmentations): they should move;
+* ``generalization`` — other prompts with the concept (the concept-ablation evaluation prompts when the
+  concept has them): they should move too;
+* ``specificity`` — the concept's hard negatives (other artists / similar objects) and unrelated prompts:
+  they should stay put.
+
+Per (prompt, seed) one row with the edit's id: image distance of the edited image to the original's
+(``mse``, ``psnr``, ``ssim`` — P3's definitions; 0 / 148.13 dB / 1 = untouched), ``embed_shift`` (relative
+change of the prompt embeddings, where DiffQuickFix acts) and ``kv_shift`` (relative change of the edited
+cross-attention projections' output on the prompt's tokens, where LocoEdit/UCE/TIME act). Semantic
+scores (CLIP to the concept or the target) need real checkpoints: pass the rows' images to `loco score`
+or run the same prompts as a sweep on both models; rows carry `edit_id` so DuckDB joins them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harness.errors import UserError
+
+SETS = ("efficacy", "generalization", "specificity")
+UNRELATED = ["a photo of a dog on a beach", "a bowl of fruit on a wooden table", "a city street at night"]
+
+
+def read_manifest(edit_dir: Path) -> dict:
+    for path in (edit_dir / "loco_edit" / "manifest.json", edit_dir / "manifest.json"):
+        if path.is_file():
+            return json.loads(path.read_text())
+    raise UserError(f"edit: '{edit_dir}' is not an output directory of loco edit (no manifest.json)")
+
+
+def default_prompts(manifest: dict) -> list[dict]:
+    """Efficacy / generalization / specificity rows built from the edit spec and the concept-ablation data."""
+    from harness import datasets
+    from harness.edit.spec import EditSpec
+
+    spec = EditSpec.model_validate(manifest["spec"])
+    table = datasets.concepts()
+    rows = []
+    for edit in spec.edits:
+        for template in spec.augmentations():
+            rows.append({"prompt": template.format(edit.concept), "set": "efficacy", "concept": edit.concept,
+                         "target": template.format(edit.target)})
+        if edit.concept in table:
+            rows += [{"prompt": r["prompt"], "set": "generalization", "concept": edit.concept, "target": r["target"]}
+                     for r in datasets.concept_prompts(edit.concept)[:4]]
+            for negative in table[edit.concept]["hard_negative"][:3]:
+                if negative in table:
+                    rows += [{"prompt": r["prompt"], "set": "specificity", "concept": negative}
+                             for r in datasets.concept_prompts(negative)[:2]]
+    rows += [{"prompt": p, "set": "specificity", "concept": None} for p in UNRELATED]
+    return rows
+
+
+def read_prompts(path: str) -> list[dict]:
+    from harness.jobs import read_prompt_file
+
+    rows = read_prompt_file(Path(path))
+    for i, row in enumerate(rows):
+        if not row.get("prompt"):
+            raise UserError(f"--prompts: row {i}: prompt is required")
+        if row.get("set") not in SETS:
+            raise UserError(f"--prompts: row {i}: set must be one of {', '.join(SETS)}, got {row.get('set')!r}")
+    return rows
+
+
+def load_pair(edit_dir: Path, manifest: dict):
+    """(original adapter, edited adapter, edited projection names)."""
+    from harness.edit.install import install_edit
+    from harness.models import load_model
+
+    original = load_model(manifest["source_model"], "cpu" if not torch.cuda.is_available() else "auto")
+    if "parameters" in manifest:
+        return original, load_model(str(edit_dir), original.info.device), manifest["parameters"]
+    edited = load_model(manifest["source_model"], original.info.device)
+    install_edit(edited.pipe, edit_dir)
+    return original, edited, []
+
+
+@torch.no_grad()
+def shifts(original, edited, params: list[str], prompt: str) -> tuple[float, float | None]:
+    from harness.edit.weights import parameter
+
+    e0 = original.encode([prompt])["prompt_embeds"][0]
+    e1 = edited.encode([prompt])["prompt_embeds"][0]
+    embed = float((e1 - e0).norm() / e0.norm())
+    kv = [float((e1 @ parameter(edited, n).T - e0 @ parameter(original, n).T).norm()
+                / (e0 @ parameter(original, n).T).norm())
+          for n in params if n.startswith(original.denoiser_name + ".")]
+    return embed, (float(np.mean(kv)) if kv else None)
+
+
+def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds: str = "0", steps: int | None = None,
+                  force: bool = False) -> str:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from harness.edit.run import check_out
+    from harness.jobs import parse_index
+    from harness.metrics.image import mse, psnr, ssim
+
+    edit_dir, out = Path(edit), Path(out)
+    manifest = read_manifest(edit_dir)
+    rows = read_prompts(prompts) if prompts else default_prompts(manifest)
+    try:
+        seed_list = parse_index(seeds)
+    except ValueError as exc:
+        raise UserError(f"--seeds: {exc}") from None
+    check_out(out, force)
+    original, edited, params = load_pair(edit_dir, manifest)
+    d = original.defaults
+    records = []
+    for row in rows:
+        images = []
+        for model in (original, edited):
+            cond = model.encode([row["prompt"]] * len(seed_list))
+            negative = model.encode_negative(len(seed_list)) if d.guidance_scale > 1 else None
+            images.append(model.generate(cond, negative, seed_list, steps or d.steps, d.guidance_scale, d.height,
+                                         d.width))
+        m = mse(images[1], images[0])
+        s = ssim(images[1], images[0])
+        embed, kv = shifts(original, edited, params, row["prompt"])
+        for i, seed in enumerate(seed_list):
+            records.append({"edit_id": manifest["edit_id"], "method": manifest["method"], "set": row["set"],
+                            "prompt": row["prompt"], "concept": row.get("concept"), "target": row.get("target"),
+                            "seed": seed, "mse": float(m[i]), "psnr": float(psnr(m[i:i + 1])[0]),
+                            "ssim": float(s[i]), "embed_shift": embed, "kv_shift": kv,
+                            "model_id": original.info.model_id, "edited_model": str(edit_dir)})
+    if out.exists() and force:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(records), out / "results.parquet")
+    summary = {}
+    for name in SETS:
+        chosen = [r for r in records if r["set"] == name]
+        if chosen:
+            summary[name] = {k: float(np.mean([r[k] for r in chosen if r[k] is not None] or [np.nan]))
+                             for k in ("mse", "ssim", "embed_shift", "kv_shift")} | {"rows": len(chosen)}
+    (out / "summary.json").write_text(json.dumps({"edit_id": manifest["edit_id"], "sets": summary}, indent=2))
+    lines = [f"{manifest['edit_id']}: {len(records)} rows → {out / 'results.parquet'}"]
+    lines += [f"  {k:<15} " + "  ".join(f"{m}={v:.4g}" for m, v in s.items()) for k, s in summary.items()]
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""Which layers an edit touches: `sites` or a candidates file, checked against what each method can edit.
+
+Defaults are the papers' layers (METHODS.md §2.2, §3.2, §4.4): LocoEdit and neuron edits on SD1.x/2.x
+cross-attention layers 8–9 (P2's style window; `up_blocks.1.attentions.{1,2}`), on SDXL 45–47 (P2's
+window start 45, the blog's "45–48"); UCE and TIME on every cross-attention layer; DiffQuickFix on the
+first text encoder's layer-0 self-attention; text patching on SDXL 55–57, IF 17, SD3 joint block 10 (P3).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from harness.errors import UserError, did_you_mean
+from harness.sites import Site
+
+DEFAULT_INDICES = {  # (method group, arch) → (kind, forward indices); None = every site of the kind
+    ("window", "sd15"): ("cross_attn", [8, 9]),
+    ("window", "sdxl"): ("cross_attn", [45, 46, 47]),
+    ("all", "sd15"): ("cross_attn", None),
+    ("all", "sdxl"): ("cross_attn", None),
+    ("text", "sd15"): ("text_self_attn", [0]),
+    ("text", "sdxl"): ("text_self_attn", [0]),
+    ("patch", "sdxl"): ("cross_attn", [55, 56, 57]),
+    ("patch", "if"): ("cross_attn", [17]),
+    ("patch", "sd3"): ("joint_attn", [10]),
+}
+GROUP = {"locoedit": "window", "neurons": "window", "uce": "all", "time": "all", "diffquickfix": "text",
+         "text_patch": "patch"}
+
+
+class EditSiteError(UserError):
+    """A site the method cannot edit, or a candidates file that does not fit the model."""
+
+
+def read_candidates(path: str, spec, adapter) -> list[str]:
+    """Site names from a `loco candidates` file (``loco-candidates/1``: ``{model: {id, fingerprint}, sets:
+    [{attribute, concept, sites: [...]}, ...]}``; also ``model: ID`` and ``candidates:`` for ``sets``).
+    The file must be for this model (same id, or same fingerprint)."""
+    file = Path(path)
+    if not file.is_file():
+        raise EditSiteError(f"candidates: file '{path}' does not exist")
+    try:
+        data = (json.loads if file.suffix == ".json" else yaml.safe_load)(file.read_text(encoding="utf-8"))
+    except (ValueError, yaml.YAMLError):
+        raise EditSiteError(f"candidates: '{path}' is not valid YAML/JSON") from None
+    if not isinstance(data, dict):
+        raise EditSiteError(f"candidates: '{path}' is not a candidates file (expected a mapping)")
+    made_for, fingerprint = data.get("model"), data.get("model_fingerprint")
+    if isinstance(made_for, dict):  # loco-candidates/1 (analysis/candidates.py): model: {id, fingerprint, arch}
+        made_for, fingerprint = made_for.get("id"), made_for.get("fingerprint")
+    if made_for != spec.model and (fingerprint is None or fingerprint != adapter.info.fingerprint):
+        raise EditSiteError(f"candidates: '{path}' was made for model '{made_for}', not '{spec.model}'")
+    sets = data.get("candidates", data.get("sets"))
+    if isinstance(sets, dict):
+        sets = [{"attribute": k, **(v if isinstance(v, dict) else {"sites": v})} for k, v in sets.items()]
+    if not isinstance(sets, list) or not sets:
+        raise EditSiteError(f"candidates: '{path}' holds no candidate sets")
+    if spec.candidate is None:
+        chosen = sets[0]
+    else:
+        names = [str(s.get("attribute")) for s in sets] + [str(s.get("concept")) for s in sets if s.get("concept")]
+        chosen = next((s for s in sets if spec.candidate in (s.get("attribute"), s.get("concept"))), None)
+        if chosen is None:
+            raise EditSiteError(f"candidate: no set '{spec.candidate}' in '{path}'{did_you_mean(spec.candidate, names)}")
+    sites = chosen.get("sites")
+    if not sites:
+        raise EditSiteError(f"candidates: the chosen set in '{path}' lists no sites")
+    return [s if isinstance(s, str) else s["site"] for s in sites]
+
+
+def resolve_sites(spec, adapter) -> list[Site]:
+    """The sites `spec` edits, each checked for the method."""
+    table = adapter.sites
+    if spec.candidates:
+        sites = [table.resolve(name) for name in read_candidates(spec.candidates, spec, adapter)]
+    elif spec.sites is not None:
+        sel = spec.sites
+        sites = table.select(sel.kind, sel.index, sel.names)
+    else:
+        key = (GROUP[spec.method], adapter.arch)
+        if key not in DEFAULT_INDICES:
+            raise EditSiteError(f"sites: method '{spec.method}' has no default layers for {adapter.arch} "
+                                "models; name them with sites: (e.g. {kind: cross_attn, index: \"8-9\"})")
+        kind, indices = DEFAULT_INDICES[key]
+        sites = table.select([kind], indices)
+    for site in sites:
+        check_site(spec.method, site, adapter)
+    if not sites:
+        raise EditSiteError("sites: the selection is empty")
+    return sites
+
+
+def check_site(method: str, site: Site, adapter) -> None:
+    if method in ("locoedit", "uce", "time", "neurons"):
+        if site.kind != "cross_attn" or not adapter.kv_input_is_prompt_embeds:
+            why = ("SD3's joint attention has no fixed text K/V to rewrite: its text stream changes block to "
+                   "block" if site.kind == "joint_attn" else
+                   "its K/V projections read per-layer projected text, not the prompt embeddings"
+                   if site.kind == "cross_attn" else "it is not a cross-attention layer")
+            raise EditSiteError(f"sites: {method} cannot edit '{site.name}' ({site.label}): it rewrites to_k/"
+                                f"to_v of cross-attention layers that read the prompt embeddings (SD1.x/2.x, "
+                                f"SDXL), and {why}")
+    elif method == "diffquickfix":
+        module = adapter.module(site.name)
+        if site.kind != "text_self_attn" or not hasattr(module, "out_proj"):
+            raise EditSiteError(f"sites: diffquickfix cannot edit '{site.name}' ({site.label}): it edits the "
+                                "output projection (out_proj) of a CLIP text-encoder self-attention "
+                                "(default text_self_attn#0)")
+    elif method == "text_patch" and site.kind not in ("cross_attn", "joint_attn"):
+        raise EditSiteError(f"sites: text_patch cannot patch '{site.name}' ({site.label}): it patches "
+                            "text-reading attention layers (cross_attn, joint_attn)")

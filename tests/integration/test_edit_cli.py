@@ -1,0 +1,49 @@
+"""`loco edit` and `loco edit-eval` from the command line: outputs, evaluation rows, one-line mistakes."""
+
+import duckdb
+import pytest
+
+from harness.cli import main
+
+
+@pytest.fixture(scope="module")
+def edited(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    spec = root / "edit.yaml"
+    spec.write_text("model: tiny:sd15\nmethod: locoedit\nsites: {kind: cross_attn, index: \"8-9\"}\n"
+                    "edits:\n  - {concept: van gogh, target: painting}\n")
+    assert main(["edit", str(spec), "--out", str(root / "out")]) == 0
+    return root
+
+
+def test_edit_eval_writes_rows_with_the_edit_id_for_each_prompt_set(edited, capsys):
+    prompts = edited / "prompts.csv"
+    prompts.write_text("prompt,set\na painting in the style of van gogh,efficacy\nvan gogh sunflowers,generalization\n"
+                       "a photo of a dog,specificity\n")
+    assert main(["edit-eval", str(edited / "out"), "--prompts", str(prompts), "--out", str(edited / "eval"),
+                 "--seeds", "0-1"]) == 0
+    rows = duckdb.sql(f"SELECT * FROM '{edited / 'eval' / 'results.parquet'}' ORDER BY set, seed").to_arrow_table().to_pylist()
+    assert len(rows) == 6 and {r["set"] for r in rows} == {"efficacy", "generalization", "specificity"}
+    assert len({r["edit_id"] for r in rows}) == 1 and rows[0]["edit_id"].startswith("locoedit-")
+    assert all(r["embed_shift"] == 0.0 for r in rows)  # LocoEdit leaves the text encoder alone
+    assert all(r["kv_shift"] > 0 for r in rows)  # and moves the edited projections' output
+
+
+@pytest.mark.parametrize("body, message", [
+    ("model: tiny:sd15\nmethod: locoedit\nedits: [{concept: x, target: y}]\nlambda: 0\n", "lambda: expected a value > 0"),
+    ("model: tiny:sd15\nmethod: locoedt\nedits: [{concept: x}]\n", "method: got 'locoedt'"),
+    ("model: tiny:sd15\nmethod: locoedit\n", "edits: required"),
+])
+def test_mistakes_exit_2_with_one_line(body, message, tmp_path, capsys):
+    spec = tmp_path / "e.yaml"
+    spec.write_text(body)
+    assert main(["edit", str(spec), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and not (tmp_path / "o").exists()
+
+
+def test_revert_from_the_command_line_and_a_non_empty_out_is_refused(edited, capsys):
+    assert main(["edit", "--revert", str(edited / "out"), "--out", str(edited / "back")]) == 0
+    assert not (edited / "back" / "loco_edit").exists() and (edited / "back" / "model_index.json").is_file()
+    assert main(["edit", str(edited / "edit.yaml"), "--out", str(edited / "back")]) == 2
+    assert "already exists and is not empty" in capsys.readouterr().err
