@@ -58,8 +58,10 @@ class Run:
         return self.path / "sites.csv"
 
     def failure_files(self) -> list[Path]:
-        """Failure records written by the sweep (``failures/*.parquet``), if any."""
-        return sorted((self.path / "failures").glob("*.parquet"))
+        """Failure records written by the sweep: ``failures.parquet`` at the run's root (one row per failed
+        unit: unit_id, error, attempts, ...; `harness.results.failures`), and ``failures/*.parquet`` if any."""
+        root = self.path / "failures.parquet"
+        return [*([root] if root.is_file() else []), *sorted((self.path / "failures").glob("*.parquet"))]
 
 
 def open_run(path: str | Path) -> Run:

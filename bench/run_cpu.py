@@ -38,6 +38,7 @@ from harness.jobs import load_job  # noqa: E402
 from harness.models import load_model, set_reproducible  # noqa: E402
 from harness.results import provenance  # noqa: E402
 from harness.run.plan import plan_units  # noqa: E402
+from harness.run.pool import ActorPool  # noqa: E402
 from harness.run.ray_pool import init_ray, ray_workers, run_ray  # noqa: E402
 from harness.run.worker import Worker  # noqa: E402
 
@@ -86,6 +87,10 @@ def ordered_images(results, roles) -> list[np.ndarray]:
     return out
 
 
+def raise_failure(failure) -> None:
+    raise RuntimeError(f"unit {failure.unit_id} failed: {failure.error}")
+
+
 def timed(fn, repeats: int) -> tuple[float, object]:
     times, value = [], None
     for _ in range(repeats):
@@ -128,18 +133,16 @@ def run(name: str, spec: dict, repeats: int) -> dict:
     fast_seconds, _ = timed(lambda: [fast.run_unit(u) for u in units], repeats)
 
     init_ray(None)
-    actors = ray_workers(job)
-    import ray
-
-    ray.get([a.describe.remote() for a in actors])
-    ray_seconds, _ = timed(lambda: run_ray(job, units, actors, lambda r: None), repeats)
-    for actor in actors:
-        ray.kill(actor)
+    spawn, count = ray_workers(job)
+    pool = ActorPool(spawn, count, lambda actor, unit: actor.run_unit.remote(unit), retries=0)
+    pool.wait_ready()
+    ray_seconds, _ = timed(lambda: run_ray(job, units, pool, None, lambda r: None, raise_failure), repeats)
+    pool.shutdown()
     return {
         "workload": name, "model": job.model, "science_images": science,
         "harness_rows": sum(len(r.rows) for r in results),
         "reference_s": ref_seconds, "local_s": local_seconds, "local_fast_kernels_s": fast_seconds,
-        "ray_s": ray_seconds, "ray_workers": len(actors),
+        "ray_s": ray_seconds, "ray_workers": count,
         "reference_img_s": science / ref_seconds, "local_img_s": science / local_seconds,
         "local_fast_kernels_img_s": science / fast_seconds, "ray_img_s": science / ray_seconds,
         "local_vs_reference": ref_seconds / local_seconds, "ray_vs_reference": ref_seconds / ray_seconds,

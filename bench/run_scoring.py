@@ -26,11 +26,16 @@ import ray  # noqa: E402
 from harness.cli import quiet  # noqa: E402
 from harness.jobs import load_job  # noqa: E402
 from harness.run.plan import plan_units  # noqa: E402
+from harness.run.pool import ActorPool  # noqa: E402
 from harness.run.ray_pool import RemoteWorker, init_ray, run_ray  # noqa: E402
 from harness.run.scoring import ScoringWorker  # noqa: E402
 
 PROMPTS = ["a house in the style of van gogh", "a cat in the style of monet", "a portrait by salvador dali",
            "a photo of r2d2 in a street"]
+
+
+def raise_failure(failure) -> None:
+    raise RuntimeError(f"unit {failure.unit_id} failed: {failure.error}")
 
 
 def main() -> None:
@@ -46,20 +51,27 @@ def main() -> None:
     init_ray(None)
     results = {}
     for name, overlapped in (("inline", False), ("overlapped", True)):
-        generator = ray.remote(RemoteWorker).options(num_cpus=1).remote(job, 1, not overlapped)
-        scorers = [ray.remote(ScoringWorker).options(num_cpus=1).remote(job)] if overlapped else []
-        variants = ray.get(generator.describe.remote())["variants"]
-        ray.get([s.ready.remote() for s in scorers])
+        worker = ray.remote(RemoteWorker).options(num_cpus=1)
+        generator = ActorPool(lambda: worker.remote(job, 1, not overlapped), 1,
+                              lambda actor, unit: actor.run_unit.remote(unit), retries=0)
+        scorer = ray.remote(ScoringWorker).options(num_cpus=1)
+        scorers = ActorPool(lambda: scorer.remote(job), 1, lambda actor, result: actor.score.remote(result),
+                            retries=0, name="scorer") if overlapped else None
+        variants = ray.get(generator.slots[0].actor.describe.remote())["variants"]
+        for pool in (generator, scorers):
+            if pool is not None:
+                pool.wait_ready()
         units = plan_units(job, variants)
-        run_ray(job, units[:1], [generator], lambda r: None, scorers)  # warm-up
+        run_ray(job, units[:1], generator, scorers, lambda r: None, raise_failure)  # warm-up
         times = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            run_ray(job, units, [generator], lambda r: None, scorers)
+            run_ray(job, units, generator, scorers, lambda r: None, raise_failure)
             times.append(time.perf_counter() - t0)
         results[name] = statistics.median(times)
-        for actor in [generator, *scorers]:
-            ray.kill(actor)
+        for pool in (generator, scorers):
+            if pool is not None:
+                pool.shutdown()
     images = len(PROMPTS) * 18
     report = {"images": images, **{f"{k}_s": v for k, v in results.items()},
               "speedup": results["inline"] / results["overlapped"]}

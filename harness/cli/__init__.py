@@ -40,9 +40,26 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"loco: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a damaged file of a run (truncated part, ...): one line naming it
+        better = _damaged_file(exc, args)
+        if better is None:
+            raise
+        print(f"loco: error: {better}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("loco: interrupted; finished units are kept, run the same command again to resume", file=sys.stderr)
         return 130
+
+
+def _damaged_file(exc: Exception, args) -> UserError | None:
+    """Whether `exc` (DuckDB's or pyarrow's, in any verb) is about a damaged file of the run(s) being read."""
+    from pathlib import Path
+
+    from harness.results.integrity import explain_read_error
+
+    dirs = [getattr(args, "run_dir", None), *(getattr(args, "run_dirs", None) or []), getattr(args, "out", None)]
+    parts = [p for d in dirs if isinstance(d, str) for p in sorted(Path(d).glob("results/**/*.parquet"))]
+    return explain_read_error(exc, parts)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@ print the top of its ranking."""
 
 from __future__ import annotations
 
+import signal
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.cli.registry import call_verb
@@ -19,6 +22,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", help="run directory (default: runs/<job name>)")
     parser.add_argument("--force", action="store_true", help="replace a run directory that holds another job")
     parser.add_argument("--local", action="store_true", help="run in this process instead of on Ray")
+    parser.add_argument("--address", help="join this Ray cluster (`auto`: the one started on this node with "
+                        "`ray start`/`ray up`; default: executor.address, else RAY_ADDRESS, else a private "
+                        "Ray started and stopped here)")
+    parser.add_argument("--quiet", action="store_true", help="no live progress display (logs, CI)")
     parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                         help="override a job key (dotted keys, YAML values), e.g. --set model=tiny:sdxl")
     parser.add_argument("--dry-run", action="store_true", help="validate the job and print the plan; generate nothing")
@@ -28,13 +35,22 @@ def run(args) -> int:
     from harness.jobs import DEFAULT_JOB, load_job
     from harness.sweep import run_sweep
 
-    job = load_job(Path(args.job) if args.job else DEFAULT_JOB, overrides=args.overrides or [])
+    overrides = [*(args.overrides or []), *([f"executor.address={args.address}"] if args.address else [])]
+    job = load_job(Path(args.job) if args.job else DEFAULT_JOB, overrides=overrides)
     if args.dry_run:
         return _dry_run(job)
     backend = "local" if args.local else None
-    summary = run_sweep(job, out=args.out, force=args.force, backend=backend)
-    print(f"{job.name}: {summary.rows_written} rows from {summary.units_run} units "
-          f"({summary.units_skipped} already done) in {summary.seconds:.1f} s → {summary.run_dir}")
+    with stop_on_sigterm():
+        summary = run_sweep(job, out=args.out, force=args.force, backend=backend, quiet=args.quiet)
+    repaired = f", {summary.units_repaired} damaged parts re-run" if summary.units_repaired else ""
+    print(f"{job.name}: {summary.rows_written} rows from {summary.units_run - summary.units_failed} units "
+          f"({summary.units_skipped} already done{repaired}) in {summary.seconds:.1f} s → {summary.run_dir}")
+    if summary.failures:
+        first = summary.failures[0]
+        print(f"loco: {summary.units_failed} of {summary.units_total} units failed (first: unit {first.unit_id} after "
+              f"{first.attempts} attempts: {first.error}); see {summary.run_dir / 'failures.parquet'}; run the same "
+              "command again to retry only those", file=sys.stderr)
+        return 1
     try:  # through the verb registry: harness does not import analysis (see harness.cli)
         call_verb("rank", [str(summary.run_dir), "--top", "5", "--bootstrap", "500"])
     except UserError as exc:  # the sweep itself succeeded; say why there is no table
@@ -42,6 +58,24 @@ def run(args) -> int:
         return 0
     print(f"full ranking: loco rank {summary.run_dir}")
     return 0
+
+
+@contextmanager
+def stop_on_sigterm():
+    """SIGTERM (a scheduler, `kill`, a preempted driver node) stops the sweep as Ctrl-C does: finished units
+    kept, the manifest marked stopped, the actors killed and a private Ray stopped."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (the verb called from a thread): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _dry_run(job) -> int:

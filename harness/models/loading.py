@@ -169,6 +169,17 @@ def _pipe_modules(pipe) -> dict[str, torch.nn.Module]:
     return {n: m for n, m in pipe.components.items() if isinstance(m, torch.nn.Module)}
 
 
+def quiet_loading() -> None:
+    """No "Loading pipeline components..." / "Loading weights" bars: a sweep loads a model once per worker
+    (again after each restart), and those bars would break the driver's one progress display. Set here, in
+    the process that loads — a Ray actor never runs the CLI's `quiet()`."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+
 def _from_pretrained(path: Path, class_name: str, index: dict, torch_dtype):
     import diffusers
 
@@ -180,6 +191,7 @@ def _from_pretrained(path: Path, class_name: str, index: dict, torch_dtype):
         kwargs["requires_safety_checker"] = False
     if torch_dtype != torch.float32 and any(path.rglob("*.fp16.safetensors")):
         kwargs["variant"] = "fp16"
+    quiet_loading()
     try:
         return getattr(diffusers, class_name).from_pretrained(path, **kwargs)
     except (OSError, ValueError, EnvironmentError) as exc:

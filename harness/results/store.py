@@ -7,9 +7,11 @@ Layout (``RUN_DIR``)::
     sites.csv           the model's site table (kind, forward index, name, module type, params)
     results/method=<m>/part-<unit>.parquet   one file per finished work unit (Hive-partitioned)
     images/<unit>/<row>.png                  when the job sets save_images
+    failures.parquet    units that failed for a reason of their own (harness/results/failures.py)
 
 Each unit's file is written to a temporary name and renamed into place, so a file that exists is
-complete; a sweep that is interrupted and started again skips the units whose files exist. A run
+complete; a sweep that is interrupted and started again skips the units whose files are whole (footer
+readable, the planned row count: `harness/results/integrity.py`) and re-runs the others. A run
 directory remembers the job fingerprint it was made for and refuses to mix in results of another job.
 """
 
@@ -27,6 +29,9 @@ import pyarrow.parquet as pq
 import yaml
 
 from harness.errors import UserError
+from harness.results.failures import FILENAME as FAILURES
+from harness.results.failures import UnitFailure, read_failures, write_failures
+from harness.results.integrity import check_part, quarantine, read_json
 from harness.results.schema import column_type
 
 
@@ -114,12 +119,12 @@ class RunStore:
 
         for name in ("results", "images"):
             shutil.rmtree(self.root / name, ignore_errors=True)
-        for name in ("manifest.json", "job.yaml", "sites.csv"):
+        for name in ("manifest.json", "job.yaml", "sites.csv", FAILURES):
             (self.root / name).unlink(missing_ok=True)
 
     def read_manifest(self) -> dict:
         path = self.root / "manifest.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        return read_json(path) if path.is_file() else {}
 
     def write_manifest(self, manifest: dict) -> None:
         text = json.dumps(manifest, indent=2, sort_keys=True, default=str)
@@ -139,6 +144,29 @@ class RunStore:
 
     def completed_units(self) -> set[str]:
         return {p.stem.removeprefix("part-") for p in self.results_dir.glob("method=*/part-*.parquet")}
+
+    def verify_units(self, planned_rows: dict[str, int]) -> tuple[set[str], list[str]]:
+        """The units whose part file is whole (footer readable, the planned row count), and the problem of
+        each bad part, which is moved aside so that its unit runs again (see `harness.results.integrity`).
+        A part of a unit outside the plan is left alone: `open` already refused a run split differently."""
+        good, problems = set(), []
+        for path in sorted(self.results_dir.glob("method=*/part-*.parquet")):
+            unit_id = path.stem.removeprefix("part-")
+            if unit_id not in planned_rows:
+                continue
+            check = check_part(unit_id, path, planned_rows[unit_id])
+            if check.problem is None:
+                good.add(unit_id)
+            else:
+                quarantine(path)
+                problems.append(check.problem)
+        return good, problems
+
+    def read_failures(self) -> list[UnitFailure]:
+        return read_failures(self.root)
+
+    def write_failures(self, failures: list[UnitFailure]) -> Path:
+        return write_failures(self.root, failures, write=_atomic_write)
 
     def write_unit(self, method: str, unit_id: str, rows: list[dict],
                    images: dict[str, np.ndarray] | None = None) -> Path:

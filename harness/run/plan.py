@@ -34,6 +34,14 @@ def plan_units(job, variants: list[Variant]) -> list[WorkUnit]:
     return units
 
 
+def planned_rows(units: list[WorkUnit], references: int) -> dict[str, int]:
+    """Rows each unit writes: prompts × seeds × its variants, plus the reference rows (control, target,
+    corrupted) in the first variant chunk of a prompt shard — what a whole part file must hold, recorded
+    in the manifest and checked on resume (`harness.results.integrity`)."""
+    return {u.unit_id: len(u.prompt_indices) * len(u.seeds)
+            * (len(u.variant_indices) + (references if u.variant_indices[0] == 0 else 0)) for u in units}
+
+
 def check_step_window(job, calls: int) -> None:
     """The one check of `step_start` against the sampler: every start must fall on a denoising step
     (`calls`: how many the sampler makes). Sign and order (`step_end` above `step_start`) are checked

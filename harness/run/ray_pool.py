@@ -1,14 +1,22 @@
 """The Ray backend: generation actors (one per GPU, or per free core for tiny models on CPU), scoring
-actors beside them, and a pool that keeps every actor busy with one unit and re-queues the unit of an
-actor that dies (up to ``max_retries``)."""
+actors beside them, each kind in an `ActorPool` (`harness.run.pool`) that feeds every actor one unit at a
+time from a shared queue, brings back or replaces an actor that dies and re-runs its unit, and reports a
+unit that keeps failing on its own.
+
+Where Ray runs: ``executor.address`` (``loco sweep --address auto``), else ``RAY_ADDRESS``, joins an
+existing cluster and leaves it running; without either a private Ray is started on this machine (bound to
+localhost, no dashboard) and stopped when the sweep ends or is interrupted, so no Ray process outlives it.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from typing import Any
 
 from harness.errors import UserError
-from harness.run.dispatch import progress
+from harness.run.pool import ActorPool, Failed, wait
 from harness.run.plan import WorkUnit
 from harness.run.scoring import ScoringWorker, UnitResult, needs_scoring_actors
 from harness.run.worker import Worker
@@ -17,22 +25,32 @@ log = logging.getLogger("loco")
 SCORER_GPU_SHARE = 0.2  # of each GPU, for the scoring actor beside the generation worker
 
 
-def init_ray(address: str | None) -> None:
-    """Join `address`, or start a private Ray on this machine bound to localhost, without the dashboard."""
+def ray_address(job) -> str | None:
+    """The cluster to join: the job's `executor.address`, else ``RAY_ADDRESS``, else None (start one)."""
+    return job.executor.address or os.environ.get("RAY_ADDRESS") or None
+
+
+def init_ray(address: str | None) -> bool:
+    """Join `address`, or start a private Ray on this machine bound to localhost, without the dashboard.
+    True when this call started Ray (so the caller stops it again)."""
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     if address:
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
-    else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR)
+        return False
+    # address="local": a new private instance even when `ray start` left one running on this machine (a bare
+    # ray.init() would join that one, and its resources and its lifetime are not ours).
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+             logging_level=logging.ERROR)
+    return True
 
 
-def ray_workers(job) -> list:
-    """One actor per GPU in the cluster (or `workers`), each holding the model; CPU-only: the cores are
-    split between the actors so torch threads are not limited to one."""
+def ray_workers(job) -> tuple[Callable[[], Any], int]:
+    """How to start a generation actor, and how many: one per GPU in the cluster (or `workers`), each
+    holding the model; CPU-only: the cores are split between the actors so torch threads are not limited
+    to one. Actors restart without limit (`max_restarts=-1`) — the pool bounds the retries per unit."""
     import ray
 
     resources = ray.cluster_resources()
@@ -56,20 +74,21 @@ def ray_workers(job) -> list:
     else:
         threads = 1 if job.reproducible else max(1, (cpus - scoring) // count)
         options = {"num_cpus": threads}
-    actor = ray.remote(max_restarts=job.executor.max_retries)(RemoteWorker)
-    return [actor.options(**options).remote(job, threads, not scoring) for _ in range(count)]
+    actor = ray.remote(max_restarts=-1, max_task_retries=0)(RemoteWorker).options(**options)
+    return (lambda: actor.remote(job, threads, not scoring)), count
 
 
-def ray_scorers(job) -> list:
-    """Scoring actors (one per GPU, or one on CPU) when the job asks for model-backed metrics."""
+def ray_scorers(job) -> tuple[Callable[[], Any], int]:
+    """How to start a scoring actor and how many (one per GPU, or one on CPU; none when the job has no
+    model-backed metrics)."""
     import ray
 
     if not needs_scoring_actors(job):
-        return []
+        return (lambda: None), 0
     gpus = int(ray.cluster_resources().get("GPU", 0))
     options = {"num_gpus": SCORER_GPU_SHARE, "num_cpus": 1} if gpus else {"num_cpus": 1}
-    actor = ray.remote(max_restarts=job.executor.max_retries)(ScoringWorker)
-    return [actor.options(**options).remote(job) for _ in range(max(1, gpus))]
+    actor = ray.remote(max_restarts=-1, max_task_retries=0)(ScoringWorker).options(**options)
+    return (lambda: actor.remote(job)), max(1, gpus)
 
 
 class RemoteWorker:
@@ -84,9 +103,14 @@ class RemoteWorker:
         except UserError as exc:
             self.error = exc
 
-    def describe(self) -> dict:
+    def ready(self) -> dict:
+        """Raise the constructor's user error, else say where this actor runs (for the progress display)."""
         if self.error:
             raise self.error
+        return identity()
+
+    def describe(self) -> dict:
+        self.ready()
         return self.worker.describe()
 
     def run_unit(self, unit: WorkUnit) -> UnitResult:
@@ -95,78 +119,41 @@ class RemoteWorker:
         return self.worker.run_unit(unit)
 
 
-class Pool:
-    """Actors that take one task at a time; a task whose actor dies is re-queued (at most `retries`
-    times), and an actor that dies twice in a row is dropped."""
-
-    def __init__(self, actors: list, call, retries: int):
-        self.idle = list(actors)
-        self.call = call  # (actor, item) -> ObjectRef
-        self.retries = retries
-        self.queue: list = []
-        self.running: dict = {}  # ref -> (actor, item, key)
-        self.tries: dict = {}
-        self.strikes = {id(a): 0 for a in actors}
-
-    def submit(self, item, key: str) -> None:
-        self.queue.append((item, key))
-
-    def dispatch(self) -> None:
-        while self.queue and self.idle:
-            actor, (item, key) = self.idle.pop(0), self.queue.pop(0)
-            self.running[self.call(actor, item)] = (actor, item, key)
-        if self.queue and not self.idle and not self.running:
-            raise RuntimeError("every loco worker died; see the Ray logs (`ray logs`) for the cause")
-
-    def collect(self, ref):
-        """The task's result, or None when its actor died and the task was re-queued."""
-        import ray
-        from ray.exceptions import RayActorError
-
-        actor, item, key = self.running.pop(ref)
-        try:
-            result = ray.get(ref)
-        except RayActorError:
-            self.tries[key] = self.tries.get(key, 0) + 1
-            if self.tries[key] > self.retries:
-                raise
-            log.warning("a worker died while running unit %s; re-queued", key)
-            self.queue.insert(0, (item, key))
-            self.strikes[id(actor)] += 1
-            if self.strikes[id(actor)] < 2:
-                self.idle.append(actor)
-            return None
-        except ray.exceptions.RayTaskError as exc:  # an error inside the task: surface the original
-            raise unwrap(exc) from None
-        self.strikes[id(actor)] = 0
-        self.idle.append(actor)
-        return result
-
-
-def run_ray(job, units: list[WorkUnit], workers: list, on_result, scorers: list | None = None) -> None:
-    """Keep every generation actor busy with one unit; hand each generated unit to a scoring actor (if
-    the job has model-backed metrics) while generation goes on; write each finished unit at once."""
+def identity() -> dict:
+    """This actor's process id and Ray node: the pool shows them and the fault tests kill by them."""
     import ray
 
-    generate = Pool(workers, lambda actor, unit: actor.run_unit.remote(unit), job.executor.max_retries)
-    score = Pool(scorers or [], lambda actor, result: actor.score.remote(result), job.executor.max_retries)
+    return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()}
+
+
+def run_ray(job, units: list[WorkUnit], generate: ActorPool, score: ActorPool | None, on_result, on_failure,
+            progress=None) -> None:
+    """Feed `units` to the generation pool; hand each generated unit to the scoring pool (if the job has
+    model-backed metrics) while generation goes on; pass each finished unit to `on_result` and each unit
+    that failed for good to `on_failure` at once."""
+    pools = [generate, *([score] if score else [])]
     for unit in units:
         generate.submit(unit, unit.unit_id)
-    with progress(len(units), job.name) as bar:
-        while generate.queue or generate.running or score.queue or score.running:
-            generate.dispatch()
-            score.dispatch()
-            done, _ = ray.wait([*generate.running, *score.running], num_returns=1)
-            if done[0] in generate.running:
-                result = generate.collect(done[0])
-                if result is not None and result.pending is not None and scorers:
-                    score.submit(result, result.unit_id)
-                    continue
+    while any(pool.busy for pool in pools):
+        for event in wait(pools):
+            if isinstance(event, Failed):
+                on_failure(event.failure)
+            elif score and event.result.pending is not None:
+                score.submit(event.result, event.key)
             else:
-                result = score.collect(done[0])
-            if result is not None:
-                on_result(result)
-                bar.update(1)
+                on_result(event.result)
+        if progress is not None:
+            progress.workers([row for pool in pools for row in pool_states(pool)])
+
+
+def pool_states(pool: ActorPool) -> list[tuple[str, str, str]]:
+    """(name, state, detail) of every worker, for the progress display."""
+    rows = []
+    for slot in pool.slots:
+        where = f"pid {slot.pid}" if slot.pid else ""
+        unit = f"unit {slot.key}" if slot.key else ""
+        rows.append((slot.name, slot.state, " · ".join(x for x in (unit, f"{slot.done} done", where) if x)))
+    return rows
 
 
 def remote_call(ref):
@@ -185,33 +172,50 @@ def unwrap(exc: Exception) -> Exception:
 
 
 class RayBackend:
-    """Generation and scoring actors on a Ray cluster (joined at `executor.address`, else started here)."""
+    """Generation and scoring actors on a Ray cluster (joined at `executor.address` or ``RAY_ADDRESS``,
+    else started here and stopped by `close`)."""
 
     name = "ray"
 
     def __init__(self, job):
         self.job = job
-        self.workers: list = []
-        self.scorers: list = []
-        init_ray(job.executor.address)
+        self.generate: ActorPool | None = None
+        self.score: ActorPool | None = None
+        self.started_ray = init_ray(ray_address(job))
         try:
-            self.workers = ray_workers(job)
-            self.scorers = ray_scorers(job)
+            retries = job.executor.max_retries
+            spawn, count = ray_workers(job)
+            self.generate = ActorPool(spawn, count, _run_unit, retries=retries, name="worker")
+            spawn, count = ray_scorers(job)
+            if count:
+                self.score = ActorPool(spawn, count, _score, retries=retries, name="scorer")
         except BaseException:
             self.close()
             raise
 
     def describe(self) -> dict:
-        info = remote_call(self.workers[0].describe.remote())
-        if self.scorers:
-            remote_call([s.ready.remote() for s in self.scorers])
+        info = remote_call(self.generate.slots[0].actor.describe.remote())
+        if self.score:
+            remote_call([slot.actor.ready.remote() for slot in self.score.slots])
         return info
 
-    def run(self, units: list[WorkUnit], on_result) -> None:
-        run_ray(self.job, units, self.workers, on_result, self.scorers)
+    def run(self, units: list[WorkUnit], on_result, on_failure, progress=None) -> None:
+        run_ray(self.job, units, self.generate, self.score, on_result, on_failure, progress)
 
     def close(self) -> None:
+        """Kill every actor; stop Ray if this backend started it (Ctrl-C included: no orphan processes)."""
         import ray
 
-        for actor in [*self.workers, *self.scorers]:
-            ray.kill(actor)
+        for pool in (self.generate, self.score):
+            if pool is not None:
+                pool.shutdown()
+        if self.started_ray and ray.is_initialized():
+            ray.shutdown()
+
+
+def _run_unit(actor, unit: WorkUnit):
+    return actor.run_unit.remote(unit)
+
+
+def _score(actor, result: UnitResult):
+    return actor.score.remote(result)

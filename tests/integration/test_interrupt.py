@@ -1,0 +1,75 @@
+"""Ctrl-C (or SIGTERM) on `loco sweep` stops it cleanly: finished units kept, the manifest says stopped, no
+Ray process of the private local cluster left behind, and the same command resumes to every row once.
+
+Runs the real CLI in a subprocess on its own session, as a terminal would, and sends the signal to its
+whole process group (a terminal's Ctrl-C reaches Ray's child processes too). Every process the sweep
+starts inherits a marker in its environment, so leftovers are found without mistaking another user's
+Ray for ours."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import duckdb
+import yaml
+
+from harness.jobs import load_job
+from harness.sweep import run_sweep
+
+JOB = {"name": "interrupt", "model": "tiny:sd15", "method": "locogen", "steps": 4,
+       "prompts": [{"prompt": f"a house number {i}", "target": "a painting"} for i in range(4)],
+       "sites": {"kind": "cross_attn", "index": "14-15"}, "executor": {"workers": 2}}
+
+
+def processes_with(marker: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker.encode() in (proc / "environ").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def wait_for(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_ctrl_c_leaves_a_resumable_run_and_no_ray_processes(tmp_path):
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(JOB))
+    out, marker = tmp_path / "run", f"LOCO_TEST_{uuid.uuid4().hex}"
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "LOCO_TEST_MARKER": marker}
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())", "sweep", str(tmp_path / "job.yaml"), "--out",
+                             str(out), "--quiet"], env=env, start_new_session=True, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert wait_for(lambda: any(out.glob("results/*/part-*.parquet")) or proc.poll() is not None, 400)
+        assert proc.poll() is None, f"the sweep ended before it could be interrupted: {proc.communicate()}"
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "finished units are kept" in err and "Traceback" not in err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "stopped"
+    assert wait_for(lambda: not processes_with(marker), 30), f"left behind: {processes_with(marker)}"
+
+    kept = len(list(out.glob("results/*/part-*.parquet")))
+    again = run_sweep(load_job(JOB), out=out, backend="local")
+    assert again.units_skipped == kept >= 1 and again.units_run == 4 - kept
+    ids = [r[0] for r in duckdb.sql(f"SELECT row_id FROM read_parquet('{out}/results/**/*.parquet')").fetchall()]
+    assert len(ids) == len(set(ids)) == 4 * 4  # 2 variants + control + target per prompt, each once
