@@ -10,7 +10,7 @@ ranked under the same paper rules (`analysis.effects`), attribute by attribute, 
   a site drifts when its interval excludes 0 and the drift exceeds `max_abs_drift`;
 * new failures: failed units in the candidate's `failures/` records, or a candidate run that stopped.
 
-The thresholds live in a regression file (YAML, `Thresholds`; example `jobs/regression.yaml`). Exit
+The thresholds live in a regression file (YAML, `Thresholds`; example `jobs/regression/thresholds.yaml`). Exit
 status: 0 = every check passes, 1 = a regression, 2 = a usage error. Reports: Markdown and JSON.
 """
 

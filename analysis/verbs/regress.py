@@ -17,7 +17,7 @@ def add_arguments(p) -> None:
     p.add_argument("--candidate-model", metavar="PATH", help="run the baseline's job on this model first")
     p.add_argument("--candidate-out", metavar="DIR", help="run directory for --candidate-model (default BASELINE-candidate)")
     p.add_argument("--local", action="store_true", help="run the --candidate-model sweep in this process, not on Ray")
-    p.add_argument("--thresholds", metavar="FILE", help="regression file (YAML; see jobs/regression.yaml)")
+    p.add_argument("--thresholds", metavar="FILE", help="regression file (YAML; see jobs/regression/thresholds.yaml)")
     p.add_argument("--markdown", metavar="FILE", help="write the Markdown report here (it is also printed)")
     p.add_argument("--json", metavar="FILE", help="write the JSON report here")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")

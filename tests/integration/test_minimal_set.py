@@ -29,7 +29,8 @@ def test_minimal_set_mistakes_are_one_line(planted_run, capsys):
 def test_site_sets_are_checked_when_the_job_is_loaded():
     from harness.jobs import JobError, load_job
 
-    base = {"name": "x", "prompts": [{"prompt": "a cat in the style of monet", "target": "a cat", "attribute": "monet"}]}
+    base = {"name": "x", "prompts": [{"prompt": "a cat in the style of monet", "target": "a cat", "attribute": "style",
+                             "concept": "monet"}]}
     with pytest.raises(JobError, match="site_sets: method .causal_trace. does not intervene on sets of sites jointly"):
         load_job({**base, "method": "causal_trace", "site_sets": [["unet.a"]]})
     with pytest.raises(JobError, match="site_sets: expected a non-empty list"):
