@@ -23,7 +23,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
+from bench.timing import median_seconds  # noqa: E402
 from harness.edit.run import editor  # noqa: E402
 from harness.edit.solver import ridge_edit, ridge_edit_shared  # noqa: E402
 from harness.edit.spec import load_edit  # noqa: E402
@@ -55,14 +55,6 @@ REAL = [
     ("uce sdxl (all 70)", [(640, 2048)] * 20 + [(1280, 2048)] * 120, 1),
 ]
 
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def bench_tiny(repeats: int) -> dict:
@@ -90,8 +82,8 @@ def bench_real(repeats: int) -> dict:
         keys = torch.randn(n, shapes[0][1], generator=g, dtype=torch.float64)  # one edit: shared keys
         weights = [torch.randn(o, i, generator=g) * 0.02 for o, i in shapes]
         values = [torch.randn(n, o, generator=g, dtype=torch.float64) for o, _ in shapes]
-        shared = median_time(lambda: ridge_edit_shared(weights, keys, values, 0.01), repeats)
-        one_by_one = median_time(lambda: [ridge_edit(w, keys, v, 0.01) for w, v in zip(weights, values)], repeats)
+        shared = median_seconds(lambda: ridge_edit_shared(weights, keys, values, 0.01), repeats)
+        one_by_one = median_seconds(lambda: [ridge_edit(w, keys, v, 0.01) for w, v in zip(weights, values)], repeats)
         out[label] = {"solve_s": shared, "solve_one_by_one_s": one_by_one, "matrices": len(shapes), "keys": n,
                       "params": sum(o * i for o, i in shapes)}
     return out
@@ -118,7 +110,7 @@ def bench_encoders(repeats: int) -> dict:
     towers["sdxl clip-l + bigG"] = [towers["sd15 clip-l"][0], tower(1280, 32, 20, 5120, 1280, "gelu")]
     for label, models in towers.items():
         with torch.no_grad():
-            out[label] = {"encode_8_prompts_s": median_time(lambda: [m(ids, output_hidden_states=True)
+            out[label] = {"encode_8_prompts_s": median_seconds(lambda: [m(ids, output_hidden_states=True)
                                                                      for m in models], repeats)}
     return out
 

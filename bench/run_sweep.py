@@ -18,16 +18,15 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.timing import median_seconds  # noqa: E402
 from harness.cli import quiet  # noqa: E402
 from harness.jobs import load_job  # noqa: E402
 from harness.results import provenance  # noqa: E402
@@ -46,14 +45,6 @@ def job(workers: int):
                      "prompts": [{"prompt": p, "target": "a painting"} for p in PROMPTS],
                      "executor": {"workers": workers, "prompts_per_unit": 1}})
 
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def raise_failure(failure) -> None:
