@@ -20,7 +20,7 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers canno
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # never a cluster another test left behind
     yield
 
 

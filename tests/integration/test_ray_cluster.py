@@ -6,6 +6,7 @@ The cluster: a head with no CPUs (the driver only) and two 1-CPU nodes, so each 
 on a node of its own."""
 
 import os
+import pathlib
 import signal
 import sys
 
@@ -55,6 +56,8 @@ def cluster():
     yield cluster
     ray.shutdown()
     cluster.shutdown()
+    # Cluster() records its head in the Ray address file, where a later bare ray.init() would find it.
+    pathlib.Path(ray._private.utils.get_ray_address_file(None)).unlink(missing_ok=True)
 
 
 def kill_once_mid_unit(monkeypatch, kill):
