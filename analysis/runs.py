@@ -59,9 +59,11 @@ class Run:
 
     def failure_files(self) -> list[Path]:
         """Failure records written by the sweep: ``failures.parquet`` at the run's root (one row per failed
-        unit: unit_id, error, attempts, ...; `harness.results.failures`), and ``failures/*.parquet`` if any."""
-        root = self.path / "failures.parquet"
-        return [*([root] if root.is_file() else []), *sorted((self.path / "failures").glob("*.parquet"))]
+        unit: unit_id, error, attempts, ...; `harness.results.failures` owns the file and its schema)."""
+        from harness.results.failures import FILENAME
+
+        root = self.path / FILENAME
+        return [root] if root.is_file() else []
 
 
 def open_run(path: str | Path) -> Run:

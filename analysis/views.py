@@ -8,7 +8,7 @@
 | `effects` | (variant row, metric): value, paired reference value, effect = value − reference | `results` (SQL) |
 | `rankings` | (run, attribute, concept, variant): paper rule, cluster-bootstrap CI, P(top) | `analysis.effects` |
 | `candidates` | (run, attribute, concept): the candidate layer set and its evidence | `analysis.candidates` |
-| `failures` | failed unit attempt, when the sweep recorded any (`failures/*.parquet`); else empty | the run |
+| `failures` | failed unit (unit_id, error, attempts, error_type, worker, failed_at, traceback) from the run's `failures.parquet`; else empty | the run |
 
 Every view exists even when a run has no rows (an empty run, or a run whose units all failed), with the
 columns it would have, so a query written for a full run still binds. Columns are typed by the
@@ -32,8 +32,6 @@ VIEW_COLUMNS = ("run",)  # what the views add to the row schema: the run directo
 COMPUTED = ("rankings", "candidates")
 SITES_COLUMNS = {"kind": "VARCHAR", "index": "BIGINT", "name": "VARCHAR", "module_type": "VARCHAR",
                  "params": "BIGINT", "label": "VARCHAR"}
-FAILURES_COLUMNS = {"unit_id": "VARCHAR", "attempt": "BIGINT", "error_type": "VARCHAR", "message": "VARCHAR",
-                    "worker": "VARCHAR", "at": "VARCHAR"}
 EFFECTS_COLUMNS = {"method": "VARCHAR", "attribute": "VARCHAR", "concept": "VARCHAR", "variant": "VARCHAR",
                    "site": "VARCHAR", "kind": "VARCHAR", "site_index": "BIGINT", "window_start": "BIGINT",
                    "window_size": "BIGINT", "step_start": "BIGINT", "position": "VARCHAR", "prompt_id": "VARCHAR",
@@ -79,9 +77,12 @@ def sites_sql(runs: list[Run]) -> str:
 
 
 def failures_sql(runs: list[Run]) -> str:
+    """One row per failed unit, with the columns of `harness.results.failures.SCHEMA` (its one owner)."""
+    from harness.results.failures import SCHEMA as FAILURES_SCHEMA
+
     parts = [f"SELECT {literal(r.name)} AS run, * FROM read_parquet([{', '.join(literal(p) for p in r.failure_files())}], "
              "union_by_name = true)" for r in runs if r.failure_files()]
-    return _union([empty_select(FAILURES_COLUMNS), *parts])
+    return _union([empty_select({f.name: duck_type(f.type) for f in FAILURES_SCHEMA}), *parts])
 
 
 def metric_columns(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.results.failures import UnitFailure, write_failures
 from harness.results.store import RunStore
 
 KIND = "cross_attn"
@@ -40,11 +41,7 @@ def make_run(root: Path, name: str, method: str, rows: list[dict], n_sites: int 
         if part:
             store.write_unit(method, f"u{u}", part)
     if failures:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        (run / "failures").mkdir(exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(failures), run / "failures" / "part-0.parquet")
+        write_failures(run, [UnitFailure(**f) for f in failures])
     return run
 
 

@@ -2,6 +2,7 @@
 exist on full, failed and empty runs; every mistake is one line with exit status 2."""
 
 import json
+from dataclasses import fields
 
 import pyarrow.parquet as pq
 import pytest
@@ -12,6 +13,7 @@ from analysis.candidates import build_candidates, dump_candidates, load_candidat
 from analysis.query import run_query, shell
 from analysis.runs import AnalysisError
 from harness.cli import main
+from harness.results.failures import UnitFailure
 
 PROMPTS = [f"p{k}" for k in range(6)]
 
@@ -72,14 +74,17 @@ def test_the_views_answer_known_questions_on_a_full_run(run, tmp_path):
 def test_the_views_exist_on_a_run_with_failed_units_and_on_an_empty_run(tmp_path):
     rows = swap_rows(lambda i, p: -0.3 if i == 2 else 0.0, PROMPTS[:2], [0])
     failed = make_run(tmp_path, "failed", "locogen", rows, units=1, status="stopped",
-                      failures=[{"unit_id": "u1", "attempt": 3, "error_type": "OutOfMemoryError", "message": "CUDA OOM"}])
+                      failures=[{"unit_id": "u1", "error": "OutOfMemoryError: CUDA OOM", "attempts": 3,
+                                                "error_type": "OutOfMemoryError"}])
     empty = tmp_path / "empty"
     (empty / "results").mkdir(parents=True)
     for view in ("results", "sites", "effects", "rankings", "candidates", "failures"):
         assert run_query([empty], f"SELECT count(*) AS n FROM {view}", "csv") == "n\n0\n"
         assert run_query([failed, empty], f"SELECT run FROM {view} LIMIT 0", "csv") == "run\n"
-    assert run_query([failed, empty], "SELECT run, unit_id, error_type FROM failures", "csv") == \
-        "run,unit_id,error_type\nfailed,u1,OutOfMemoryError\n"
+    assert run_query([failed, empty], "SELECT run, unit_id, error_type, attempts FROM failures", "csv") == \
+        "run,unit_id,error_type,attempts\nfailed,u1,OutOfMemoryError,3\n"
+    empty_columns = run_query([empty], "SELECT * FROM failures", "csv").strip()
+    assert empty_columns == "run," + ",".join(f.name for f in fields(UnitFailure))  # same columns with or without failures
     assert run_query([failed, empty], "SELECT count(*) AS n FROM results WHERE run = 'failed'", "csv") == "n\n10\n"
     assert run_query([empty], "SELECT prompt_id, seed, effect FROM effects", "csv") == "prompt_id,seed,effect\n"
 
