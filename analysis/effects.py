@@ -67,7 +67,7 @@ class GroupRanking:
     gap_ci: tuple[float, float] | None  # interval of the top-1 − top-2 effect difference (strength sign)
     warning: str | None = None
     threshold: dict | None = None  # causal tracing: the threshold and how it was chosen
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # "resamples": the bootstrap draws per variant (analysis.regress pairs them)
 
     @property
     def label(self) -> str:
@@ -164,7 +164,12 @@ def rank_group(data: GroupData, rule: Rule, n_boot: int = 2000, level: float = 0
             warning = (f"top candidates not separated: {ranked[0].variant} vs {ranked[1].variant} "
                        f"(difference {level:.0%} CI [{gap[0]:.4g}, {gap[1]:.4g}] includes 0; "
                        f"P(top) {ranked[0].p_top:.2f}); more prompts would tell them apart")
-    return {"variants": ranked, "separated": separated, "gap_ci": gap, "warning": warning}
+    # The resamples themselves, kept so a comparison of two runs over the same prompts can be paired:
+    # the same seed and the same sorted prompt ids give both runs the same resample weights.
+    resamples = {"prompts": tuple(sorted(set(data.clusters.astype(str).tolist()))), "n_boot": n_boot, "seed": seed,
+                 "draws": {d["variant"]: boot.draws[:, i] for i, d in enumerate(data.variants)}}
+    return {"variants": ranked, "separated": separated, "gap_ci": gap, "warning": warning,
+            "extra": {"resamples": resamples}}
 
 
 def rank_run(run: Run, metric: str | None = None, n_boot: int = 2000, level: float = 0.95, seed: int = 0,

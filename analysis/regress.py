@@ -115,7 +115,7 @@ class Verdict:
                 lines += ["", f"## drifting sites: {g.group} ({g.metric})", "",
                           "| variant | baseline | candidate | drift | 95% CI |", "|---|---|---|---|---|"]
                 lines += [f"| {d['variant']} | {d['baseline']:.4g} | {d['candidate']:.4g} | {d['drift']:.4g} | "
-                          f"[{d['ci_low']:.4g}, {d['ci_high']:.4g}] |" for d in g.drifting]
+                          f"[{d['ci_low']:.4g}, {d['ci_high']:.4g}] ({d['interval']}) |" for d in g.drifting]
         return "\n".join(lines) + "\n"
 
 
@@ -123,19 +123,38 @@ def _strength(group: GroupRanking) -> dict[str, float]:
     return {v.variant: group.rule.sign * v.effect for v in group.variants}
 
 
-def _drift(base: GroupRanking, cand: GroupRanking, common: list[str], limit: float) -> list[dict]:
-    """Sites whose effect moved: the interval of the difference (independent resamples of the two runs,
-    combined as a normal approximation of the two bootstrap intervals) excludes 0 and |drift| > limit."""
+def _paired_draws(base: GroupRanking, cand: GroupRanking) -> tuple[dict, dict] | None:
+    """The two runs' bootstrap draws when they were resampled alike (same prompts, seed and count), so
+    that draw b of both runs weighs the same prompts and their difference is a paired resample."""
+    rb, rc = base.extra.get("resamples"), cand.extra.get("resamples")
+    if not rb or not rc or any(rb[k] != rc[k] for k in ("prompts", "n_boot", "seed")):
+        return None
+    return rb["draws"], rc["draws"]
+
+
+def _drift(base: GroupRanking, cand: GroupRanking, common: list[str], limit: float, level: float = 0.95) -> list[dict]:
+    """Sites whose effect moved: the interval of the difference excludes 0 and |drift| > limit.
+
+    Runs of one job on two checkpoints share prompts, seeds and initial noise, so the drift is paired:
+    its interval is the percentile interval of (candidate − baseline) over the same prompt resamples.
+    Runs over different prompts fall back to independent samples (the two intervals' half-widths
+    combined in quadrature, a normal approximation), and the row says which was used."""
     b = {v.variant: v for v in base.variants}
     c = {v.variant: v for v in cand.variants}
+    paired = _paired_draws(base, cand)
+    alpha = (1 - level) / 2
     out = []
     for name in common:
         drift = c[name].effect - b[name].effect
-        half = np.hypot((b[name].ci_high - b[name].ci_low) / 2, (c[name].ci_high - c[name].ci_low) / 2)
-        low, high = drift - half, drift + half
+        if paired and name in paired[0] and name in paired[1]:
+            diff = paired[1][name] - paired[0][name]
+            low, high, how = float(np.nanquantile(diff, alpha)), float(np.nanquantile(diff, 1 - alpha)), "paired"
+        else:
+            half = np.hypot((b[name].ci_high - b[name].ci_low) / 2, (c[name].ci_high - c[name].ci_low) / 2)
+            low, high, how = drift - half, drift + half, "independent"
         if (low > 0 or high < 0) and abs(drift) > limit:
             out.append({"variant": name, "baseline": b[name].effect, "candidate": c[name].effect, "drift": drift,
-                        "ci_low": low, "ci_high": high})
+                        "ci_low": low, "ci_high": high, "interval": how})
     return out
 
 

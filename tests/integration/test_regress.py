@@ -29,6 +29,7 @@ def test_a_checkpoint_whose_planted_layer_moved_is_a_regression(planted_run, tmp
     assert {"same top variant", "kendall_tau", "drifting_sites"} <= failed
     drifting = {d["variant"] for d in report["groups"][0]["drifting"]}
     assert drifting == {"cross_attn#8", "cross_attn#3"}
+    assert {d["interval"] for d in report["groups"][0]["drifting"]} == {"paired"}  # same prompts, seeds and noise
     markdown = (tmp_path / "r.md").read_text()
     assert markdown.startswith("# loco regress: REGRESSION") and "cross_attn#8 → cross_attn#3" in markdown
     # comparing the moved run itself as a candidate run gives the same verdict
