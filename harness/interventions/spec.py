@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Branch = Literal["cond", "both"]
-POSITIONS = ("first_subject", "last_subject", "last")
+POSITIONS = ("first_subject", "middle_subject", "last_subject", "last")
 
 
 @dataclass(frozen=True)
@@ -43,12 +43,17 @@ class KVSwap:
 
 @dataclass(frozen=True)
 class Restore:
-    """Output of `site` copied from the clean row of the same prompt and seed."""
+    """Output of `site` copied from the clean row of the same prompt and seed.
+
+    `what` is ``state`` or ``contribution`` (`harness.sites`: at a ResNet the state is the block's output
+    and the contribution its residual branch's); None copies the site's output as it is (P1).
+    """
 
     site: str
     position: str | None = None  # token position name, for text-encoder sites only
     steps: StepWindow = StepWindow()
     branch: Branch = "cond"
+    what: Literal["state", "contribution"] | None = None
 
     @property
     def in_text_encoder(self) -> bool:
@@ -57,11 +62,18 @@ class Restore:
 
 @dataclass(frozen=True)
 class Corruption:
-    """Noise of `scale` × σ on the input token embeddings of `concept`'s tokens (P1's corrupted run)."""
+    """Noise of `scale` × σ on the input token embeddings of `concept`'s tokens (P1's corrupted run).
+
+    σ (`std`, per text encoder): ``embedding`` = the std of the encoder's token-embedding matrix (P1's
+    default as METHODS.md §1.2 reads it), ``subject`` = the std of the token embeddings of `subjects` (every
+    concept of the job; ROME's ``collect_embedding_std``), or a number used for every encoder.
+    """
 
     concept: str  # the words whose token embeddings are noised (a prompt row's `concept`)
     scale: float = 3.0
     seed: int = 0
+    std: str | float = "embedding"
+    subjects: tuple[str, ...] = ()  # for std "subject"
 
 
 @dataclass(frozen=True)
