@@ -15,7 +15,12 @@ POSITIONS = ("first_subject", "middle_subject", "last_subject", "last")
 
 @dataclass(frozen=True)
 class StepWindow:
-    """Denoising steps [start, end) during which an intervention is active; step 0 is the noisiest."""
+    """Denoising steps [start, end) during which an intervention is active; step 0 is the noisiest.
+
+    A step is a *scheduler* step: one entry of the scheduler's ``timesteps``, one denoiser call (CFG halves
+    are batched into the call). For most schedulers that is one inference step; SD1.x's PNDM repeats its
+    first timestep as a warm-up, so its N inference steps are N + 1 steps here, and the warm-up is step 1
+    (`tests/integration/test_step_counting.py`)."""
 
     start: int = 0
     end: int | None = None
