@@ -185,10 +185,15 @@ def _cached(repo: str, filename: str) -> str | None:
     return found if isinstance(found, str) else None
 
 
-def stand_in_sites(counts: dict[str, int]) -> SiteTable:
-    """A site table with the given counts per kind (names `<kind>.<index>`), for counting variants."""
-    sites = [Site(f"{kind}.{i}", kind, i, "text_encoder" if kind.startswith("text") else "unet", "", 0)
-             for kind, n in counts.items() for i in range(n)]
+def stand_in_sites(counts: dict[str, int], arch: str = "") -> SiteTable:
+    """A site table with the given counts per kind (names `<kind>.<index>`), for counting variants; what
+    each kind's output holds as on the real model (`harness.sites`: ResNets and IF's attentions: the state)."""
+    def semantics(kind: str) -> dict:
+        state = kind == "resnet" or (arch == "if" and kind == "cross_attn")
+        return {"output": "state", "contribution": "conv2" if kind == "resnet" else "to_out.0"} if state else {}
+
+    sites = [Site(f"{kind}.{i}", kind, i, "text_encoder" if kind.startswith("text") else "unet", "", 0,
+                  **semantics(kind)) for kind, n in counts.items() for i in range(n)]
     return SiteTable(sites)
 
 
@@ -255,7 +260,7 @@ def plan(job: JobSpec) -> Plan:
     if job.sites and job.sites.names and not tiny:
         raise PlanError("sites.names: a plan counts sites by kind and index; name lists and globs need the "
                         "model's site table (`loco sites MODEL`); select by {kind, index} to plan")
-    table = stand_in_sites(counts)
+    table = stand_in_sites(counts, arch)
     if tiny and job.sites and job.sites.names:  # names need the real table; a tiny model builds in a second
         from harness.models import load_model
 
