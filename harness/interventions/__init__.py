@@ -33,8 +33,14 @@ B + r. A forward pre-hook on the denoiser counts steps.
 
 from harness.interventions.hooks import Hooks, StepCounter, denoiser_hooks
 from harness.interventions.spec import POSITIONS, Branch, Corruption, KVSwap, Restore, Sample, StepWindow
-from harness.interventions.text import (embedding_std, input_embedding_modules, noise_stds, stable_seed, text_hooks,
-                                        token_positions)
+from harness.interventions.text import (
+                                        embedding_std,
+                                        input_embedding_modules,
+                                        noise_stds,
+                                        stable_seed,
+                                        text_hooks,
+                                        token_positions,
+)
 
 __all__ = ["POSITIONS", "Branch", "Corruption", "Hooks", "KVSwap", "Restore", "Sample", "StepCounter",
            "StepWindow", "denoiser_hooks", "embedding_std", "input_embedding_modules", "noise_stds", "stable_seed",
