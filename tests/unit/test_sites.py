@@ -143,3 +143,20 @@ def test_forward_index_numbers_every_denoiser_site_in_module_call_order(arch, co
     assert count is None or len(unet) == count  # P1's Fig. 2 axis: 70 UNet components on SD1.x
     first_cross = adapter.sites.of_kind("cross_attn")[0]
     assert first_cross.index == 0 and first_cross.forward_index > 0  # beside, not instead of, the kind index
+
+
+@pytest.mark.parametrize("arch", ["sd15", "sdxl", "sd3"])
+def test_loco_plan_numbers_text_sites_per_encoder_as_the_sweep_does(arch):
+    from harness.jobs import load_job
+    from harness.methods import plan_variants
+    from harness.preflight import TINY_SITES, plan, stand_in_sites
+
+    job = load_job({"name": "t", "method": "causal_trace", "model": f"tiny:{arch}",
+                    "sites": {"kind": "text_self_attn", "index": 3},
+                    "prompts": [{"prompt": "a house in the style of van gogh", "concept": "van gogh"}]})
+    real = plan_variants(job, tiny(arch).sites)  # layer 3 of every encoder that has one, × 4 positions
+    assert len(real) == 4 * sum(1 for s in tiny(arch).sites.of_kind("text_self_attn") if s.index == 3)
+    assert plan(job).generations == len(real) + 2
+    stand_in = stand_in_sites(TINY_SITES[arch], arch)
+    assert {(s.component, s.index) for s in stand_in.of_kind("text_mlp")} == {
+        (s.component, s.index) for s in tiny(arch).sites.of_kind("text_mlp")}
