@@ -64,7 +64,8 @@ class Strict(BaseModel):
 
 
 class SiteSelector(Strict):
-    """Which sites a sweep intervenes on. A bare string is a kind (``cross_attn``) or a glob of names."""
+    """Which sites a sweep intervenes on. A bare string is a kind (``cross_attn``), a glob of names or a
+    label (``cross_attn#55``, ``text_encoder_2.text_mlp#3``)."""
 
     kind: list[str] | None = None
     index: list[int] | None = None  # forward indices within the kind(s); "40-50" and "0-3,8" accepted
@@ -74,7 +75,7 @@ class SiteSelector(Strict):
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return {"names": [value]} if ("." in value or "*" in value) else {"kind": [value]}
+            return {"names": [value]} if any(c in value for c in ".*#") else {"kind": [value]}
         if isinstance(value, list):
             return {"names": value}
         if isinstance(value, dict):

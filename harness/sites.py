@@ -185,8 +185,8 @@ class SiteTable:
                names: list[str] | None = None) -> list[Site]:
         """Sites matching every given criterion, in (kind, forward index) order.
 
-        `names` are exact names or globs (``unet.up_blocks.0.*``); `indices` are forward indices within
-        the selected kind(s). Unknown kinds, names and out-of-range indices raise SiteError.
+        `names` are exact names, globs (``unet.up_blocks.0.*``) or labels (``text_encoder_2.text_mlp#3``);
+        `indices` are forward indices within the selected kind(s) (per encoder for text-encoder kinds). Unknown kinds, names and out-of-range indices raise SiteError.
         """
         pool = self.sites
         if kinds:
@@ -198,7 +198,7 @@ class SiteTable:
         if names:
             chosen = []
             for pattern in names:
-                hits = [s for s in pool if fnmatch.fnmatchcase(s.name, pattern)]
+                hits = [s for s in pool if fnmatch.fnmatchcase(s.name, pattern) or s.label == pattern]
                 if not hits:
                     raise SiteError(f"sites.names: no site matches '{pattern}'{self.suggest(pattern)}")
                 chosen.extend(h for h in hits if h not in chosen)

@@ -120,6 +120,7 @@ def test_text_encoder_sites_are_numbered_per_encoder():
     assert second.component == "text_encoder_2" and second.name.endswith("layers.3.self_attn")
     assert table.resolve("text_self_attn#3").component == "text_encoder"  # no prefix: the first encoder
     assert second.label == "text_encoder_2.text_self_attn#3"
+    assert table.select(names=["text_encoder_2.text_self_attn#3"]) == [second]  # a label selects too
     with pytest.raises(SiteError, match="no site 'text_encoder_2.text_self_attn#9'; this model has text_self_attn "
                                         "sites 0..3"):
         table.resolve("text_encoder_2.text_self_attn#9")
