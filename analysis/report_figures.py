@@ -96,10 +96,15 @@ def trace_text_grid(group: GroupRanking) -> go.Figure | None:
     if not text:
         return None
     positions = sorted({v.position for v in text})
-    layers = sorted({(v.kind or "", v.index if v.index is not None else -1) for v in text})
-    cell = {(v.position, (v.kind or "", v.index if v.index is not None else -1)): v.value for v in text}
-    z = [[cell.get((p, layer)) for layer in layers] for p in positions]
-    fig = go.Figure(go.Heatmap(z=z, x=[f"{k}#{i}" for k, i in layers], y=positions, colorscale="Viridis",
+
+    def layer(v) -> tuple:  # text-encoder sites are numbered per encoder: the encoder is part of the key
+        return ((v.site or "").partition(".")[0], v.index if v.index is not None else -1,
+                v.kind != "text_self_attn", v.variant.rpartition("@")[0])
+
+    layers = sorted({layer(v) for v in text})
+    cell = {(v.position, layer(v)): v.value for v in text}
+    z = [[cell.get((p, key)) for key in layers] for p in positions]
+    fig = go.Figure(go.Heatmap(z=z, x=[key[3] for key in layers], y=positions, colorscale="Viridis",
                                colorbar=dict(title=group.rule.metric)))
     fig.update_layout(title=f"causal tracing · {group.label}: text-encoder state × token position",
                       **(LAYOUT | {"height": 200 + 40 * len(positions)}))

@@ -132,6 +132,12 @@ def generate_rows(adapter, rows: list[Sample], config: GenerationConfig, cache: 
     else:
         run_rows = rows
     cond = encode_rows(adapter, run_rows, cache)
+    upsample_cond = None
+    if getattr(adapter, "stage_ii", None) is not None and any(r.corruption or r.text_restores for r in run_rows):
+        # IF's stage II upsamples every row with its clean prompt (P3: prompt A, no intervention); only
+        # stage I carries the corruption and the text restores.
+        clean = cache.many([r.prompt for r in run_rows])
+        upsample_cond = {k: torch.cat([c[k] for c in clean]) for k in clean[0]}
     negative = adapter.encode_negative(len(run_rows)) if config.cfg else None
     hooks, counter = denoiser_hooks(adapter, rows, config.cfg, cache)
     callback = None
@@ -140,4 +146,5 @@ def generate_rows(adapter, rows: list[Sample], config: GenerationConfig, cache: 
         callback = _Branch(adapter, index, len(run_rows), config.cfg, at, counter)
     with torch.no_grad(), hooks:
         return adapter.generate(cond, negative, [r.seed for r in run_rows], config.steps, config.guidance_scale,
-                                config.height, config.width, as_float=as_float, callback=callback)
+                                config.height, config.width, as_float=as_float, callback=callback,
+                                upsample_cond=upsample_cond)

@@ -64,7 +64,8 @@ class Strict(BaseModel):
 
 
 class SiteSelector(Strict):
-    """Which sites a sweep intervenes on. A bare string is a kind (``cross_attn``) or a glob of names."""
+    """Which sites a sweep intervenes on. A bare string is a kind (``cross_attn``), a glob of names or a
+    label (``cross_attn#55``, ``text_encoder_2.text_mlp#3``)."""
 
     kind: list[str] | None = None
     index: list[int] | None = None  # forward indices within the kind(s); "40-50" and "0-3,8" accepted
@@ -74,7 +75,7 @@ class SiteSelector(Strict):
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return {"names": [value]} if ("." in value or "*" in value) else {"kind": [value]}
+            return {"names": [value]} if any(c in value for c in ".*#") else {"kind": [value]}
         if isinstance(value, list):
             return {"names": value}
         if isinstance(value, dict):
@@ -177,8 +178,10 @@ class JobSpec(Strict):
     metrics: list[str] = ["mse", "psnr", "ssim"]
     scorers: dict[str, dict[str, Any]] = {}  # per-scorer options, e.g. {clip: {model: ViT-B-32}}
     noise_scale: float = Field(3.0, gt=0)  # causal tracing: κ in κ·σ
+    noise_std: Literal["embedding", "subject"] | float = "embedding"  # causal tracing: σ (harness.interventions)
     noise_seed: int = 0
-    positions: list[Literal["first_subject", "last_subject", "last"]] = list(POSITIONS)
+    positions: list[Literal["first_subject", "middle_subject", "last_subject", "last"]] = list(POSITIONS)
+    restore: Literal["output", "state", "contribution"] = "output"  # causal tracing: output = P1 (harness.sites)
     save_images: bool = False
     batch_size: int | Literal["auto"] = "auto"
     device: str = "auto"
@@ -227,6 +230,8 @@ class JobSpec(Strict):
                                  "(joint interventions are K/V swaps: locogen, attn_patch)")
             if not self.site_sets or any(not s for s in self.site_sets):
                 raise ValueError("site_sets: expected a non-empty list of non-empty lists of site names")
+        if not isinstance(self.noise_std, str) and not self.noise_std > 0:
+            raise ValueError(f"noise_std: expected 'embedding', 'subject' or a number > 0, got {self.noise_std}")
         if any(s < 0 for s in self.step_start):
             raise ValueError("step_start: expected steps >= 0")
         if len(set(self.seeds)) != len(self.seeds):
@@ -248,7 +253,9 @@ class JobSpec(Strict):
 
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where or how they are executed)."""
-        unset = {"edit"} if self.edit is None else set()  # fingerprints of jobs without edits stay as they were
+        # Keys added later are left out at their defaults, so fingerprints of jobs that do not set them stay.
+        defaults = {"edit": None, "noise_std": "embedding", "restore": "output"}
+        unset = {key for key, value in defaults.items() if getattr(self, key) == value}
         data = self.model_dump(mode="json", exclude={"executor", "save_images", "batch_size"} | unset)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

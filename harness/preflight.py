@@ -36,32 +36,34 @@ class ArchCost:
     guidance_scale: float
     resolution: int
     step_seconds: float  # H100 fp16, one image, one denoising step at `resolution`² (estimate)
-    sites: dict[str, int]  # kind -> count (text-encoder kinds summed over the pipeline's encoders)
+    sites: dict[str, int | tuple[int, ...]]  # kind -> count (text-encoder kinds: one count per encoder)
     extra_seconds: float = 0.0  # per image, outside the swept denoiser (IF's stage II upsampling)
     note: str = ""
 
 
 _UNET15 = {"cross_attn": 16, "self_attn": 16, "ff": 16, "resnet": 22}
 ARCHS: dict[str, ArchCost] = {
-    "sd15": ArchCost(50, 7.5, 512, 0.025, {**_UNET15, "text_self_attn": 12, "text_mlp": 12},
+    "sd15": ArchCost(50, 7.5, 512, 0.025, {**_UNET15, "text_self_attn": (12,), "text_mlp": (12,)},
                      note="SD1.x / OpenJourney, CLIP ViT-L text (12 layers); ~1.3 s per 50-step image"),
-    "sd21": ArchCost(50, 7.5, 512, 0.025, {**_UNET15, "text_self_attn": 23, "text_mlp": 23},
+    "sd21": ArchCost(50, 7.5, 512, 0.025, {**_UNET15, "text_self_attn": (23,), "text_mlp": (23,)},
                      note="SD2.x, OpenCLIP ViT-H text (23 layers); LocoGen samples 512²"),
     "sdxl": ArchCost(50, 5.0, 1024, 0.10, {"cross_attn": 70, "self_attn": 70, "ff": 70, "resnet": 17,
-                                           "text_self_attn": 44, "text_mlp": 44},
+                                           "text_self_attn": (12, 32), "text_mlp": (12, 32)},
                      note="SDXL base, CLIP-L (12) + OpenCLIP bigG (32) text; ~5 s per 50-step image"),
-    "if": ArchCost(50, 7.0, 64, 0.03, {"cross_attn": 22, "resnet": 36, "text_self_attn": 24, "text_mlp": 24},
+    "if": ArchCost(50, 7.0, 64, 0.03, {"cross_attn": 22, "resnet": 36, "text_self_attn": (24,), "text_mlp": (24,)},
                    extra_seconds=2.5,
                    note="DeepFloyd IF stage I (T5-XXL, 24 layers) + stage II 64→256 (~2.5 s per image)"),
-    "sd3": ArchCost(28, 7.0, 1024, 0.15, {"joint_attn": 24, "ff": 24, "ff_context": 23, "text_self_attn": 68,
-                                          "text_mlp": 68},
+    "sd3": ArchCost(28, 7.0, 1024, 0.15, {"joint_attn": 24, "ff": 24, "ff_context": 23, "text_self_attn": (12, 32, 24),
+                                          "text_mlp": (12, 32, 24)},
                     note="SD3-medium MM-DiT, CLIP-L (12) + CLIP-G (32) + T5-XXL (24) text; ~4 s per image"),
 }
 TINY_STEP_SECONDS = 0.02  # a tiny model's step on one CPU core (measured order of magnitude)
-TINY_SITES = {"sd15": {**_UNET15, "text_self_attn": 4, "text_mlp": 4},
-              "sdxl": {"cross_attn": 70, "self_attn": 70, "ff": 70, "resnet": 17, "text_self_attn": 8, "text_mlp": 8},
-              "if": {"cross_attn": 22, "resnet": 36, "text_self_attn": 2, "text_mlp": 2},
-              "sd3": {"joint_attn": 24, "ff": 24, "ff_context": 23, "text_self_attn": 10, "text_mlp": 10}}
+TINY_SITES = {"sd15": {**_UNET15, "text_self_attn": (4,), "text_mlp": (4,)},
+              "sdxl": {"cross_attn": 70, "self_attn": 70, "ff": 70, "resnet": 17, "text_self_attn": (4, 4),
+                       "text_mlp": (4, 4)},
+              "if": {"cross_attn": 22, "resnet": 36, "text_self_attn": (2,), "text_mlp": (2,)},
+              "sd3": {"joint_attn": 24, "ff": 24, "ff_context": 23, "text_self_attn": (4, 4, 2),
+                      "text_mlp": (4, 4, 2)}}
 
 # The papers' checkpoints, for planning a job whose model is not cached here yet.
 KNOWN_MODELS = {
@@ -185,10 +187,21 @@ def _cached(repo: str, filename: str) -> str | None:
     return found if isinstance(found, str) else None
 
 
-def stand_in_sites(counts: dict[str, int]) -> SiteTable:
-    """A site table with the given counts per kind (names `<kind>.<index>`), for counting variants."""
-    sites = [Site(f"{kind}.{i}", kind, i, "text_encoder" if kind.startswith("text") else "unet", "", 0)
-             for kind, n in counts.items() for i in range(n)]
+def stand_in_sites(counts: dict[str, int | tuple[int, ...]], arch: str = "") -> SiteTable:
+    """A site table with the given counts per kind (names `<kind>.<index>`; text-encoder kinds numbered per
+    encoder as `harness.sites` numbers them), for counting variants; what each kind's output holds as on the
+    real model (`harness.sites`: ResNets and IF's attentions: the state)."""
+    def semantics(kind: str) -> dict:
+        state = kind == "resnet" or (arch == "if" and kind == "cross_attn")
+        return {"output": "state", "contribution": "conv2" if kind == "resnet" else "to_out.0"} if state else {}
+
+    def components(n: int | tuple[int, ...]) -> list[tuple[str, int]]:
+        if isinstance(n, int):
+            return [("unet", n)]
+        return [("text_encoder" + (f"_{e + 1}" if e else ""), layers) for e, layers in enumerate(n)]
+
+    sites = [Site(f"{component}.{kind}.{i}", kind, i, component, "", 0, **semantics(kind))
+             for kind, n in counts.items() for component, layers in components(n) for i in range(layers)]
     return SiteTable(sites)
 
 
@@ -255,7 +268,7 @@ def plan(job: JobSpec) -> Plan:
     if job.sites and job.sites.names and not tiny:
         raise PlanError("sites.names: a plan counts sites by kind and index; name lists and globs need the "
                         "model's site table (`loco sites MODEL`); select by {kind, index} to plan")
-    table = stand_in_sites(counts)
+    table = stand_in_sites(counts, arch)
     if tiny and job.sites and job.sites.names:  # names need the real table; a tiny model builds in a second
         from harness.models import load_model
 

@@ -19,6 +19,19 @@ Kinds:
   resnet           UNet ResNet block
   text_self_attn   text-encoder self-attention sublayer (output before the residual add)
   text_mlp         text-encoder MLP sublayer (output before the residual add)
+
+What a site's output holds, and so what restoring it means (P1 copies "a component's output"):
+  state         the output already includes the residual: restoring it restores the whole hidden state
+                there, so nothing of the corrupted run before the site survives it. ResNet blocks
+                (``(shortcut(x) + conv2(...)) / output_scale_factor``) and IF's AttnAddedKV attentions (their
+                processor adds the input back) are of this kind.
+  contribution  the output is what the sublayer adds to a residual stream that the enclosing block owns
+                (``attn1``/``attn2``/``ff`` of a transformer block, SD3's joint attention and feed-forwards,
+                the text encoders' self-attention and MLP sublayers): restoring it replaces the sublayer's
+                contribution, while the corrupted stream it is added to stays.
+At a *state* site the contribution can be restored too: it is the output of its residual branch's last
+module (`Site.contribution`: ``conv2`` of a ResNet, ``to_out.0`` of an AttnAddedKV attention). At a
+*contribution* site the state after it is computed inside the enclosing block and cannot be restored.
 """
 
 from __future__ import annotations
@@ -35,11 +48,24 @@ TEXT_KINDS = ("cross_attn", "joint_attn")
 DENOISER_KINDS = ("cross_attn", "joint_attn", "self_attn", "ff", "ff_context", "resnet")
 TEXT_ENCODER_KINDS = ("text_self_attn", "text_mlp")
 KINDS = DENOISER_KINDS + TEXT_ENCODER_KINDS
+STATE, CONTRIBUTION = "state", "contribution"
+
+
+class SiteError(UserError):
+    """A site selector that matches nothing; the message names the closest real sites."""
 
 
 @dataclass(frozen=True)
 class Site:
-    """One intervention site. `index` counts forward calls among sites of the same kind."""
+    """One intervention site.
+
+    `index` counts forward calls among sites of the same kind (for text-encoder sites: of the same kind
+    in the same encoder, so ``text_encoder_2``'s layers are numbered from 0 as the encoder's own layers
+    are); `forward_index` counts forward calls among all sites of the component (P1's one axis of 70 UNet
+    components, 0..2L-1 over a text encoder's L layers × {self-attention, MLP}). `output` says whether
+    the output is the hidden state or a contribution to it; `contribution` is the submodule whose output
+    is the contribution at a state site (None at a contribution site).
+    """
 
     name: str
     kind: str
@@ -47,6 +73,9 @@ class Site:
     component: str
     module_type: str
     params: int
+    forward_index: int = 0
+    output: str = CONTRIBUTION
+    contribution: str | None = None
 
     @property
     def module_path(self) -> str:
@@ -55,8 +84,34 @@ class Site:
 
     @property
     def label(self) -> str:
-        """Short alias, e.g. ``cross_attn#55``."""
-        return f"{self.kind}#{self.index}"
+        """Short alias, e.g. ``cross_attn#55``; a text-encoder site of a second or third encoder carries the
+        encoder's name (``text_encoder_2.text_self_attn#3``), as its index counts within that encoder."""
+        prefix = f"{self.component}." if self.kind in TEXT_ENCODER_KINDS and self.component != "text_encoder" else ""
+        return f"{prefix}{self.kind}#{self.index}"
+
+    @property
+    def restores(self) -> tuple[str, ...]:
+        """What a restore at this site can copy from the clean run (see the module docstring)."""
+        return (STATE, CONTRIBUTION) if self.output == STATE else (CONTRIBUTION,)
+
+    def restore_module(self, what: str) -> str:
+        """The module whose output is copied to restore `what` (``state`` or ``contribution``) here."""
+        if what not in self.restores:
+            raise SiteError(f"restore: '{self.name}' is a {self.kind} site whose output is a contribution (the "
+                            "residual is added outside it), so its state cannot be restored; use restore: "
+                            "contribution or output")
+        return f"{self.name}.{self.contribution}" if what != self.output else self.name
+
+
+def output_semantics(kind: str, module: torch.nn.Module) -> tuple[str, str | None]:
+    """(what the module's output holds, the submodule whose output is the contribution at a state site)."""
+    if kind == "resnet":
+        return STATE, "conv2"
+    processor = type(getattr(module, "processor", None)).__name__
+    if kind in ("cross_attn", "self_attn") and (processor.startswith("AttnAddedKV")
+                                                or getattr(module, "residual_connection", False)):
+        return STATE, "to_out.0"
+    return CONTRIBUTION, None
 
 
 def classify(component: str, path: str, module: torch.nn.Module) -> str | None:
@@ -84,10 +139,6 @@ def classify(component: str, path: str, module: torch.nn.Module) -> str | None:
     return None
 
 
-class SiteError(UserError):
-    """A site selector that matches nothing; the message names the closest real sites."""
-
-
 class SiteTable:
     """All sites of one model, in forward order per kind; the job's selectors resolve against it."""
 
@@ -107,19 +158,21 @@ class SiteTable:
         return name in self._by_name
 
     def resolve(self, name_or_label: str) -> Site:
-        """A site by name or by its ``kind#index`` label."""
+        """A site by name or by its label (``kind#index``, ``text_encoder_2.text_mlp#3``)."""
         kind, sep, index = name_or_label.partition("#")
         if sep and index.isdigit():
             for site in self.sites:
-                if site.kind == kind and site.index == int(index):
+                if site.label == name_or_label:
                     return site
+            kind = kind.rpartition(".")[2]
             raise SiteError(f"no site '{name_or_label}'; this model has {kind} sites 0.."
-                            f"{len(self.of_kind(kind)) - 1}" if self.of_kind(kind) else
+                            f"{max(s.index for s in self.of_kind(kind))}" if self.of_kind(kind) else
                             f"no site '{name_or_label}': this model has no '{kind}' sites")
         return self[name_or_label]
 
     def of_kind(self, kind: str) -> list[Site]:
-        return sorted((s for s in self.sites if s.kind == kind), key=lambda s: s.index)
+        """Sites of `kind` in forward order (text-encoder kinds: encoder by encoder)."""
+        return [s for s in self.sites if s.kind == kind]
 
     def kinds(self) -> list[str]:
         return [k for k in KINDS if any(s.kind == k for s in self.sites)]
@@ -132,8 +185,8 @@ class SiteTable:
                names: list[str] | None = None) -> list[Site]:
         """Sites matching every given criterion, in (kind, forward index) order.
 
-        `names` are exact names or globs (``unet.up_blocks.0.*``); `indices` are forward indices within
-        the selected kind(s). Unknown kinds, names and out-of-range indices raise SiteError.
+        `names` are exact names, globs (``unet.up_blocks.0.*``) or labels (``text_encoder_2.text_mlp#3``);
+        `indices` are forward indices within the selected kind(s) (per encoder for text-encoder kinds). Unknown kinds, names and out-of-range indices raise SiteError.
         """
         pool = self.sites
         if kinds:
@@ -145,7 +198,7 @@ class SiteTable:
         if names:
             chosen = []
             for pattern in names:
-                hits = [s for s in pool if fnmatch.fnmatchcase(s.name, pattern)]
+                hits = [s for s in pool if fnmatch.fnmatchcase(s.name, pattern) or s.label == pattern]
                 if not hits:
                     raise SiteError(f"sites.names: no site matches '{pattern}'{self.suggest(pattern)}")
                 chosen.extend(h for h in hits if h not in chosen)
@@ -159,7 +212,8 @@ class SiteTable:
                                 f"0..{top}")
             pool = [s for s in pool if s.index in set(indices)]
         order = {k: i for i, k in enumerate(KINDS)}
-        return sorted(pool, key=lambda s: (order[s.kind], s.index))
+        position = {s.name: i for i, s in enumerate(self.sites)}
+        return sorted(pool, key=lambda s: (order[s.kind], position[s.name]))
 
     def to_records(self) -> list[dict]:
         return [asdict(s) | {"label": s.label} for s in self.sites]
@@ -168,15 +222,17 @@ class SiteTable:
         """A fixed-width table for the terminal."""
         rows = [s for s in self.sites if kind is None or s.kind == kind]
         width = max((len(s.name) for s in rows), default=4)
-        lines = [f"{'kind':<15} {'index':>5}  {'name':<{width}}  {'module':<22} {'params':>12}"]
-        lines += [f"{s.kind:<15} {s.index:>5}  {s.name:<{width}}  {s.module_type:<22} {s.params:>12,}"
-                  for s in rows]
+        lines = [f"{'kind':<15} {'index':>5} {'fwd':>4}  {'name':<{width}}  {'module':<22} {'output':<12} "
+                 f"{'params':>12}"]
+        lines += [f"{s.kind:<15} {s.index:>5} {s.forward_index:>4}  {s.name:<{width}}  {s.module_type:<22} "
+                  f"{s.output:<12} {s.params:>12,}" for s in rows]
         return "\n".join(lines)
 
 
 def discover(components: dict[str, torch.nn.Module], run_once) -> SiteTable:
     """Build the table: hook every candidate module of `components`, call `run_once()` (one short
-    generation), and number each kind's sites in the order they were first called."""
+    generation), and number the sites in the order they were first called: per kind (per encoder for
+    text-encoder kinds) and across all sites of a component (`forward_index`)."""
     candidates = []
     for component, root in components.items():
         for path, module in root.named_modules():
@@ -201,13 +257,18 @@ def discover(components: dict[str, torch.nn.Module], run_once) -> SiteTable:
         for handle in handles:
             handle.remove()
     info = {name: (kind, component, module) for name, kind, component, module in candidates}
-    counters: dict[str, int] = {}
+    counters: dict[tuple[str, str], int] = {}
+    forward: dict[str, int] = {}
     sites = []
     for name in calls:
         kind, component, module = info[name]
-        index = counters.get(kind, 0)
-        counters[kind] = index + 1
+        key = (kind, component if kind in TEXT_ENCODER_KINDS else "")
+        index = counters.get(key, 0)
+        counters[key] = index + 1
+        forward[component] = forward.get(component, -1) + 1
+        output, contribution = output_semantics(kind, module)
         sites.append(Site(name=name, kind=kind, index=index, component=component,
                           module_type=type(module).__name__,
-                          params=sum(p.numel() for p in module.parameters())))
+                          params=sum(p.numel() for p in module.parameters()), forward_index=forward[component],
+                          output=output, contribution=contribution))
     return SiteTable(sites)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 
 HELP = "print a model's intervention sites"
-DESCRIPTION = ("Every site with its kind, forward-call-order index, name, module type and parameter count. "
+DESCRIPTION = ("Every site with its kind, its index in forward-call order within the kind (per encoder for "
+    "text-encoder kinds), its forward index among all sites of its component, name, module type, whether its "
+    "output is the hidden state or a contribution to it (what a causal-tracing restore copies), and parameter "
+    "count. "
     "MODEL is tiny:sd15|sdxl|if|sd3, a diffusers directory or a cached hub id.")
 
 

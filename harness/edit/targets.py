@@ -86,6 +86,8 @@ def resolve_sites(spec, adapter) -> list[Site]:
                                 "models; name them with sites: (e.g. {kind: cross_attn, index: \"8-9\"})")
         kind, indices = DEFAULT_INDICES[key]
         sites = table.select([kind], indices)
+        if kind.startswith("text_"):  # text-encoder layers count per encoder: the default is the first's (CLIP-L)
+            sites = [s for s in sites if s.component == "text_encoder"]
     for site in sites:
         check_site(spec.method, site, adapter)
     if not sites:

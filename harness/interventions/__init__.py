@@ -17,8 +17,13 @@ All three papers reduce to a handful of moves on the conditional branch of a den
 * **Restore** (causal tracing, P1). The output of one site is copied from the clean row (same prompt and
   seed, no corruption) into a corrupted row, at every step for denoiser sites, or at one token position
   for text-encoder sites.
-* **Corruption** (P1). Gaussian noise κ·σ (σ = std of the encoder's token-embedding matrix) is added to
-  the input token embeddings of the concept's tokens, the same noise for every row of that prompt.
+* **Corruption** (P1). Gaussian noise κ·σ is added to the input token embeddings of the concept's tokens,
+  the same noise for every row of that prompt. σ is the std of the encoder's token-embedding matrix (P1's
+  default), of the job's concepts' token embeddings (ROME), or a given number (job key `noise_std`).
+* **Restore semantics.** A ResNet's output (and an IF AttnAddedKV attention's) already includes the
+  residual, so copying it restores the *state*; attention and feed-forward outputs are *contributions*
+  added to a residual stream outside them. A restore copies the site's output as it is (P1), or at a
+  state site either the state or the contribution (the residual branch's last module), job key `restore`.
 
 Rows are independent along the batch axis, so a row's image depends only on its own prompt, seed and
 interventions (and, for donor-based moves, on its donor row, which is never itself intervened on). The
@@ -28,8 +33,15 @@ B + r. A forward pre-hook on the denoiser counts steps.
 
 from harness.interventions.hooks import Hooks, StepCounter, denoiser_hooks
 from harness.interventions.spec import POSITIONS, Branch, Corruption, KVSwap, Restore, Sample, StepWindow
-from harness.interventions.text import embedding_std, input_embedding_modules, stable_seed, text_hooks, token_positions
+from harness.interventions.text import (
+                                        embedding_std,
+                                        input_embedding_modules,
+                                        noise_stds,
+                                        stable_seed,
+                                        text_hooks,
+                                        token_positions,
+)
 
 __all__ = ["POSITIONS", "Branch", "Corruption", "Hooks", "KVSwap", "Restore", "Sample", "StepCounter",
-           "StepWindow", "denoiser_hooks", "embedding_std", "input_embedding_modules", "stable_seed",
+           "StepWindow", "denoiser_hooks", "embedding_std", "input_embedding_modules", "noise_stds", "stable_seed",
            "text_hooks", "token_positions"]

@@ -147,6 +147,8 @@ def _merge(moves: list[Move], device: torch.device) -> list[Move]:
 
 def _install_denoiser_hooks(hooks: Hooks, adapter, rows: list[Sample], cfg: bool, embeddings) -> StepCounter:
     n = len(rows)
+    # The site table (found by its own short generation) before any hook is in place.
+    table = adapter.sites if any(r.what for row in rows for r in row.denoiser_restores) else None
     counter = StepCounter(2 * n if cfg else n)
     hooks.add(adapter.denoiser.register_forward_pre_hook(counter, with_kwargs=True))
     moves: dict[int, tuple[torch.nn.Module, list[Move]]] = {}
@@ -182,7 +184,8 @@ def _install_denoiser_hooks(hooks: Hooks, adapter, rows: list[Sample], cfg: bool
             clean = _find_row(rows, row.prompt, row.seed, "clean", r)
             tgt = torch.tensor(_branch_indices([r], n, cfg, restore.branch))
             src = torch.tensor(_branch_indices([clean], n, cfg, restore.branch))
-            add(adapter.module(restore.site), Move(tgt, src, steps=restore.steps))
+            target = restore.site if restore.what is None else table[restore.site].restore_module(restore.what)
+            add(adapter.module(target), Move(tgt, src, steps=restore.steps))
     for module, module_moves in moves.values():
         merged = _merge(module_moves, next(module.parameters()).device)
         hooks.add(module.register_forward_hook(

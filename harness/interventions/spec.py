@@ -10,12 +10,17 @@ from dataclasses import dataclass
 from typing import Literal
 
 Branch = Literal["cond", "both"]
-POSITIONS = ("first_subject", "last_subject", "last")
+POSITIONS = ("first_subject", "middle_subject", "last_subject", "last")
 
 
 @dataclass(frozen=True)
 class StepWindow:
-    """Denoising steps [start, end) during which an intervention is active; step 0 is the noisiest."""
+    """Denoising steps [start, end) during which an intervention is active; step 0 is the noisiest.
+
+    A step is a *scheduler* step: one entry of the scheduler's ``timesteps``, one denoiser call (CFG halves
+    are batched into the call). For most schedulers that is one inference step; SD1.x's PNDM repeats its
+    first timestep as a warm-up, so its N inference steps are N + 1 steps here, and the warm-up is step 1
+    (`tests/integration/test_step_counting.py`)."""
 
     start: int = 0
     end: int | None = None
@@ -43,12 +48,17 @@ class KVSwap:
 
 @dataclass(frozen=True)
 class Restore:
-    """Output of `site` copied from the clean row of the same prompt and seed."""
+    """Output of `site` copied from the clean row of the same prompt and seed.
+
+    `what` is ``state`` or ``contribution`` (`harness.sites`: at a ResNet the state is the block's output
+    and the contribution its residual branch's); None copies the site's output as it is (P1).
+    """
 
     site: str
     position: str | None = None  # token position name, for text-encoder sites only
     steps: StepWindow = StepWindow()
     branch: Branch = "cond"
+    what: Literal["state", "contribution"] | None = None
 
     @property
     def in_text_encoder(self) -> bool:
@@ -57,11 +67,18 @@ class Restore:
 
 @dataclass(frozen=True)
 class Corruption:
-    """Noise of `scale` × σ on the input token embeddings of `concept`'s tokens (P1's corrupted run)."""
+    """Noise of `scale` × σ on the input token embeddings of `concept`'s tokens (P1's corrupted run).
+
+    σ (`std`, per text encoder): ``embedding`` = the std of the encoder's token-embedding matrix (P1's
+    default as METHODS.md §1.2 reads it), ``subject`` = the std of the token embeddings of `subjects` (every
+    concept of the job; ROME's ``collect_embedding_std``), or a number used for every encoder.
+    """
 
     concept: str  # the words whose token embeddings are noised (a prompt row's `concept`)
     scale: float = 3.0
     seed: int = 0
+    std: str | float = "embedding"
+    subjects: tuple[str, ...] = ()  # for std "subject"
 
 
 @dataclass(frozen=True)

@@ -9,16 +9,17 @@ from collections import defaultdict
 import torch
 
 from harness.interventions.hooks import Hooks, Move, apply_moves
-from harness.interventions.spec import Sample
+from harness.interventions.spec import Corruption, Sample
 
 # ---- token positions ---------------------------------------------------------------------------------
 
 def token_positions(tokenizer, prompt: str, attribute: str, max_length: int) -> dict:
     """Token indices of `attribute` in `prompt` as the pipeline tokenizes it.
 
-    Returns ``span`` (all attribute token indices), ``first_subject``, ``last_subject`` and ``last`` (the
-    final non-padding token: EOS for CLIP and T5). Raises ValueError when the attribute is absent or cut
-    off by truncation.
+    Returns ``span`` (all attribute token indices), ``first_subject``, ``middle_subject`` (the middle of the
+    span, ``span[(n - 1) // 2]``: the first token for spans of one or two tokens), ``last_subject`` and
+    ``last`` (the final non-padding token: EOS for CLIP and T5) — P1's four positions. Raises ValueError
+    when the attribute is absent or cut off by truncation.
     """
     start = prompt.lower().find(attribute.lower())
     if not attribute or start < 0:
@@ -28,7 +29,8 @@ def token_positions(tokenizer, prompt: str, attribute: str, max_length: int) -> 
     span = [i for i, (a, b) in enumerate(enc["offset_mapping"]) if b > a and a < end and b > start]
     if not span:
         raise ValueError(f"attribute '{attribute}' falls outside the first {max_length} tokens of '{prompt}'")
-    return {"span": span, "first_subject": span[0], "last_subject": span[-1],
+    return {"span": span, "first_subject": span[0], "middle_subject": span[(len(span) - 1) // 2],
+            "last_subject": span[-1],
             "last": len(enc["input_ids"]) - 1}
 
 
@@ -51,6 +53,37 @@ def embedding_std(encoder: torch.nn.Module) -> float:
         cached = (weight._version, float(weight.detach().float().std()))
         _EMBEDDING_STD[encoder] = cached
     return cached[1]
+
+
+_SUBJECT_STD: dict = {}
+
+
+def subject_std(adapter, name: str, subjects: tuple[str, ...]) -> float:
+    """σ of the token embeddings of `subjects` in encoder `name` (ROME's ``collect_embedding_std``: all the
+    subjects' tokens pooled), each tokenized alone as the pipeline would see it, without special tokens."""
+    encoder, tokenizer = adapter.text_encoders()[name]
+    weight = encoder.get_input_embeddings().weight
+    key = (id(encoder), weight._version, subjects)
+    if key not in _SUBJECT_STD:
+        ids = [i for s in subjects for i in tokenizer(adapter.pipeline_text(s), add_special_tokens=False)["input_ids"]]
+        if not ids:
+            raise ValueError(f"noise_std: subject: the concepts {list(subjects)} have no tokens in {name}")
+        _SUBJECT_STD[key] = float(weight.detach()[torch.tensor(ids, device=weight.device)].float().std())
+    return _SUBJECT_STD[key]
+
+
+def noise_std(adapter, name: str, corruption: Corruption) -> float:
+    """σ of `corruption` in text encoder `name` (see `Corruption`)."""
+    if corruption.std == "embedding":
+        return embedding_std(adapter.text_encoders()[name][0])
+    if corruption.std == "subject":
+        return subject_std(adapter, name, corruption.subjects)
+    return float(corruption.std)
+
+
+def noise_stds(adapter, corruption: Corruption) -> list[float]:
+    """σ per text encoder, in the adapter's encoder order (what result rows record as `noise_std`)."""
+    return [noise_std(adapter, name, corruption) for name in adapter.text_encoders()]
 
 
 def input_embedding_modules(encoder: torch.nn.Module) -> list[torch.nn.Module]:
@@ -82,11 +115,11 @@ def _install_text_hooks(hooks: Hooks, adapter, rows: list[Sample]) -> None:
         length = adapter.max_text_length(name)
         if noise_rows:
             moves = []
-            sigma = embedding_std(encoder)
             width = encoder.get_input_embeddings().weight.shape[1]
             for i, corruption in noise_rows:
                 span = token_positions(tokenizer, text, corruption.concept, length)["span"]
                 gen = torch.Generator().manual_seed(stable_seed(corruption.seed, prompt, name))
+                sigma = noise_std(adapter, name, corruption)
                 noise = torch.randn(len(span), width, generator=gen) * corruption.scale * sigma
                 moves.append((i, torch.tensor(span), noise))
             for module in input_embedding_modules(encoder):

@@ -26,6 +26,7 @@ class Variant:
     window_start: int | None = None
     step_start: int | None = None
     position: str | None = None
+    restore: str | None = None  # causal tracing: "state" or "contribution" (harness.sites)
 
     @property
     def window_size(self) -> int:
@@ -81,7 +82,11 @@ class Method:
         """The method-specific design columns of a result row (`harness.results.schema.DESIGN`): the step
         window, heads, mode and noise. `calls` is the number of denoising steps of the sampler."""
         return {"step_start": None, "step_end": None, "steps_patched": None, "heads": None, "mode": None,
-                "noise_scale": None}
+                "noise_scale": None, "restore": None}
+
+    def noise_std(self, job, adapter) -> list[float] | None:
+        """σ of the job's corruption noise per text encoder (causal tracing); None for methods without."""
+        return None
 
 
 def consecutive_runs(sites: list[Site]) -> list[list[Site]]:

@@ -105,7 +105,7 @@ class KVSwapMethod(Method):
             return super().design(variant, job, calls, mode)
         return {"step_start": variant.step_start, "step_end": job.step_end,
                 "steps_patched": steps_of(variant, job).count(calls),
-                "heads": list(job.heads) if job.heads else None, "mode": mode, "noise_scale": None}
+                "heads": list(job.heads) if job.heads else None, "mode": mode, "noise_scale": None, "restore": None}
 
 
 class LocoGen(KVSwapMethod):

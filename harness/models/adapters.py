@@ -196,8 +196,12 @@ class ModelAdapter:
     # ---- generation ------------------------------------------------------------------------------
     def generate(self, cond: dict[str, torch.Tensor], negative: dict[str, torch.Tensor] | None,
                  seeds: list[int], steps: int, guidance_scale: float, height: int, width: int,
-                 decode: bool = True, as_float: bool = False, callback=None) -> np.ndarray | None:
+                 decode: bool = True, as_float: bool = False, callback=None,
+                 upsample_cond: dict[str, torch.Tensor] | None = None) -> np.ndarray | None:
         """One pipeline call; row i starts from CPU-generator noise seeded with `seeds[i]`.
+
+        `upsample_cond`: IF only, the conditioning stage II upsamples with (default `cond`; a corrupted row
+        is upsampled with its clean prompt, as P3 upsamples with prompt A).
 
         Returns uint8 images (N, H, W, 3), rounded as the pipelines' own PIL conversion does (float32 in
         [0, 1] with `as_float`, for tight numerical comparisons).
@@ -317,8 +321,9 @@ class IFAdapter(ModelAdapter):
     stage_ii = None  # harness.stage2.StageII: set by the worker for the job (None = score stage I)
 
     def generate(self, cond, negative, seeds, steps, guidance_scale, height, width, decode=True, as_float=False,
-                 callback=None):
-        """Stage I (the swept UNet); with a stage II attached, its output upsampled (harness.stage2)."""
+                 callback=None, upsample_cond=None):
+        """Stage I (the swept UNet); with a stage II attached, its output upsampled (harness.stage2) with
+        `upsample_cond` (the rows' clean prompts) when given, else with `cond`."""
         if not decode or self.stage_ii is None:
             return super().generate(cond, negative, seeds, steps, guidance_scale, height, width, decode, as_float,
                                     callback)
@@ -329,7 +334,8 @@ class IFAdapter(ModelAdapter):
         stage_i = self.pipe(**kwargs, num_inference_steps=steps, guidance_scale=guidance_scale, height=height,
                             width=width, generator=generators, output_type="pt").images
         neg = negative.get("negative_prompt_embeds") if negative else None
-        return self.stage_ii.upsample(stage_i, cond["prompt_embeds"], neg, seeds, as_float=as_float)
+        text = (upsample_cond or cond)["prompt_embeds"]
+        return self.stage_ii.upsample(stage_i, text, neg, seeds, as_float=as_float)
 
     def scored_columns(self, config: GenerationConfig) -> dict:
         if self.stage_ii is None:

@@ -27,8 +27,11 @@ RUN = {  # the same for every row a worker writes
 IDS = {"unit_id": _S, "row_id": _S, "created_at": _S, "image_path": _S}
 DESIGN = {  # the variant: where, when and how the model was intervened on (None on reference rows)
     "role": _S, "variant": _S, "site": _S, "sites": pa.list_(_S), "kind": _S, "site_index": _I,
+    "forward_index": _I,  # the site's index among all sites of its component, in forward order (P1's axis)
     "indices": pa.list_(_I), "window_start": _I, "window_size": _I, "step_start": _I, "step_end": _I,
     "steps_patched": _I, "heads": pa.list_(_I), "position": _S, "mode": _S, "branch": _S, "noise_scale": _F,
+    "noise_std": pa.list_(_F),  # causal tracing: σ per text encoder (the noise is noise_scale × σ)
+    "restore": _S,  # causal tracing: what a restore copied, "state" or "contribution" (harness.sites)
 }
 PROMPT = {"prompt_id": _S, "prompt": _S, "target": _S, "attribute": _S, "concept": _S, "text": _S,
           "target_text": _S, "seed": _I}

@@ -50,6 +50,7 @@ class Worker:
         self.variants = plan_variants(job, self.adapter.sites)
         self.references = references(job)
         self.mode = self.method.resolve_mode(job, self.adapter)
+        self.noise_std = self.method.noise_std(job, self.adapter)
         self.config = self.adapter.defaults.with_job(job)
         self.calls = self.adapter.denoiser_calls(self.config.steps)
         check_step_window(job, self.calls)
@@ -158,8 +159,10 @@ class Worker:
     def _design(self, variant: Variant) -> dict:
         """The row's design columns: the variant, then what its method records about it."""
         is_variant = variant.role == "variant"
+        first = self.adapter.sites[variant.sites[0]] if variant.sites else None
         return {"role": variant.role, "variant": variant.label, "site": variant.site, "sites": list(variant.sites),
                 "kind": variant.kind, "site_index": variant.indices[0] if variant.indices else None,
+                "forward_index": first.forward_index if first else None, "noise_std": self.noise_std,
                 "indices": list(variant.indices), "window_start": variant.window_start,
                 "window_size": variant.window_size if variant.sites else None, "position": variant.position,
                 "branch": self.method.applied_branch(self.job, self.mode) if is_variant else None,

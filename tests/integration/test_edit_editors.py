@@ -84,3 +84,13 @@ def test_time_alignment_pairs_prefix_concept_and_tail():
     # "a photo of roses" → "a photo of blue roses": prefix to itself, the concept to the target span, tail shifted.
     assert time_edit.alignment([4], [4, 5])[:6] == (0, 1, 2, 3, 4, 6)
     assert time_edit.alignment([4], [4, 5])[-1] == 76
+
+
+def test_diffquickfix_edits_the_first_encoders_layer_0_by_default_on_sdxl():
+    # Text-encoder sites are numbered per encoder, so text_self_attn#0 exists in both SDXL encoders;
+    # P1's edit (and the default) is layer 0 of the first, CLIP-L.
+    from harness.edit.targets import resolve_sites
+
+    spec = load_edit({"method": "diffquickfix", "model": "tiny:sdxl",
+                      "edits": [{"concept": "van gogh", "target": "painting"}]})
+    assert [s.name for s in resolve_sites(spec, tiny("sdxl"))] == [DQF_SITE]

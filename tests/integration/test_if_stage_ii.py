@@ -66,3 +66,24 @@ def test_stage_ii_is_refused_on_other_architectures():
     with pytest.raises(JobError, match="stage_ii: only DeepFloyd IF has a stage II; model 'tiny:sd15' is sd15"):
         attach(adapter, if_job(model="tiny:sd15", stage_ii={"steps": 2}))
     assert adapter.scored_columns(adapter.defaults)["scored_stage"] == "final"
+
+
+def test_causal_tracing_upsamples_with_the_clean_prompt_so_a_full_restore_gives_the_clean_image():
+    # P3 upsamples stage I with prompt A, without intervention. Restoring the state of stage I's last site
+    # makes the corrupted row's stage-I image the clean one; stage II, conditioned on the clean prompt with
+    # the seed's noise, must then give the clean row's upsampled image exactly. (Conditioned on the
+    # corrupted text, as before, it did not.)
+    from harness.generate import GenerationConfig, generate_rows
+    from harness.interventions import Corruption, Restore, Sample
+
+    adapter = load_model("tiny:if", "cpu")
+    attach(adapter, if_job(stage_ii={"steps": 2}))
+    last = [s for s in adapter.sites.sites if s.component == "unet"][-1]
+    corrupt = Corruption("hello", 3.0)
+    prompt = PROMPT["prompt"]
+    rows = [Sample(prompt, 0), Sample(prompt, 0, corruption=corrupt),
+            Sample(prompt, 0, corruption=corrupt, restores=(Restore(last.name, what="state"),))]
+    clean, corrupted, restored = generate_rows(adapter, rows, GenerationConfig(3, 7.0, 16, 16), as_float=True)
+    assert clean.shape == (64, 64, 3)
+    assert np.abs(corrupted - clean).max() > 1e-3
+    assert np.array_equal(restored, clean)

@@ -36,8 +36,9 @@ def test_causal_trace_restores_denoiser_sites_and_text_sites_per_position():
     spec = job(method="causal_trace", sites={"kind": ["resnet", "text_self_attn"]})
     variants = plan_variants(spec, tiny("sd15").sites)
     text = [v for v in variants if v.kind == "text_self_attn"]
-    assert len(text) == 3 * len(tiny("sd15").sites.of_kind("text_self_attn"))
-    assert {v.position for v in text} == {"first_subject", "last_subject", "last"}
+    # P1's four token positions: first, middle and last subject token, and the last token
+    assert len(text) == 4 * len(tiny("sd15").sites.of_kind("text_self_attn"))
+    assert {v.position for v in text} == {"first_subject", "middle_subject", "last_subject", "last"}
     assert [r.label for r in references(spec)] == ["control", "corrupted"]
 
 

@@ -103,3 +103,61 @@ def test_sd35_image_only_attn2_is_not_a_text_reading_site():
     assert classify("transformer", "transformer_blocks.0.attn", block.attn) == "joint_attn"
     sd = BasicTransformerBlock(dim=16, num_attention_heads=2, attention_head_dim=8, cross_attention_dim=32)
     assert classify("unet", "down_blocks.0.attentions.0.transformer_blocks.0.attn2", sd.attn2) == "cross_attn"
+
+
+def test_text_encoder_sites_are_numbered_per_encoder():
+    for arch, encoders in (("sdxl", ("text_encoder", "text_encoder_2")),
+                           ("sd3", ("text_encoder", "text_encoder_2", "text_encoder_3"))):
+        table = tiny(arch).sites
+        for component in encoders:
+            for kind in ("text_self_attn", "text_mlp"):
+                sites = [s for s in table.of_kind(kind) if s.component == component]
+                assert [s.index for s in sites] == list(range(len(sites))) and sites, (arch, component, kind)
+                # forward order within the encoder: layer l's self-attention is 2l, its MLP 2l + 1 (P1's 0..2L-1)
+                assert [s.forward_index for s in sites] == [2 * i + (kind == "text_mlp") for i in range(len(sites))]
+    table = tiny("sdxl").sites
+    second = table.resolve("text_encoder_2.text_self_attn#3")
+    assert second.component == "text_encoder_2" and second.name.endswith("layers.3.self_attn")
+    assert table.resolve("text_self_attn#3").component == "text_encoder"  # no prefix: the first encoder
+    assert second.label == "text_encoder_2.text_self_attn#3"
+    assert table.select(names=["text_encoder_2.text_self_attn#3"]) == [second]  # a label selects too
+    with pytest.raises(SiteError, match="no site 'text_encoder_2.text_self_attn#9'; this model has text_self_attn "
+                                        "sites 0..3"):
+        table.resolve("text_encoder_2.text_self_attn#9")
+
+
+@pytest.mark.parametrize("arch,count", [("sd15", 70), ("sdxl", None)])
+def test_forward_index_numbers_every_denoiser_site_in_module_call_order(arch, count):
+    adapter = tiny(arch)
+    unet = [s for s in adapter.sites.sites if s.component == "unet"]
+    called: list[str] = []
+    handles = [adapter.module(s.name).register_forward_pre_hook(
+        lambda _m, _a, name=s.name: called.append(name) if name not in called else None) for s in unet]
+    try:
+        cond, neg = adapter.encode(["a photo"]), adapter.encode_negative(1)
+        adapter.generate(cond, neg, seeds=[0], steps=1, guidance_scale=2.0, height=32, width=32, decode=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert sorted(s.forward_index for s in unet) == list(range(len(unet)))  # a permutation of 0..N-1
+    assert [s.name for s in sorted(unet, key=lambda s: s.forward_index)] == called
+    assert count is None or len(unet) == count  # P1's Fig. 2 axis: 70 UNet components on SD1.x
+    first_cross = adapter.sites.of_kind("cross_attn")[0]
+    assert first_cross.index == 0 and first_cross.forward_index > 0  # beside, not instead of, the kind index
+
+
+@pytest.mark.parametrize("arch", ["sd15", "sdxl", "sd3"])
+def test_loco_plan_numbers_text_sites_per_encoder_as_the_sweep_does(arch):
+    from harness.jobs import load_job
+    from harness.methods import plan_variants
+    from harness.preflight import TINY_SITES, plan, stand_in_sites
+
+    job = load_job({"name": "t", "method": "causal_trace", "model": f"tiny:{arch}",
+                    "sites": {"kind": "text_self_attn", "index": 3},
+                    "prompts": [{"prompt": "a house in the style of van gogh", "concept": "van gogh"}]})
+    real = plan_variants(job, tiny(arch).sites)  # layer 3 of every encoder that has one, × 4 positions
+    assert len(real) == 4 * sum(1 for s in tiny(arch).sites.of_kind("text_self_attn") if s.index == 3)
+    assert plan(job).generations == len(real) + 2
+    stand_in = stand_in_sites(TINY_SITES[arch], arch)
+    assert {(s.component, s.index) for s in stand_in.of_kind("text_mlp")} == {
+        (s.component, s.index) for s in tiny(arch).sites.of_kind("text_mlp")}

@@ -24,3 +24,17 @@ def test_corruption_noises_the_attribute_tokens_as_the_pipeline_tokenizes_them()
     ids, out = seen[0]
     changed = (out[1] != out[0]).any(-1).nonzero().flatten().tolist()
     assert changed and tokenizer.decode(ids[1, changed]).replace(" ", "") == "vangogh"
+
+
+def test_p1s_four_positions_include_the_middle_of_the_concept():
+    from harness.interventions import token_positions
+
+    tokenizer = tiny("sd15").text_encoders()["text_encoder"][1]
+    words = "the statue of liberty at night"
+    concept = "statue of liberty"
+    pos = token_positions(tokenizer, words, concept, 77)
+    span = pos["span"]
+    assert tokenizer.decode(tokenizer(words)["input_ids"][span[0]:span[-1] + 1]).replace(" ", "") == "statueofliberty"
+    assert len(span) >= 3 and span[0] < pos["middle_subject"] < span[-1]
+    assert pos["middle_subject"] == span[(len(span) - 1) // 2]
+    assert (pos["first_subject"], pos["last_subject"]) == (span[0], span[-1])
