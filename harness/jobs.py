@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +36,7 @@ REQUIRED_KEYS = ("name", "method", "prompts")  # keys without a default; named w
 ATTRIBUTES = ("style", "object", "fact", "action", "color", "text")
 
 __all__ = ["ATTRIBUTES", "DEFAULT_JOB", "ExecutorSpec", "JobError", "JobSpec", "PromptRow", "SiteSelector",
-           "StageIISpec", "default_job", "load_job", "parse_index"]
+           "StageIISpec", "default_job", "load_job", "model_slug", "parse_index"]
 
 
 def parse_index(value: Any) -> list[int] | None:
@@ -158,7 +159,10 @@ class ExecutorSpec(Strict):
 
 class JobSpec(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
-    model: str = "tiny:sd15"
+    model: str = "tiny:sd15"  # with `models`: the first of them
+    # several models in one sweep (`model: [a, b]` is the same): one run directory per model under the
+    # run root (`model_slug`), each with its own plan, resume and manifest; see `per_model` and harness.multisweep
+    models: list[str] | None = None
     method: Literal[METHOD_NAMES]  # type: ignore[valid-type]  # the registry's names (harness.methods)
     sites: SiteSelector | None = None  # default: every site the method applies to
     window: int = Field(1, ge=1)  # m: consecutive text-attention layers intervened on together
@@ -187,6 +191,43 @@ class JobSpec(Strict):
     executor: ExecutorSpec = ExecutorSpec()
     edit: str | None = None  # an inference-time edit (edit.yaml from `loco edit`) installed on the model
     stage_ii: StageIISpec | None = None  # DeepFloyd IF's upsampler (harness.stage2); an error on other models
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_list(cls, value: Any) -> Any:
+        """`model: [a, b]` is `models: [a, b]`; `model` then names the first (code that needs one model)."""
+        if not isinstance(value, dict):
+            return value
+        value = dict(value)
+        if isinstance(value.get("model"), list):
+            if value.get("models") is not None:
+                raise ValueError("model: a list of models and `models` both given; keep one of them")
+            value["models"] = value.pop("model")
+        elif value.get("models") is not None and value.get("model") is not None:
+            raise ValueError("models: `model` and `models` both given; list every model under `models`")
+        models = value.get("models")
+        if isinstance(models, list) and models and all(isinstance(m, str) for m in models):
+            value["model"] = models[0]
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("expected at least one model")
+        slugs: dict[str, str] = {}
+        for model in value:
+            if not model:
+                raise ValueError("expected non-empty model names")
+            if model in slugs.values():
+                raise ValueError(f"'{model}' is listed twice")
+            slug = model_slug(model)
+            if slug in slugs:
+                raise ValueError(f"'{model}' and '{slugs[slug]}' would share the run directory '{slug}'")
+            slugs[slug] = model
+        return value
 
     @field_validator("step_start", mode="before")
     @classmethod
@@ -246,9 +287,22 @@ class JobSpec(Strict):
         tracing intervene on the conditional half)."""
         return self.branch or get_method(self.method).default_branch
 
+    @property
+    def multi_model(self) -> bool:
+        """Whether this job sweeps several models (each into its own run directory)."""
+        return self.models is not None and len(self.models) > 1
+
+    def per_model(self) -> list[JobSpec]:
+        """One single-model job per model of `models` (the job itself when it has one model): what each
+        model's run directory holds and resumes by, so adding a model to the list re-runs nothing."""
+        if self.models is None:
+            return [self]
+        return [self.model_copy(update={"model": m, "models": None}) for m in self.models]
+
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where or how they are executed)."""
         unset = {"edit"} if self.edit is None else set()  # fingerprints of jobs without edits stay as they were
+        unset |= {"models"} if self.models is None else set()  # nor do those of single-model jobs
         data = self.model_dump(mode="json", exclude={"executor", "save_images", "batch_size"} | unset)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -359,6 +413,12 @@ def load_job(data: dict | str | Path, base_dir: Path | None = None, overrides: l
         return JobSpec.model_validate(data)
     except ValidationError as exc:
         raise JobError(format_validation_error(exc, source)) from None
+
+
+def model_slug(model: str) -> str:
+    """The run subdirectory of `model` in a multi-model sweep: its id with every character outside
+    ``[A-Za-z0-9._-]`` made ``-`` (no ``=``: DuckDB would read ``key=value`` folders as Hive partitions)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-.") or "model"
 
 
 DEFAULT_JOB = Path(__file__).with_name("default_job.yaml")
