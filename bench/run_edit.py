@@ -23,6 +23,7 @@ import os
 import platform
 import statistics
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -115,22 +116,34 @@ def bench_encoders(repeats: int) -> dict:
     return out
 
 
+SECTIONS = {"tiny": bench_tiny, "real_shapes": bench_real, "encoders": bench_encoders}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--encoders", action="store_true")
+    parser.add_argument("--only", choices=list(SECTIONS), action="append",
+                        help="run only these sections (repeatable); the result file keeps the others' earlier values")
     parser.add_argument("--out", default="bench/results/edit_cpu.json")
     args = parser.parse_args()
     from harness.cli import quiet
 
     quiet()
-    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.machine(),
-              "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-              "load_average": os.getloadavg()[0], "tiny": bench_tiny(args.repeats), "real_shapes": bench_real(args.repeats)}
-    if args.encoders:
-        result["encoders"] = bench_encoders(args.repeats)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    out = Path(args.out)
+    sections = args.only or ["tiny", "real_shapes", *(["encoders"] if args.encoders else [])]
+    result = json.loads(out.read_text()) if args.only and out.is_file() else {}
+    result.update({"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.machine(),
+                   "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                   "repeats": args.repeats})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for name in sections:  # each section saved as it finishes: a run cut short under load keeps what it measured
+        load = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        result[name] = SECTIONS[name](args.repeats)
+        result.setdefault("load_average", {})[name] = [round(load, 2), round(os.getloadavg()[0], 2)]
+        out.write_text(json.dumps(result, indent=2))
+        print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     print(json.dumps(result, indent=2))
 
 
