@@ -60,7 +60,7 @@ def run_multi_sweep(job: JobSpec, out: str | Path | None = None, force: bool = F
         for sweep in sweeps:
             _run_wave([sweep], job, quiet, lambda one, label: _local(one))
         return [sweep.finish() for sweep in sweeps]
-    return _run_on_ray(job, sweeps, quiet)
+    return _run_on_ray(job, sweeps, quiet, root)
 
 
 def _local(job: JobSpec):
@@ -69,7 +69,7 @@ def _local(job: JobSpec):
     return LocalBackend(job)
 
 
-def _run_on_ray(job: JobSpec, sweeps: list[SweepRun], quiet: bool) -> list[SweepSummary]:
+def _run_on_ray(job: JobSpec, sweeps: list[SweepRun], quiet: bool, root: Path) -> list[SweepSummary]:
     import ray
 
     from harness.run.ray_pool import RayBackend, init_ray, ray_address
@@ -84,7 +84,7 @@ def _run_on_ray(job: JobSpec, sweeps: list[SweepRun], quiet: bool) -> list[Sweep
         size = waves(len(sweeps), {"GPU": gpus, "CPU": cpus}, need)
         budget = {"GPU": gpus // size, "CPU": max(1, cpus // size)}
         for i in range(0, len(sweeps), size):
-            _run_wave(sweeps[i:i + size], job, quiet, lambda one, label: RayBackend(one, budget, label))
+            _run_wave(sweeps[i:i + size], job, quiet, lambda one, label: RayBackend(one, budget, label, log_dir=root))
     finally:
         if started and ray.is_initialized():
             ray.shutdown()

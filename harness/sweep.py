@@ -145,7 +145,7 @@ def run_sweep(job: JobSpec, out: str | Path | None = None, force: bool = False,
     sweep, runner = SweepRun(job, out, force), None
     sweep.open()
     try:
-        runner = open_backend(job, backend)
+        runner = open_backend(job, backend, log_dir=sweep.store.root)
         sweep.plan(runner)
         with SweepProgress(job.name, len(sweep.todo), sweep.todo_rows, quiet) as sweep.progress:
             runner.run(sweep.todo, sweep.on_result, sweep.on_failure, sweep.progress)

@@ -19,6 +19,7 @@ from typing import Any
 from harness.errors import UserError
 from harness.run.pool import ActorPool, Failed, wait_from
 from harness.run.plan import WorkUnit
+from harness.run.ray_logs import route_ray_errors
 from harness.run.scoring import ScoringWorker, UnitResult, needs_scoring_actors
 from harness.run.worker import Worker
 
@@ -206,11 +207,12 @@ class RayBackend:
 
     name = "ray"
 
-    def __init__(self, job, budget: dict | None = None, label: str = ""):
+    def __init__(self, job, budget: dict | None = None, label: str = "", log_dir=None):
         self.job = job
         self.generate: ActorPool | None = None
         self.score: ActorPool | None = None
         self.started_ray = init_ray(ray_address(job))
+        route_ray_errors(log_dir)  # Ray's "(raylet) worker died" lines: into the run directory, not the output
         prefix = f"{label}/" if label else ""
         try:
             retries = job.executor.max_retries
