@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import re
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -25,11 +24,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from harness import model_list
 from harness.errors import JobError, did_you_mean
 from harness.interventions import POSITIONS
 from harness.methods.registry import METHOD_NAMES, get_method
 from harness.metrics import check_metric, check_scorer_names
 from harness.metrics.text import quoted_text  # noqa: F401  (re-exported for prompt rows)
+from harness.model_list import model_slug  # noqa: F401  (re-exported)
 
 REQUIRED_KEYS = ("name", "method", "prompts")  # keys without a default; named when a job file is empty
 # The categories the papers group prompts by (a prompt row's `attribute`; see PromptRow).
@@ -195,39 +196,12 @@ class JobSpec(Strict):
     @model_validator(mode="before")
     @classmethod
     def _model_list(cls, value: Any) -> Any:
-        """`model: [a, b]` is `models: [a, b]`; `model` then names the first (code that needs one model)."""
-        if not isinstance(value, dict):
-            return value
-        value = dict(value)
-        if isinstance(value.get("model"), list):
-            if value.get("models") is not None:
-                raise ValueError("model: a list of models and `models` both given; keep one of them")
-            value["models"] = value.pop("model")
-        elif value.get("models") is not None and value.get("model") is not None:
-            raise ValueError("models: `model` and `models` both given; list every model under `models`")
-        models = value.get("models")
-        if isinstance(models, list) and models and all(isinstance(m, str) for m in models):
-            value["model"] = models[0]
-        return value
+        return model_list.normalize(value)
 
     @field_validator("models")
     @classmethod
     def _models(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        if not value:
-            raise ValueError("expected at least one model")
-        slugs: dict[str, str] = {}
-        for model in value:
-            if not model:
-                raise ValueError("expected non-empty model names")
-            if model in slugs.values():
-                raise ValueError(f"'{model}' is listed twice")
-            slug = model_slug(model)
-            if slug in slugs:
-                raise ValueError(f"'{model}' and '{slugs[slug]}' would share the run directory '{slug}'")
-            slugs[slug] = model
-        return value
+        return model_list.check(value)
 
     @field_validator("step_start", mode="before")
     @classmethod
@@ -413,12 +387,6 @@ def load_job(data: dict | str | Path, base_dir: Path | None = None, overrides: l
         return JobSpec.model_validate(data)
     except ValidationError as exc:
         raise JobError(format_validation_error(exc, source)) from None
-
-
-def model_slug(model: str) -> str:
-    """The run subdirectory of `model` in a multi-model sweep: its id with every character outside
-    ``[A-Za-z0-9._-]`` made ``-`` (no ``=``: DuckDB would read ``key=value`` folders as Hive partitions)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-.") or "model"
 
 
 DEFAULT_JOB = Path(__file__).with_name("default_job.yaml")
