@@ -57,9 +57,7 @@ def run_multi_sweep(job: JobSpec, out: str | Path | None = None, force: bool = F
     index = {"job_name": job.name, "models": [{"model": s.job.model, "dir": s.store.root.name} for s in sweeps]}
     (root / INDEX).write_text(json.dumps(index, indent=2))
     if (backend or job.executor.backend) == "local":
-        for sweep in sweeps:
-            _run_wave([sweep], job, quiet, lambda one, label: _local(one))
-        return [sweep.finish() for sweep in sweeps]
+        return [summary for sweep in sweeps for summary in _run_wave([sweep], job, quiet, lambda one, label: _local(one))]
     return _run_on_ray(job, sweeps, quiet, root)
 
 
@@ -83,17 +81,19 @@ def _run_on_ray(job: JobSpec, sweeps: list[SweepRun], quiet: bool, root: Path) -
         need = {"GPU": workers} if gpus else {"CPU": workers + needs_scoring_actors(job)}
         size = waves(len(sweeps), {"GPU": gpus, "CPU": cpus}, need)
         budget = {"GPU": gpus // size, "CPU": max(1, cpus // size)}
+        summaries = []
         for i in range(0, len(sweeps), size):
-            _run_wave(sweeps[i:i + size], job, quiet, lambda one, label: RayBackend(one, budget, label, log_dir=root))
+            summaries += _run_wave(sweeps[i:i + size], job, quiet,
+                                   lambda one, label: RayBackend(one, budget, label, log_dir=root))
     finally:
         if started and ray.is_initialized():
             ray.shutdown()
-    return [sweep.finish() for sweep in sweeps]
+    return summaries
 
 
-def _run_wave(sweeps: list[SweepRun], job: JobSpec, quiet: bool, open_backend) -> None:
-    """Plan and run the models of one wave side by side; on any error or interruption every model of the
-    wave keeps its finished units and its manifest says it stopped."""
+def _run_wave(sweeps: list[SweepRun], job: JobSpec, quiet: bool, open_backend) -> list[SweepSummary]:
+    """Plan and run the models of one wave side by side, then finish their manifests; on any error or
+    interruption every model of the wave keeps its finished units and its manifest says it stopped."""
     runners = []
     try:
         for sweep in sweeps:
@@ -119,3 +119,4 @@ def _run_wave(sweeps: list[SweepRun], job: JobSpec, quiet: bool, open_backend) -
     finally:
         for runner in runners:
             runner.close()
+    return [sweep.finish() for sweep in sweeps]
