@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import UserError
-from harness.run.pool import ActorPool, Failed, wait_from
 from harness.run.plan import WorkUnit
+from harness.run.pool import ActorPool, Failed, wait_from
 from harness.run.ray_logs import route_ray_errors
 from harness.run.scoring import ScoringWorker, UnitResult, needs_scoring_actors
 from harness.run.worker import Worker

@@ -7,6 +7,7 @@ import json
 
 import duckdb
 import pytest
+import yaml
 
 from harness.cli import main
 from harness.jobs import load_job
@@ -96,3 +97,13 @@ def test_rank_on_the_root_names_the_model_directories(local_run, capsys):
     assert main(["rank", str(root)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"{root / DIRS[PLANTED]}" in err and "multi-model sweep" in err
+
+
+def test_loco_sweep_prints_one_line_per_model(local_run, tmp_path, capsys):
+    root, _ = local_run
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(JOB))
+    assert main(["sweep", str(tmp_path / "two.yaml"), "--local", "--quiet", "--out", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines[:2]] == ["two-models [tiny", "two-models [tiny"]
+    assert all("0 rows from 0 units (1 already done)" in line for line in lines[:2])
+    assert lines[1].endswith(str(root / DIRS[PLANTED]))
