@@ -25,6 +25,7 @@ from pathlib import Path
 
 from harness.errors import UserError
 from harness.jobs import JobSpec, model_slug
+from harness.results.store import RunStore
 from harness.run.progress import SweepProgress
 from harness.sweep import SweepRun, SweepSummary
 
@@ -48,9 +49,11 @@ def run_multi_sweep(job: JobSpec, out: str | Path | None = None, force: bool = F
     """Run every model of `job` into its own directory under `out` (default ``runs/<name>``); one summary
     per model, in the job's order."""
     root = Path(out) if out else Path("runs") / job.name
-    if (root / "manifest.json").is_file() and not force:
-        raise UserError(f"run directory '{root}' holds a single-model run; a multi-model sweep writes one "
-                        "directory per model under its root: choose another --out or pass --force")
+    if (root / "manifest.json").is_file():
+        if not force:
+            raise UserError(f"run directory '{root}' holds a single-model run; a multi-model sweep writes one "
+                            "directory per model under its root: choose another --out or pass --force")
+        RunStore(root).clear()  # --force: the single-model run goes, the models' directories take its place
     sweeps = [SweepRun(one, where, force, group=where.name) for one, where in model_dirs(job, root)]
     for sweep in sweeps:  # a directory of another job is refused before any model loads
         sweep.open()

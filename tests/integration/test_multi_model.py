@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from harness.cli import main
+from harness.errors import UserError
 from harness.jobs import load_job
 from harness.multisweep import run_multi_sweep
 from harness.run.progress import SweepProgress
@@ -107,3 +108,11 @@ def test_loco_sweep_prints_one_line_per_model(local_run, tmp_path, capsys):
     assert [line.split(":")[0] for line in lines[:2]] == ["two-models [tiny", "two-models [tiny"]
     assert all("0 rows from 0 units (1 already done)" in line for line in lines[:2])
     assert lines[1].endswith(str(root / DIRS[PLANTED]))
+
+
+def test_a_single_model_run_directory_is_not_mixed_with_a_multi_model_sweep(local_run):
+    root, _ = local_run
+    single = root / DIRS["tiny:sd15"]  # a finished single-model run
+    with pytest.raises(UserError, match="holds a single-model run; .* pass --force"):
+        run_multi_sweep(load_job(JOB), out=single, backend="local", quiet=True)
+    assert not (single / "models.json").exists()
