@@ -137,15 +137,18 @@ def main() -> None:
     out = Path(args.out)
     sections = args.only or ["tiny", "real_shapes", *(["encoders"] if args.encoders else [])]
     result = json.loads(out.read_text()) if args.only and out.is_file() else {}
-    result.update({"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.machine(),
-                   "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                   "repeats": args.repeats})
+    result.update({"machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                   "torch": torch.__version__})
     out.parent.mkdir(parents=True, exist_ok=True)
     for name in sections:  # each section saved as it finishes: a run cut short under load keeps what it measured
         load = os.getloadavg()[0]
         t0 = time.perf_counter()
         result[name] = SECTIONS[name](args.repeats)
-        result.setdefault("load_average", {})[name] = [round(load, 2), round(os.getloadavg()[0], 2)]
+        for key, value in (("date", datetime.now(timezone.utc).isoformat(timespec="seconds")),
+                           ("load_average", [round(load, 2), round(os.getloadavg()[0], 2)]), ("repeats", args.repeats)):
+            if not isinstance(result.get(key), dict):  # per section: sections may be run at different times
+                result[key] = {}
+            result[key][name] = value
         out.write_text(json.dumps(result, indent=2))
         print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     print(json.dumps(result, indent=2))
