@@ -214,15 +214,27 @@ def _install_text_patch(handle: EditHandle, spec: dict) -> None:
             def hook(m, args, out):
                 if tracker.step < start or not pairs:
                     return out
-                x = args[0]
-                for row in range(x.shape[0]):
-                    for a, b in pairs:
-                        if a.shape == x[row].shape and torch.equal(x[row], a.to(x.device, x.dtype)):
-                            out[row] = torch.nn.functional.linear(b.to(x.device, m.weight.dtype), m.weight, m.bias)
-                            break
+                for row, b in _rows_of_a(args[0], pairs).items():
+                    out[row] = _linear(m, b)
                 return out
 
             handle._handles.append(proj.register_forward_hook(hook))
+
+
+def _rows_of_a(x: torch.Tensor, pairs: list) -> dict[int, torch.Tensor]:
+    """Batch rows of `x` that are exactly a remembered A embedding, each with that A's B embedding."""
+    found = {}
+    for row in range(x.shape[0]):
+        for a, b in pairs:
+            if a.shape == x[row].shape and torch.equal(x[row], a.to(x.device, x.dtype)):
+                found[row] = b.to(x.device)
+                break
+    return found
+
+
+def _linear(m: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """`m` applied to `x` without firing `m`'s hooks (they are what calls this)."""
+    return torch.nn.functional.linear(x.to(m.weight.dtype), m.weight, m.bias)
 
 
 def _if_layer_hooks(handle: EditHandle, sites: list[str], pairs: list, tracker: _StepTracker, start: int) -> None:
@@ -239,12 +251,7 @@ def _if_layer_hooks(handle: EditHandle, sites: list[str], pairs: list, tracker: 
 
     def on_projection(m, args, out):
         swap.clear()
-        x = args[0]
-        for row in range(x.shape[0]):
-            for a, b in pairs:
-                if a.shape == x[row].shape and torch.equal(x[row], a.to(x.device, x.dtype)):
-                    swap[row] = torch.nn.functional.linear(b.to(x.device, m.weight.dtype), m.weight, m.bias)
-                    break
+        swap.update({row: _linear(m, b) for row, b in _rows_of_a(args[0], pairs).items()})
         return out
 
     def on_layer(m, args, kwargs):
