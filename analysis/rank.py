@@ -27,6 +27,7 @@ import duckdb
 import numpy as np
 
 from analysis.bootstrap import cluster_bootstrap
+from analysis.runs import check_not_multi_model
 from harness.errors import UserError, did_you_mean
 from harness.metrics import direction
 
@@ -112,6 +113,7 @@ def bootstrap_ci(columns: np.ndarray, aggregate: str = "mean", n_boot: int = 200
 
 
 def _results_glob(run_dir: Path) -> str:
+    check_not_multi_model(run_dir)
     if not (run_dir / "results").is_dir() or not any((run_dir / "results").glob("method=*/*.parquet")):
         raise RankError(f"'{run_dir}' has no results (expected {run_dir}/results/method=*/part-*.parquet "
                         "from `loco sweep`)")

@@ -72,6 +72,7 @@ def open_run(path: str | Path) -> Run:
     if not path.is_dir():
         raise AnalysisError(f"run directory '{path}' does not exist")
     manifest_path = path / "manifest.json"
+    check_not_multi_model(path)
     if not manifest_path.is_file() and not (path / "results").is_dir():
         raise AnalysisError(f"'{path}' is not a run directory (expected manifest.json or results/ from `loco sweep`)")
     try:
@@ -79,6 +80,18 @@ def open_run(path: str | Path) -> Run:
     except json.JSONDecodeError as exc:
         raise AnalysisError(f"{manifest_path}: not valid JSON ({exc.msg})") from None
     return Run(path, manifest)
+
+
+def check_not_multi_model(path: Path) -> None:
+    """The root of a multi-model sweep (`harness.multisweep`: models.json, one run directory per model) is
+    not itself a run: name the model directories to read instead."""
+    index = path / "models.json"
+    if index.is_file() and not (path / "manifest.json").is_file():
+        try:
+            dirs = [str(path / m["dir"]) for m in json.loads(index.read_text())["models"]]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            dirs = ["<model dir>"]
+        raise AnalysisError(f"'{path}' is the root of a multi-model sweep; read one model's run: {', '.join(dirs)}")
 
 
 def open_runs(paths) -> list[Run]:

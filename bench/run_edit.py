@@ -23,6 +23,7 @@ import os
 import platform
 import statistics
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -46,6 +47,7 @@ TINY = {
     "uce sdxl (all 70)": {"model": "tiny:sdxl", "method": "uce"},
     "neurons sd15 (detect)": {"model": "tiny:sd15", "method": "neurons", "top_n": 10},
 }
+ONE_BY_ONE = 8  # matrices timed one factorization each (scaled to the workload's count)
 # (label, [(d_out, d_in), ...], keys per matrix)
 REAL = [
     ("diffquickfix sd15", [(768, 768)], 291),
@@ -83,9 +85,12 @@ def bench_real(repeats: int) -> dict:
         weights = [torch.randn(o, i, generator=g) * 0.02 for o, i in shapes]
         values = [torch.randn(n, o, generator=g, dtype=torch.float64) for o, _ in shapes]
         shared = median_seconds(lambda: ridge_edit_shared(weights, keys, values, 0.01), repeats)
-        one_by_one = median_seconds(lambda: [ridge_edit(w, keys, v, 0.01) for w, v in zip(weights, values)], repeats)
-        out[label] = {"solve_s": shared, "solve_one_by_one_s": one_by_one, "matrices": len(shapes), "keys": n,
-                      "params": sum(o * i for o, i in shapes)}
+        # one factorization per matrix: timed on at most ONE_BY_ONE matrices and scaled to all of them (the
+        # matrices of a workload cost alike; UCE's 140 SDXL factorizations alone took minutes on a loaded CPU)
+        k = min(len(shapes), ONE_BY_ONE)
+        part = median_seconds(lambda: [ridge_edit(w, keys, v, 0.01) for w, v in zip(weights[:k], values[:k])], repeats)
+        out[label] = {"solve_s": shared, "solve_one_by_one_s": part * len(shapes) / k, "one_by_one_timed": k,
+                      "matrices": len(shapes), "keys": n, "params": sum(o * i for o, i in shapes)}
     return out
 
 
@@ -115,22 +120,37 @@ def bench_encoders(repeats: int) -> dict:
     return out
 
 
+SECTIONS = {"tiny": bench_tiny, "real_shapes": bench_real, "encoders": bench_encoders}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--encoders", action="store_true")
+    parser.add_argument("--only", choices=list(SECTIONS), action="append",
+                        help="run only these sections (repeatable); the result file keeps the others' earlier values")
     parser.add_argument("--out", default="bench/results/edit_cpu.json")
     args = parser.parse_args()
     from harness.cli import quiet
 
     quiet()
-    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.machine(),
-              "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-              "load_average": os.getloadavg()[0], "tiny": bench_tiny(args.repeats), "real_shapes": bench_real(args.repeats)}
-    if args.encoders:
-        result["encoders"] = bench_encoders(args.repeats)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    out = Path(args.out)
+    sections = args.only or ["tiny", "real_shapes", *(["encoders"] if args.encoders else [])]
+    result = json.loads(out.read_text()) if args.only and out.is_file() else {}
+    result.update({"machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                   "torch": torch.__version__})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for name in sections:  # each section saved as it finishes: a run cut short under load keeps what it measured
+        load = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        result[name] = SECTIONS[name](args.repeats)
+        for key, value in (("date", datetime.now(timezone.utc).isoformat(timespec="seconds")),
+                           ("load_average", [round(load, 2), round(os.getloadavg()[0], 2)]), ("repeats", args.repeats)):
+            if not isinstance(result.get(key), dict):  # per section: sections may be run at different times
+                result[key] = {}
+            result[key][name] = value
+        out.write_text(json.dumps(result, indent=2))
+        print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     print(json.dumps(result, indent=2))
 
 

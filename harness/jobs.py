@@ -24,18 +24,20 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from harness import model_list
 from harness.errors import JobError, did_you_mean
 from harness.interventions import POSITIONS
 from harness.methods.registry import METHOD_NAMES, get_method
 from harness.metrics import check_metric, check_scorer_names
 from harness.metrics.text import quoted_text  # noqa: F401  (re-exported for prompt rows)
+from harness.model_list import model_slug  # noqa: F401  (re-exported)
 
 REQUIRED_KEYS = ("name", "method", "prompts")  # keys without a default; named when a job file is empty
 # The categories the papers group prompts by (a prompt row's `attribute`; see PromptRow).
 ATTRIBUTES = ("style", "object", "fact", "action", "color", "text")
 
 __all__ = ["ATTRIBUTES", "DEFAULT_JOB", "ExecutorSpec", "JobError", "JobSpec", "PromptRow", "SiteSelector",
-           "StageIISpec", "default_job", "load_job", "parse_index"]
+           "StageIISpec", "default_job", "load_job", "model_slug", "parse_index"]
 
 
 def parse_index(value: Any) -> list[int] | None:
@@ -159,7 +161,10 @@ class ExecutorSpec(Strict):
 
 class JobSpec(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
-    model: str = "tiny:sd15"
+    model: str = "tiny:sd15"  # with `models`: the first of them
+    # several models in one sweep (`model: [a, b]` is the same): one run directory per model under the
+    # run root (`model_slug`), each with its own plan, resume and manifest; see `per_model` and harness.multisweep
+    models: list[str] | None = None
     method: Literal[METHOD_NAMES]  # type: ignore[valid-type]  # the registry's names (harness.methods)
     sites: SiteSelector | None = None  # default: every site the method applies to
     window: int = Field(1, ge=1)  # m: consecutive text-attention layers intervened on together
@@ -190,6 +195,16 @@ class JobSpec(Strict):
     executor: ExecutorSpec = ExecutorSpec()
     edit: str | None = None  # an inference-time edit (edit.yaml from `loco edit`) installed on the model
     stage_ii: StageIISpec | None = None  # DeepFloyd IF's upsampler (harness.stage2); an error on other models
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_list(cls, value: Any) -> Any:
+        return model_list.normalize(value)
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: list[str] | None) -> list[str] | None:
+        return model_list.check(value)
 
     @field_validator("step_start", mode="before")
     @classmethod
@@ -251,10 +266,22 @@ class JobSpec(Strict):
         tracing intervene on the conditional half)."""
         return self.branch or get_method(self.method).default_branch
 
+    @property
+    def multi_model(self) -> bool:
+        """Whether this job sweeps several models (each into its own run directory)."""
+        return self.models is not None and len(self.models) > 1
+
+    def per_model(self) -> list[JobSpec]:
+        """One single-model job per model of `models` (the job itself when it has one model): what each
+        model's run directory holds and resumes by, so adding a model to the list re-runs nothing."""
+        if self.models is None:
+            return [self]
+        return [self.model_copy(update={"model": m, "models": None}) for m in self.models]
+
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where or how they are executed)."""
         # Keys added later are left out at their defaults, so fingerprints of jobs that do not set them stay.
-        defaults = {"edit": None, "noise_std": "embedding", "restore": "output"}
+        defaults = {"edit": None, "noise_std": "embedding", "restore": "output", "models": None}
         unset = {key for key, value in defaults.items() if getattr(self, key) == value}
         data = self.model_dump(mode="json", exclude={"executor", "save_images", "batch_size"} | unset)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

@@ -308,3 +308,18 @@ def plan(job: JobSpec) -> Plan:
                 len(job.seeds), len(units), generations, steps, generations * (steps + extra_steps), generations,
                 round(seconds / 3600, 4), basis, checkpoints(job, arch, tiny),
                 [v.label for v in variants[:10]])
+
+
+def plan_models(job: JobSpec) -> list[Plan]:
+    """One plan per model of the job (a multi-model sweep plans each model's run directory)."""
+    return [plan(one) for one in job.per_model()]
+
+
+def format_plans(plans: list[Plan]) -> str:
+    """The plans, one block per model, with the totals when there are several."""
+    text = "\n\n".join(p.format() for p in plans)
+    if len(plans) > 1:
+        text += (f"\n\n{len(plans)} models: {sum(p.units for p in plans):,} units · "
+                 f"{sum(p.generations for p in plans):,} generations · {sum(p.expected_rows for p in plans):,} rows · "
+                 f"~{sum(p.gpu_hours for p in plans):.3g} GPU-hours")
+    return text

@@ -39,73 +39,120 @@ class SweepSummary:
     seconds: float
     units_repaired: int = 0  # finished parts found damaged on resume and run again
     failures: tuple[UnitFailure, ...] = ()  # units that failed for good (also in failures.parquet)
+    model: str = ""  # the model swept (one run directory per model in a multi-model sweep)
 
     @property
     def units_failed(self) -> int:
         return len(self.failures)
 
 
+class SweepRun:
+    """One model's run directory through a sweep: `start` (open the directory, plan the units, verify the
+    parts already written, write the manifest) → the backend runs `todo`, handing each unit to `on_result`
+    or `on_failure` → `finish` (or `stop` on an interruption). `run_sweep` drives one; a multi-model sweep
+    (`harness.multisweep`) drives one per model, side by side."""
+
+    def __init__(self, job: JobSpec, out: str | Path | None = None, force: bool = False, group: str | None = None):
+        self.job, self.force, self.group = job, force, group
+        self.store = RunStore(Path(out) if out else Path("runs") / job.name)
+        self.fingerprint = job.fingerprint()
+        self.layout = {"prompts_per_unit": job.executor.prompts_per_unit,
+                       "variants_per_unit": job.executor.variants_per_unit}
+        self.manifest: dict = {}
+        self.failures: dict[str, UnitFailure] = {}
+        self.units: list = []
+        self.todo: list = []
+        self.rows_per_unit: dict[str, int] = {}
+        self.damaged: list = []
+        self.written = 0
+        self.progress: SweepProgress | None = None
+        self.started = time.perf_counter()
+
+    def open(self) -> None:
+        """Claim the run directory for this job (refused when it holds another job's results)."""
+        self.store.open(self.job, self.fingerprint, self.layout, force=self.force)
+        self.failures = {f.unit_id: f for f in self.store.read_failures()}
+
+    def plan(self, runner) -> None:
+        """Plan the units from the backend's description of the model, skip the whole parts, and write
+        the manifest (status running)."""
+        self.started = time.perf_counter()  # a model's time starts with its own backend (models run in waves)
+        info = runner.describe()
+        self.store.write_sites(info["sites"])
+        self.units = plan_units(self.job, info["variants"])
+        self.rows_per_unit = planned_rows(self.units, len(references(self.job)))
+        done, self.damaged = self.store.verify_units(self.rows_per_unit)
+        for problem in self.damaged:
+            log.warning("re-running a damaged unit: %s", problem)
+        self.todo = [u for u in self.units if u.unit_id not in done]
+        self.failures = {k: f for k, f in self.failures.items() if k not in done}
+        job = self.job
+        self.manifest = {
+            "job_name": job.name, "job_fingerprint": self.fingerprint, "unit_layout": self.layout,
+            "method": job.method, "backend": runner.name, "model": info["model"].__dict__,
+            "generation": info["config"].__dict__, "mode": info["mode"], "batch_size": info["batch_size"],
+            "variants": len(info["variants"]), "units_total": len(self.units),
+            "units_done_before": len(self.units) - len(self.todo), "status": "running",
+            "units_damaged": len(self.damaged), "unit_rows": self.rows_per_unit,
+            "started_at": provenance.now(), **provenance.versions(),
+        }
+        self.store.write_manifest(self.manifest)
+
+    @property
+    def todo_rows(self) -> int:
+        return sum(self.rows_per_unit[u.unit_id] for u in self.todo)
+
+    def on_result(self, result) -> None:
+        self.store.write_unit(self.job.method, result.unit_id, result.rows, result.images)
+        self.written += len(result.rows)
+        if self.failures.pop(result.unit_id, None):  # failed in an earlier run, fine now
+            self.store.write_failures(list(self.failures.values()))
+        if self.progress is not None:
+            self.progress.unit_done(len(result.rows), self.group)
+
+    def on_failure(self, failure: UnitFailure) -> None:
+        self.failures[failure.unit_id] = failure
+        self.store.write_failures(list(self.failures.values()))
+        if self.progress is not None:
+            self.progress.unit_failed(failure.unit_id, failure.error, self.group)
+
+    def stop(self) -> None:
+        """Interrupted or crashed: finished units stay; the manifest says the run stopped short."""
+        if self.manifest:
+            self.store.write_manifest({**self.manifest, "status": "stopped", "rows_written": self.written,
+                                       "units_failed": len(self.failures)})
+
+    def finish(self) -> SweepSummary:
+        self.store.write_failures(list(self.failures.values()))  # always there, empty when none failed
+        seconds = time.perf_counter() - self.started
+        self.store.write_manifest({**self.manifest, "status": "incomplete" if self.failures else "complete",
+                                   "finished_at": provenance.now(), "seconds": round(seconds, 3),
+                                   "rows_written": self.written, "units_failed": len(self.failures)})
+        return SweepSummary(self.store.root, len(self.units), len(self.todo), len(self.units) - len(self.todo),
+                            self.written, seconds, len(self.damaged),
+                            tuple(sorted(self.failures.values(), key=lambda f: f.unit_id)), self.job.model)
+
+
 def run_sweep(job: JobSpec, out: str | Path | None = None, force: bool = False,
               backend: str | None = None, quiet: bool = False) -> SweepSummary:
     """Run `job` into `out` (default ``runs/<name>``), skipping units a previous run already finished.
     A unit that fails for a reason of its own lands in ``failures.parquet`` and the rest goes on; the
-    returned summary lists those failures (the CLI exits non-zero for them)."""
-    start = time.perf_counter()
-    store = RunStore(Path(out) if out else Path("runs") / job.name)
-    fingerprint = job.fingerprint()
-    layout = {"prompts_per_unit": job.executor.prompts_per_unit,
-              "variants_per_unit": job.executor.variants_per_unit}
-    store.open(job, fingerprint, layout, force=force)
-    failures = {f.unit_id: f for f in store.read_failures()}
-    runner, manifest, written, progress = None, {}, 0, None
-
-    def on_result(result) -> None:
-        nonlocal written
-        store.write_unit(job.method, result.unit_id, result.rows, result.images)
-        written += len(result.rows)
-        if failures.pop(result.unit_id, None):  # failed in an earlier run, fine now
-            store.write_failures(list(failures.values()))
-        progress.unit_done(len(result.rows))
-
-    def on_failure(failure: UnitFailure) -> None:
-        failures[failure.unit_id] = failure
-        store.write_failures(list(failures.values()))
-        progress.unit_failed(failure.unit_id, failure.error)
-
+    returned summary lists those failures (the CLI exits non-zero for them). A job with several models
+    is run by `harness.multisweep.run_multi_sweep` (one summary per model)."""
+    if job.multi_model:
+        raise ValueError("run_sweep runs one model; use harness.multisweep.run_multi_sweep for a job with models")
+    job = job.per_model()[0]  # `models: [one]` is that one model's job
+    sweep, runner = SweepRun(job, out, force), None
+    sweep.open()
     try:
-        runner = open_backend(job, backend)
-        info = runner.describe()
-        store.write_sites(info["sites"])
-        units = plan_units(job, info["variants"])
-        rows_per_unit = planned_rows(units, len(references(job)))
-        done, damaged = store.verify_units(rows_per_unit)
-        for problem in damaged:
-            log.warning("re-running a damaged unit: %s", problem)
-        todo = [u for u in units if u.unit_id not in done]
-        failures = {k: f for k, f in failures.items() if k not in done}
-        manifest = {
-            "job_name": job.name, "job_fingerprint": fingerprint, "unit_layout": layout, "method": job.method,
-            "backend": runner.name, "model": info["model"].__dict__, "generation": info["config"].__dict__,
-            "mode": info["mode"], "batch_size": info["batch_size"], "variants": len(info["variants"]),
-            "units_total": len(units), "units_done_before": len(units) - len(todo), "status": "running",
-            "units_damaged": len(damaged), "unit_rows": rows_per_unit,
-            "started_at": provenance.now(), **provenance.versions(),
-        }
-        store.write_manifest(manifest)
-        with SweepProgress(job.name, len(todo), sum(rows_per_unit[u.unit_id] for u in todo), quiet) as progress:
-            runner.run(todo, on_result, on_failure, progress)
+        runner = open_backend(job, backend, log_dir=sweep.store.root)
+        sweep.plan(runner)
+        with SweepProgress(job.name, len(sweep.todo), sweep.todo_rows, quiet) as sweep.progress:
+            runner.run(sweep.todo, sweep.on_result, sweep.on_failure, sweep.progress)
     except BaseException:
-        if manifest:  # finished units stay; the manifest says the run stopped short
-            store.write_manifest({**manifest, "status": "stopped", "rows_written": written,
-                                  "units_failed": len(failures)})
+        sweep.stop()
         raise
     finally:
         if runner is not None:
             runner.close()
-    store.write_failures(list(failures.values()))  # always there after a sweep, empty when none failed
-    seconds = time.perf_counter() - start
-    store.write_manifest({**manifest, "status": "incomplete" if failures else "complete",
-                          "finished_at": provenance.now(), "seconds": round(seconds, 3), "rows_written": written,
-                          "units_failed": len(failures)})
-    return SweepSummary(store.root, len(units), len(todo), len(units) - len(todo), written, seconds, len(damaged),
-                        tuple(sorted(failures.values(), key=lambda f: f.unit_id)))
+    return sweep.finish()

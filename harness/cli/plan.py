@@ -21,9 +21,12 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from harness.jobs import DEFAULT_JOB, load_job
-    from harness.preflight import plan
+    from harness.preflight import format_plans, plan_models
 
     job = load_job(Path(args.job) if args.job else DEFAULT_JOB, overrides=args.overrides or [])
-    result = plan(job)
-    print(json.dumps(result.to_dict(), indent=2) if args.json else result.format())
+    plans = plan_models(job)
+    if args.json:  # one model: the plan object, as before; several: a list, one per model
+        print(json.dumps(plans[0].to_dict() if len(plans) == 1 else [p.to_dict() for p in plans], indent=2))
+    else:
+        print(format_plans(plans))
     return 0

@@ -40,6 +40,8 @@ def run(args) -> int:
     if args.dry_run:
         return _dry_run(job)
     backend = "local" if args.local else None
+    if job.multi_model:
+        return _multi(job, args, backend)
     with stop_on_sigterm():
         summary = run_sweep(job, out=args.out, force=args.force, backend=backend, quiet=args.quiet)
     repaired = f", {summary.units_repaired} damaged parts re-run" if summary.units_repaired else ""
@@ -57,6 +59,24 @@ def run(args) -> int:
         print(f"no ranking: {exc}")
         return 0
     print(f"full ranking: loco rank {summary.run_dir}")
+    return 0
+
+
+def _multi(job, args, backend) -> int:
+    """A multi-model sweep: one summary line per model's run directory; exit 1 when any unit failed."""
+    from harness.multisweep import run_multi_sweep
+
+    with stop_on_sigterm():
+        summaries = run_multi_sweep(job, out=args.out, force=args.force, backend=backend, quiet=args.quiet)
+    for s in summaries:
+        failed = f", {s.units_failed} failed (see {s.run_dir / 'failures.parquet'})" if s.failures else ""
+        print(f"{job.name} [{s.model}]: {s.rows_written} rows from {s.units_run - s.units_failed} units "
+              f"({s.units_skipped} already done{failed}) in {s.seconds:.1f} s → {s.run_dir}")
+    print(f"rank each model: loco rank {summaries[0].run_dir.parent}/<model dir>")
+    if any(s.failures for s in summaries):
+        print(f"loco: {sum(s.units_failed for s in summaries)} units failed; run the same command again to "
+              "retry only those", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -80,7 +100,7 @@ def stop_on_sigterm():
 
 def _dry_run(job) -> int:
     """The plan `loco plan` prints: counts, GPU-hour estimate and checkpoints, without loading a model."""
-    from harness.preflight import plan
+    from harness.preflight import format_plans, plan_models
 
-    print(plan(job).format())
+    print(format_plans(plan_models(job)))
     return 0

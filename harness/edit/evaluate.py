@@ -12,8 +12,9 @@ Per (prompt, seed) one row with the edit's id: image distance of the edited imag
 (``mse``, ``psnr``, ``ssim`` — P3's definitions; 0 / 148.13 dB / 1 = untouched), ``embed_shift`` (relative
 change of the prompt embeddings, where DiffQuickFix acts) and ``kv_shift`` (relative change of the edited
 cross-attention projections' output on the prompt's tokens, where LocoEdit/UCE/TIME act). Semantic
-scores (CLIP to the concept or the target) need real checkpoints: pass the rows' images to `loco score`
-or run the same prompts as a sweep on both models; rows carry `edit_id` so DuckDB joins them.
+scores — the image moved away from the concept's prompt and toward the target's in CLIP space — come
+with a CLIP checkpoint (`clip=`, CLI ``--clip-weights``; `harness.edit.semantic`); rows carry `edit_id`
+so DuckDB joins them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness.edit.semantic import COLUMNS as SEMANTIC  # CLIP columns, with a CLIP checkpoint
 from harness.errors import UserError
 
 SETS = ("efficacy", "generalization", "specificity")
@@ -100,7 +102,9 @@ def shifts(original, edited, params: list[str], prompt: str) -> tuple[float, flo
 
 
 def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds: str = "0", steps: int | None = None,
-                  force: bool = False) -> str:
+                  force: bool = False, clip: dict | None = None) -> str:
+    """Rows per (prompt, seed) into `out`; with `clip` (the `scorers.clip` options: weights, model, ...) also
+    the CLIP efficacy columns of `harness.edit.semantic`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -116,6 +120,11 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
     except ValueError as exc:
         raise UserError(f"--seeds: {exc}") from None
     check_out(out, force)
+    encoder = None
+    if clip is not None:
+        from harness.edit.semantic import clip_encoder
+
+        encoder = clip_encoder(clip)  # before the models: a missing CLIP checkpoint fails in a second
     original, edited, params = load_pair(edit_dir, manifest)
     d = original.defaults
     records = []
@@ -129,12 +138,18 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
         m = mse(images[1], images[0])
         s = ssim(images[1], images[0])
         embed, kv = shifts(original, edited, params, row["prompt"])
+        semantic = {}
+        if encoder is not None:
+            from harness.edit.semantic import semantic_shift
+
+            semantic = semantic_shift(encoder, images[0], images[1], row["prompt"], row.get("target"))
         for i, seed in enumerate(seed_list):
             records.append({"edit_id": manifest["edit_id"], "method": manifest["method"], "set": row["set"],
                             "prompt": row["prompt"], "concept": row.get("concept"), "target": row.get("target"),
                             "seed": seed, "mse": float(m[i]), "psnr": float(psnr(m[i:i + 1])[0]),
                             "ssim": float(s[i]), "embed_shift": embed, "kv_shift": kv,
-                            "model_id": original.info.model_id, "edited_model": str(edit_dir)})
+                            "model_id": original.info.model_id, "edited_model": str(edit_dir)}
+                           | {k: v[i] for k, v in semantic.items()})
     if out.exists() and force:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -144,7 +159,8 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
         chosen = [r for r in records if r["set"] == name]
         if chosen:
             summary[name] = {k: float(np.mean([r[k] for r in chosen if r[k] is not None] or [np.nan]))
-                             for k in ("mse", "ssim", "embed_shift", "kv_shift")} | {"rows": len(chosen)}
+                             for k in ("mse", "ssim", "embed_shift", "kv_shift", *SEMANTIC) if k in chosen[0]}
+            summary[name]["rows"] = len(chosen)
     (out / "summary.json").write_text(json.dumps({"edit_id": manifest["edit_id"], "sets": summary}, indent=2))
     lines = [f"{manifest['edit_id']}: {len(records)} rows → {out / 'results.parquet'}"]
     lines += [f"  {k:<15} " + "  ".join(f"{m}={v:.4g}" for m, v in s.items()) for k, s in summary.items()]

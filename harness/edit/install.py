@@ -32,7 +32,7 @@ import yaml
 from harness.errors import UserError
 
 SPEC_FILE = "edit.yaml"
-INJECTION_ARCHS = ("sd15", "sdxl")
+INJECTION_ARCHS = ("sd15", "sdxl", "if")
 _PROJECTIONS = {"StableDiffusionPipeline": ("to_k", "to_v"), "StableDiffusionXLPipeline": ("to_k", "to_v"),
                 "IFPipeline": ("add_k_proj", "add_v_proj"), "StableDiffusion3Pipeline": ("add_k_proj", "add_v_proj")}
 
@@ -168,10 +168,11 @@ def patched_prompt(prompt: str, rules) -> str | None:
 
 def _install_text_patch(handle: EditHandle, spec: dict) -> None:
     pipe = handle.pipe
-    arch = {"StableDiffusionPipeline": "sd15", "StableDiffusionXLPipeline": "sdxl"}.get(type(pipe).__name__)
+    arch = {"StableDiffusionPipeline": "sd15", "StableDiffusionXLPipeline": "sdxl", "IFPipeline": "if"}.get(
+        type(pipe).__name__)
     if arch is None:
-        raise UserError(f"edit: text_patch installs on SD1.x/2.x and SDXL pipelines (K/V injection), not "
-                        f"{type(pipe).__name__}")
+        raise UserError(f"edit: text_patch installs on SD1.x/2.x, SDXL and DeepFloyd IF pipelines (K/V injection), "
+                        f"not {type(pipe).__name__}")
     rules = triggers(spec)
     pairs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (A embedding, B embedding), 77 × d each
     original = pipe.encode_prompt
@@ -202,6 +203,9 @@ def _install_text_patch(handle: EditHandle, spec: dict) -> None:
     tracker = _StepTracker(pipe)
     handle._handles.append(_denoiser(pipe).register_forward_pre_hook(tracker, with_kwargs=True))
     start = int(spec.get("step_start", 0))
+    if arch == "if":
+        _if_layer_hooks(handle, spec["sites"], pairs, tracker, start)
+        return
     for site in spec["sites"]:
         attn = _module(pipe, site)
         for proj_name in _PROJECTIONS[type(pipe).__name__]:
@@ -210,15 +214,58 @@ def _install_text_patch(handle: EditHandle, spec: dict) -> None:
             def hook(m, args, out):
                 if tracker.step < start or not pairs:
                     return out
-                x = args[0]
-                for row in range(x.shape[0]):
-                    for a, b in pairs:
-                        if a.shape == x[row].shape and torch.equal(x[row], a.to(x.device, x.dtype)):
-                            out[row] = torch.nn.functional.linear(b.to(x.device, m.weight.dtype), m.weight, m.bias)
-                            break
+                for row, b in _rows_of_a(args[0], pairs).items():
+                    out[row] = _linear(m, b)
                 return out
 
             handle._handles.append(proj.register_forward_hook(hook))
+
+
+def _rows_of_a(x: torch.Tensor, pairs: list) -> dict[int, torch.Tensor]:
+    """Batch rows of `x` that are exactly a remembered A embedding, each with that A's B embedding."""
+    found = {}
+    for row in range(x.shape[0]):
+        for a, b in pairs:
+            if a.shape == x[row].shape and torch.equal(x[row], a.to(x.device, x.dtype)):
+                found[row] = b.to(x.device)
+                break
+    return found
+
+
+def _linear(m: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """`m` applied to `x` without firing `m`'s hooks (they are what calls this)."""
+    return torch.nn.functional.linear(x.to(m.weight.dtype), m.weight, m.bias)
+
+
+def _if_layer_hooks(handle: EditHandle, sites: list[str], pairs: list, tracker: _StepTracker, start: int) -> None:
+    """DeepFloyd IF: every text layer reads the same text states — the T5 embeddings through
+    `unet.encoder_hid_proj` — and computes its K/V from them (group norm, then add_k/add_v_proj). A hook on
+    that projection notes, per denoiser call, which batch rows carry a remembered A embedding and B's
+    projected states; a pre-hook on each patched layer swaps those rows of the states it reads, so the
+    layer's K/V are B's and every other layer (and the text-time embedding) still sees A."""
+    unet = handle.pipe.unet
+    proj = getattr(unet, "encoder_hid_proj", None)
+    if not isinstance(proj, torch.nn.Linear):
+        raise UserError("edit: text_patch on IF needs the UNet's linear encoder_hid_proj (IF-I's text projection)")
+    swap: dict[int, torch.Tensor] = {}  # batch row -> B's projected text states, for the current call
+
+    def on_projection(m, args, out):
+        swap.clear()
+        swap.update({row: _linear(m, b) for row, b in _rows_of_a(args[0], pairs).items()})
+        return out
+
+    def on_layer(m, args, kwargs):
+        states = kwargs.get("encoder_hidden_states")
+        if tracker.step < start or not swap or states is None:
+            return None
+        states = states.clone()
+        for row, b in swap.items():
+            states[row] = b.to(states.dtype)
+        return args, {**kwargs, "encoder_hidden_states": states}
+
+    handle._handles.append(proj.register_forward_hook(on_projection))
+    for site in sites:
+        handle._handles.append(_module(handle.pipe, site).register_forward_pre_hook(on_layer, with_kwargs=True))
 
 
 def install_edit(pipe, spec: str | Path | dict) -> EditHandle:

@@ -42,8 +42,9 @@ def run(spec, adapter) -> dict:
 
     if not supports_injection(adapter.arch):
         raise UserError(f"text_patch: installing on {adapter.arch} is not supported: its text-side K/V read "
-                        "per-layer text, so P3 patches them from a donor run; use `loco sweep` with method "
-                        "attn_patch (target prompts, step_start) for this model")
+                        "per-layer text (SD3's joint blocks update the text stream), so P3 patches them from a "
+                        "donor run; use `loco sweep` with method attn_patch (target prompts, step_start) for this "
+                        "model")
     sites = resolve_sites(spec, adapter)
     out = {"kind": "text_patch", "sites": [s.name for s in sites],
            "step_start": spec.step_start if spec.step_start is not None else STEP_START.get(adapter.arch, 0)}

@@ -8,5 +8,6 @@
   out-of-memory back-off, scoring, `harness.results.schema.build_row`); `probe` sizes its batches.
 * `scoring`: the model-backed scorers (CLIP, OCR, ...), in their own actor on Ray.
 * `dispatch`: who runs the units — this process (`local`) or Ray actors (`ray_pool`) — chosen in one
-  place, `open_backend`.
+  place, `open_backend`; `ray_pool.run_groups` runs several models' pools side by side
+  (`harness.multisweep`), and `ray_logs` keeps Ray's own error lines out of the output.
 """

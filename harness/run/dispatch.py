@@ -64,12 +64,12 @@ class LocalBackend:
         pass
 
 
-def open_backend(job, backend: str | None = None):
+def open_backend(job, backend: str | None = None, log_dir=None):
     """The backend that runs `job`'s units: `backend` if given (the CLI's --local), else the job's
-    `executor.backend`."""
+    `executor.backend`. `log_dir` (the run directory) receives Ray's own error messages."""
     name = backend or job.executor.backend
     if name == "ray":
         from harness.run.ray_pool import RayBackend
 
-        return RayBackend(job)
+        return RayBackend(job, log_dir=log_dir)
     return LocalBackend(job)

@@ -234,6 +234,11 @@ class ActorPool:
 
 def wait(pools: list[ActorPool], timeout: float = 1.0) -> list[Done | Failed]:
     """Dispatch queued units to idle workers, wait up to `timeout` seconds for one result, digest it."""
+    return [event for _, event in wait_from(pools, timeout)]
+
+
+def wait_from(pools: list[ActorPool], timeout: float = 1.0) -> list[tuple[ActorPool, Done | Failed]]:
+    """`wait`, each event with the pool it came from (a multi-model sweep routes it to its model)."""
     import ray
 
     for pool in pools:
@@ -242,7 +247,7 @@ def wait(pools: list[ActorPool], timeout: float = 1.0) -> list[Done | Failed]:
     if not owners:
         return []
     ready, _ = ray.wait(list(owners), num_returns=1, timeout=timeout)
-    return [event for ref in ready for event in owners[ref].handle(ref)]
+    return [(owners[ref], event) for ref in ready for event in owners[ref].handle(ref)]
 
 
 def _actor_errors() -> tuple[type[BaseException], ...]:

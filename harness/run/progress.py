@@ -51,25 +51,32 @@ def format_seconds(seconds: float | None) -> str:
 
 
 class SweepProgress:
-    def __init__(self, name: str, units: int, images: int, quiet: bool = False, stream=None):
+    """`groups` (a multi-model sweep: {model: (units, images)}) adds one line of counts per model; events
+    then name their model (`unit_done(rows, group)`)."""
+
+    def __init__(self, name: str, units: int, images: int, quiet: bool = False, stream=None,
+                 groups: dict[str, tuple[int, int]] | None = None):
         self.name = name
         self.counts = Counts(units, images)
+        self.groups = {g: Counts(u, i) for g, (u, i) in (groups or {}).items()}
         self.states: list[tuple[str, str, str]] = []
         self.stream = stream or sys.stderr
         self.live = None
         self.enabled = not quiet and units > 0 and _is_terminal(self.stream)
 
     # ---- events ----------------------------------------------------------------------------------------
-    def unit_done(self, rows: int) -> None:
-        self.counts.units_done += 1
-        self.counts.images_done += rows
+    def unit_done(self, rows: int, group: str | None = None) -> None:
+        for counts in (self.counts, *([self.groups[group]] if group in self.groups else [])):
+            counts.units_done += 1
+            counts.images_done += rows
         self._refresh()
 
-    def unit_failed(self, unit_id: str, error: str) -> None:
+    def unit_failed(self, unit_id: str, error: str, group: str | None = None) -> None:
         import logging
 
-        self.counts.failed += 1
-        logging.getLogger("loco").warning("unit %s failed: %s", unit_id, error)
+        for counts in (self.counts, *([self.groups[group]] if group in self.groups else [])):
+            counts.failed += 1
+        logging.getLogger("loco").warning("unit %s%s failed: %s", unit_id, f" ({group})" if group else "", error)
         self._refresh()
 
     def workers(self, states: list[tuple[str, str, str]]) -> None:
@@ -80,9 +87,16 @@ class SweepProgress:
 
     # ---- drawing ---------------------------------------------------------------------------------------
     def line(self) -> str:
-        c = self.counts
+        return self._line(self.name, self.counts)
+
+    def group_lines(self) -> list[str]:
+        """One line per model of a multi-model sweep (none for a single model)."""
+        return [self._line(f"  {group}", counts) for group, counts in self.groups.items()]
+
+    @staticmethod
+    def _line(name: str, c: Counts) -> str:
         failed = f" · {c.failed} failed" if c.failed else ""
-        return (f"{self.name}: {c.units_done}/{c.units} units · {c.images_done}/{c.images} images · "
+        return (f"{name}: {c.units_done}/{c.units} units · {c.images_done}/{c.images} images · "
                 f"{c.rate:.2f} img/s · ETA {format_seconds(c.eta)}{failed}")
 
     def render(self):
@@ -95,12 +109,14 @@ class SweepProgress:
         head = Table.grid(padding=(0, 1))
         head.add_row(ProgressBar(total=max(1, c.units), completed=c.units_done + c.failed, width=30),
                      Text(self.line(), style="red" if c.failed else ""))
+        models = [Text(line, style="red" if counts.failed else "")
+                  for line, counts in zip(self.group_lines(), self.groups.values())]
         if not self.states:
-            return head
+            return Group(head, *models) if models else head
         table = Table.grid(padding=(0, 2))
         for name, state, detail in self.states:
             table.add_row(f"  {name}", Text(state, style=STATE_STYLE.get(state, "")), Text(detail, style="dim"))
-        return Group(head, table)
+        return Group(head, *models, table)
 
     def _refresh(self) -> None:
         if self.live is not None:

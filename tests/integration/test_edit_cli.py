@@ -29,6 +29,19 @@ def test_edit_eval_writes_rows_with_the_edit_id_for_each_prompt_set(edited, caps
     assert all(r["kv_shift"] > 0 for r in rows)  # and moves the edited projections' output
 
 
+def test_edit_eval_with_clip_adds_the_semantic_columns(edited, capsys):
+    prompts = edited / "clip_prompts.csv"
+    prompts.write_text("prompt,set,target\na painting in the style of van gogh,efficacy,a painting in the style of "
+                       "painting\na photo of a dog,specificity,\n")
+    assert main(["edit-eval", str(edited / "out"), "--prompts", str(prompts), "--out", str(edited / "eval-clip"),
+                 "--clip-random", "--steps", "2"]) == 0
+    rows = duckdb.sql(f"SELECT * FROM '{edited / 'eval-clip' / 'results.parquet'}' ORDER BY set").to_arrow_table().to_pylist()
+    efficacy, specificity = rows
+    assert efficacy["clip_edit_direction"] == pytest.approx(efficacy["clip_target_shift"] - efficacy["clip_concept_shift"])
+    assert specificity["clip_target_shift"] is None and -1 <= specificity["clip_image_cos"] <= 1
+    assert "clip_edit_direction" in capsys.readouterr().out  # in the per-set summary
+
+
 @pytest.mark.parametrize("body, message", [
     ("model: tiny:sd15\nmethod: locoedit\nedits: [{concept: x, target: y}]\nlambda: 0\n", "lambda: expected a value > 0"),
     ("model: tiny:sd15\nmethod: locoedt\nedits: [{concept: x}]\n", "method: got 'locoedt'"),

@@ -82,6 +82,28 @@ def test_text_patch_on_every_text_layer_renders_the_target_prompt_exactly(tmp_pa
     assert "encode_prompt" not in vars(adapter.pipe)  # removed: the class method is back
 
 
+def test_text_patch_on_if_renders_the_target_prompt_when_text_enters_only_through_the_patched_layers(tmp_path,
+                                                                                                       monkeypatch):
+    # IF's text reaches the UNet through its text layers (K/V of encoder_hid_proj's states) and through the
+    # text-time embedding. With that embedding silenced, patching every text layer from B from step 0 must
+    # give B's image — the known answer; with it on, the image moves but is not B's (A still reaches it there).
+    adapter = tiny("if")
+    out = text_patch(tmp_path, model="tiny:if")
+    assert yaml.safe_load((out / "edit.yaml").read_text())["step_start"] == 0
+    plain, b_image = image(adapter, "a photo of a dog"), image(adapter, "a photo of a cat")
+    with install_edit(adapter.pipe, out):
+        moved = image(adapter, "a photo of a dog")
+    embedding = adapter.pipe.unet.add_embedding
+    forward = embedding.forward
+    monkeypatch.setattr(embedding, "forward", lambda *a, **k: forward(*a, **k) * 0)
+    want, untouched = image(adapter, "a photo of a cat"), image(adapter, "a photo of a car")
+    with install_edit(adapter.pipe, out):
+        got, other = image(adapter, "a photo of a dog"), image(adapter, "a photo of a car")
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.array_equal(other, untouched)  # a prompt without the trigger is not touched
+    assert np.abs(moved - plain).max() > 1e-4 and np.abs(moved - b_image).max() > 1e-6
+
+
 def test_toxic_prevention_uses_the_users_word_list_and_a_later_step_start(tmp_path):
     words = tmp_path / "words.txt"
     words.write_text("# my list\ndog\n")

@@ -43,3 +43,17 @@ def test_quiet_or_not_a_terminal_draws_nothing():
 
 def test_eta_formats_hours_minutes_seconds():
     assert (format_seconds(None), format_seconds(65), format_seconds(3725)) == ("--:--", "01:05", "1:02:05")
+
+
+def test_a_multi_model_sweep_counts_and_shows_each_model():
+    stream = Terminal()
+    groups = {"tiny-sd15": (2, 8), "ckpt-b": (1, 4)}
+    with SweepProgress("two", units=3, images=12, stream=stream, groups=groups) as progress:
+        progress.unit_done(rows=4, group="tiny-sd15")
+        progress.unit_failed("abc", "ValueError: NaN", group="ckpt-b")
+        progress.workers([("tiny-sd15/worker-0", "busy", "unit 3f2a"), ("ckpt-b/worker-0", "idle", "")])
+        progress.live.refresh()
+        lines = progress.group_lines()
+    assert progress.line().startswith("two: 1/3 units · 4/12 images")
+    assert lines[0].startswith("  tiny-sd15: 1/2 units · 4/8 images") and lines[1].endswith("· 1 failed")
+    assert "ckpt-b: 0/1 units" in stream.getvalue() and "tiny-sd15/worker-0" in stream.getvalue()
