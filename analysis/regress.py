@@ -132,7 +132,7 @@ def _paired_draws(base: GroupRanking, cand: GroupRanking) -> tuple[dict, dict] |
     return rb["draws"], rc["draws"]
 
 
-def _drift(base: GroupRanking, cand: GroupRanking, common: list[str], limit: float, level: float = 0.95) -> list[dict]:
+def drift_rows(base: GroupRanking, cand: GroupRanking, common: list[str], limit: float, level: float = 0.95) -> list[dict]:
     """Sites whose effect moved: the interval of the difference excludes 0 and |drift| > limit.
 
     Runs of one job on two checkpoints share prompts, seeds and initial noise, so the drift is paired:
@@ -177,7 +177,7 @@ def compare_groups(base: GroupRanking, cand: GroupRanking, t: Thresholds) -> Gro
     jaccard = len(sel_b & sel_c) / len(sel_b | sel_c) if sel_b | sel_c else 1.0
     return GroupComparison(base.label, base.rule.metric, len(common), tau, rho, top_b[0] if top_b else "",
                            top_c[0] if top_c else "", len(set(top_b) & set(top_c)) / max(k, 1), jaccard,
-                           _drift(base, cand, common, t.max_abs_drift))
+                           drift_rows(base, cand, common, t.max_abs_drift))
 
 
 def count_failures(run: Run) -> int:

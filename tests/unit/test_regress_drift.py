@@ -5,7 +5,7 @@ two runs were treated as independent samples."""
 import numpy as np
 
 from analysis.effects import DESIGN, GroupData, GroupRanking, rank_group
-from analysis.regress import _drift
+from analysis.regress import drift_rows
 from analysis.selection import Rule
 
 RULE = Rule("locogen", "style", "clip_score", "mean", -1, "control", "top", "test")
@@ -23,14 +23,14 @@ def test_a_small_shift_shared_by_every_prompt_is_a_paired_drift():
     prompts = [f"p{i:02d}" for i in range(24)]
     base_effect = rng.normal(-0.2, 0.3, size=24)  # effects spread widely across prompts
     base, cand = ranking(base_effect, prompts), ranking(base_effect + 0.05, prompts)  # each prompt moves by +0.05
-    (drift,) = _drift(base, cand, ["cross_attn#0"], limit=0.01)
+    (drift,) = drift_rows(base, cand, ["cross_attn#0"], limit=0.01)
     assert drift["interval"] == "paired" and drift["ci_low"] > 0 and abs(drift["drift"] - 0.05) < 1e-12
     # as independent samples the same shift is lost in the spread across prompts
     other = ranking(base_effect + 0.05, [p + "x" for p in prompts])
-    assert _drift(base, other, ["cross_attn#0"], limit=0.01) == []
+    assert drift_rows(base, other, ["cross_attn#0"], limit=0.01) == []
 
 
 def test_the_same_run_twice_never_drifts():
     prompts = [f"p{i}" for i in range(10)]
     values = np.linspace(-1, 1, 10)
-    assert _drift(ranking(values, prompts), ranking(values, prompts), ["cross_attn#0"], limit=0.0) == []
+    assert drift_rows(ranking(values, prompts), ranking(values, prompts), ["cross_attn#0"], limit=0.0) == []
