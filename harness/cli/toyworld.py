@@ -8,7 +8,7 @@ DESCRIPTION = ("Render the toyworld, train its VAE, then its UNet and CLIP text 
                "eval.csv (colour checks) and samples.png. Deterministic from --seed on one machine "
                "(CPU kernels may round differently elsewhere).")
 
-CONFIGS = ("base", "micro")
+CONFIGS = ("base", "wide", "micro")
 
 
 def add_arguments(parser) -> None:
@@ -18,11 +18,13 @@ def add_arguments(parser) -> None:
     train.add_argument("--out", required=True, help="output directory")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--steps", type=int, help="diffusion training steps (default: the shipped model's)")
+    train.add_argument("--minutes", type=float, help="stop diffusion training after this much wall time "
+                       "(--steps still sets the learning-rate schedule)")
     train.add_argument("--vae-steps", type=int, help="VAE training steps (default: the shipped model's)")
     train.add_argument("--vae", help="reuse a trained VAE directory instead of training one")
     train.add_argument("--samples", type=int, help="pre-rendered training images")
     train.add_argument("--batch", type=int, help="diffusion batch size")
-    train.add_argument("--config", default="base", help="model size: base (shipped) or micro (smoke tests)")
+    train.add_argument("--config", default="base", help="model size: base (shipped), wide (2x channels) or micro (smoke tests)")
 
 
 def run(args) -> int:
@@ -34,7 +36,7 @@ def run(args) -> int:
     if args.config not in CONFIGS:
         raise UserError(f"--config: unknown '{args.config}'; expected one of {', '.join(CONFIGS)}"
                         f"{did_you_mean(args.config, CONFIGS)}")
-    for flag in ("steps", "vae_steps", "samples", "batch"):
+    for flag in ("steps", "vae_steps", "samples", "batch", "minutes"):
         value = getattr(args, flag)
         if value is not None and value < (0 if flag == "vae_steps" else 1):
             raise UserError(f"--{flag.replace('_', '-')}: expected a positive number, got {value}")
@@ -42,12 +44,13 @@ def run(args) -> int:
     if vae is not None and not (vae / "config.json").is_file():
         raise UserError(f"--vae: '{vae}' is not a saved AutoencoderKL directory (no config.json)")
 
-    from harness.toyworld.model import MICRO, ToyModelConfig
+    from harness.toyworld.model import MICRO, WIDE, ToyModelConfig
     from harness.toyworld.train import TrainConfig, train
 
-    model_cfg = MICRO if args.config == "micro" else ToyModelConfig()
+    model_cfg = {"base": ToyModelConfig(), "wide": WIDE, "micro": MICRO}[args.config]
     cfg = TrainConfig(seed=args.seed)
-    overrides = {"steps": args.steps, "vae_steps": args.vae_steps, "n_samples": args.samples, "batch": args.batch}
+    overrides = {"steps": args.steps, "vae_steps": args.vae_steps, "n_samples": args.samples, "batch": args.batch,
+                 "minutes": args.minutes}
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if cfg.steps < cfg.warmup:
         cfg = replace(cfg, warmup=max(1, cfg.steps // 10))

@@ -43,7 +43,7 @@ class TrainConfig:
     vae_lr: float = 2e-3
     kl_weight: float = 1e-6      # SD's VAE uses ~1e-6: a nearly deterministic autoencoder
     steps: int = 1500
-    batch: int = 64
+    batch: int = 32              # more updates per minute; conditioning is learned per update
     lr: float = 1e-3             # high for a small model trained briefly; warmup keeps the start stable
     warmup: int = 100
     min_lr_ratio: float = 0.1    # cosine decay to this share of lr
