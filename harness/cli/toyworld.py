@@ -25,9 +25,32 @@ def add_arguments(parser) -> None:
     train.add_argument("--samples", type=int, help="pre-rendered training images")
     train.add_argument("--batch", type=int, help="diffusion batch size")
     train.add_argument("--config", default="base", help="model size: base (shipped), wide (2x channels) or micro (smoke tests)")
+    ship = sub.add_parser("ship", help="copy a trained run's pipeline and report into the shipped weights directory",
+                          description="Copy RUN/model (or RUN/checkpoint) and RUN's report files into "
+                          "harness/toyworld/weights, which `model: toyworld` loads.")
+    ship.add_argument("--run", required=True, help="a `loco toyworld train --out` directory")
+    ship.add_argument("--checkpoint", action="store_true", help="ship RUN/checkpoint (a run still training)")
 
 
 def run(args) -> int:
+    if args.toyworld_command == "ship":
+        return _ship(args)
+    return _train(args)
+
+
+def _ship(args) -> int:
+    from pathlib import Path
+
+    from harness.models.builtin import BUILTIN_DIRS
+    from harness.toyworld.ship import ship
+
+    files = ship(Path(args.run), BUILTIN_DIRS["toyworld"], "checkpoint" if args.checkpoint else "model")
+    size = sum(f.stat().st_size for f in files)
+    print(f"shipped {len(files)} files ({size / 2**20:.1f} MiB) to {BUILTIN_DIRS['toyworld']}")
+    return 0
+
+
+def _train(args) -> int:
     from dataclasses import replace
     from pathlib import Path
 

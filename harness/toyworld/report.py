@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from harness.toyworld.world import (BACKGROUNDS, COLOR_NAMES, SHAPES, WORDS, object_caption, word_caption)
+from harness.toyworld.world import BACKGROUNDS, COLOR_NAMES, SHAPES, WORDS, object_caption, word_caption
 
 
 def write_report(out: Path, run, model_cfg, cfg, timings: dict, selfcheck: dict | None = None) -> None:

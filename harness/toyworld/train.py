@@ -28,8 +28,15 @@ import numpy as np
 import torch
 
 from harness.toyworld.data import RenderedSet, rendered_set
-from harness.toyworld.model import (ToyModelConfig, assemble_pipeline, build_text_encoder, build_unet, build_vae,
-                                    count_parameters, train_scheduler)
+from harness.toyworld.model import (
+    ToyModelConfig,
+    assemble_pipeline,
+    build_text_encoder,
+    build_unet,
+    build_vae,
+    count_parameters,
+    train_scheduler,
+)
 
 
 @dataclass(frozen=True)

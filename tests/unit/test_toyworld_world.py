@@ -6,9 +6,18 @@ import pytest
 
 from harness.errors import UserError
 from harness.toyworld import world
-from harness.toyworld.world import (BACKGROUND_ADJECTIVES, BACKGROUND_NOUNS, COLORS, HELDOUT_COLOR_BACKGROUND,
-                                    HELDOUT_SHAPE_COLOR, object_sample, render, render_with_mask, sample_world,
-                                    word_sample)
+from harness.toyworld.world import (
+    BACKGROUND_ADJECTIVES,
+    BACKGROUND_NOUNS,
+    COLORS,
+    HELDOUT_COLOR_BACKGROUND,
+    HELDOUT_SHAPE_COLOR,
+    object_sample,
+    render,
+    render_with_mask,
+    sample_world,
+    word_sample,
+)
 
 
 def test_same_seed_same_world_and_pixels():
