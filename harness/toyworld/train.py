@@ -239,13 +239,13 @@ def train(out: Path, model_cfg: ToyModelConfig, cfg: TrainConfig, vae_dir: Path 
     run = train_diffusion(model_cfg, cfg, data, vae, out, log, evaluate)
     steps_done = len(run.losses)
     save_pipeline(run.pipe, out / "model", {"steps_trained": steps_done, "seed": cfg.seed})
-    train_seconds = round(time.time() - began, 1)
+    timings = {"vae_seconds": round(vae_seconds, 1), "total_seconds": round(time.time() - began, 1),
+               "steps_done": steps_done, "vae_reused_from": str(vae_dir) if vae_dir else None}
+    write_report(out, run, model_cfg, cfg, timings)  # first: nothing after training may lose the curves
     check = {split: color_check(run.pipe, n_per_color=16, seed=cfg.seed + 1000, heldout=split == "heldout")
              for split in ("train", "heldout")}
     log(f"colour check (16 prompts per colour): {json.dumps(check)}")
-    write_report(out, run, model_cfg, cfg, {"vae_seconds": round(vae_seconds, 1), "total_seconds": train_seconds,
-                                            "steps_done": steps_done, "vae_reused_from": str(vae_dir) if vae_dir else None},
-                 check)
+    write_report(out, run, model_cfg, cfg, timings, check)
     return run
 
 
