@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.errors import UserError
-from harness.run.plan import WorkUnit
 from harness.run.pool import ActorPool, Failed, wait
+from harness.run.plan import WorkUnit
 from harness.run.scoring import ScoringWorker, UnitResult, needs_scoring_actors
 from harness.run.worker import Worker
 
