@@ -1,0 +1,93 @@
+"""`loco toyworld train --out DIR`: train the toyworld model organism from a seed and write its report."""
+
+from __future__ import annotations
+
+HELP = "train the toyworld model organism (a small SD1.x-style model on a synthetic world)"
+DESCRIPTION = ("Render the toyworld, train its VAE, then its UNet and CLIP text encoder jointly, from one seed; "
+               "writes DIR/model (a diffusers pipeline, safetensors), DIR/settings.json, loss.csv/png, "
+               "eval.csv (colour checks) and samples.png. Deterministic from --seed on one machine "
+               "(CPU kernels may round differently elsewhere).")
+
+CONFIGS = ("base", "wide", "micro")
+
+
+def add_arguments(parser) -> None:
+    sub = parser.add_subparsers(dest="toyworld_command", required=True, metavar="ACTION")
+    train = sub.add_parser("train", help="train the model and write a training report",
+                           description=DESCRIPTION)
+    train.add_argument("--out", required=True, help="output directory")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--steps", type=int, help="diffusion training steps (default: the shipped model's)")
+    train.add_argument("--minutes", type=float, help="stop diffusion training after this much wall time "
+                       "(--steps still sets the learning-rate schedule)")
+    train.add_argument("--vae-steps", type=int, help="VAE training steps (default: the shipped model's)")
+    train.add_argument("--vae", help="reuse a trained VAE directory instead of training one")
+    train.add_argument("--init", help="continue from a trained pipeline directory (its UNet, text encoder and VAE; "
+                       "a fresh optimizer and learning-rate schedule)")
+    train.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
+    train.add_argument("--warmup", type=int, help="warmup steps (default 100)")
+    train.add_argument("--samples", type=int, help="pre-rendered training images")
+    train.add_argument("--batch", type=int, help="diffusion batch size")
+    train.add_argument("--config", default="base", help="model size: base (shipped), wide (2x channels) or micro (smoke tests)")
+    ship = sub.add_parser("ship", help="copy a trained run's pipeline and report into the shipped weights directory",
+                          description="Copy RUN/model (or RUN/checkpoint) and RUN's report files into "
+                          "harness/toyworld/weights, which `model: toyworld` loads.")
+    ship.add_argument("--run", required=True, help="a `loco toyworld train --out` directory")
+    ship.add_argument("--checkpoint", action="store_true", help="ship RUN/checkpoint (a run still training)")
+
+
+def run(args) -> int:
+    if args.toyworld_command == "ship":
+        return _ship(args)
+    return _train(args)
+
+
+def _ship(args) -> int:
+    from pathlib import Path
+
+    from harness.models.builtin import BUILTIN_DIRS
+    from harness.toyworld.ship import ship
+
+    files = ship(Path(args.run), BUILTIN_DIRS["toyworld"], "checkpoint" if args.checkpoint else "model")
+    size = sum(f.stat().st_size for f in files)
+    print(f"shipped {len(files)} files ({size / 2**20:.1f} MiB) to {BUILTIN_DIRS['toyworld']}")
+    return 0
+
+
+def _train(args) -> int:
+    from dataclasses import replace
+    from pathlib import Path
+
+    from harness.errors import UserError, did_you_mean
+
+    if args.config not in CONFIGS:
+        raise UserError(f"--config: unknown '{args.config}'; expected one of {', '.join(CONFIGS)}"
+                        f"{did_you_mean(args.config, CONFIGS)}")
+    for flag in ("steps", "vae_steps", "samples", "batch", "minutes", "lr", "warmup"):
+        value = getattr(args, flag)
+        if value is not None and (value < 0 if flag in ("vae_steps", "warmup") else value <= 0
+                                  if flag in ("minutes", "lr") else value < 1):
+            raise UserError(f"--{flag.replace('_', '-')}: expected a positive number, got {value}")
+    vae = Path(args.vae) if args.vae else None
+    if vae is not None and not (vae / "config.json").is_file():
+        raise UserError(f"--vae: '{vae}' is not a saved AutoencoderKL directory (no config.json)")
+
+    init = Path(args.init) if args.init else None
+    if init is not None and not (init / "unet" / "config.json").is_file():
+        raise UserError(f"--init: '{init}' is not a trained toyworld pipeline (no unet/config.json)")
+
+    from harness.toyworld.model import MICRO, WIDE, ToyModelConfig
+    from harness.toyworld.train import TrainConfig, train
+
+    model_cfg = {"base": ToyModelConfig(), "wide": WIDE, "micro": MICRO}[args.config]
+    cfg = TrainConfig(seed=args.seed)
+    overrides = {"steps": args.steps, "lr": args.lr, "warmup": args.warmup, "vae_steps": args.vae_steps,
+                 "n_samples": args.samples, "batch": args.batch,
+                 "minutes": args.minutes}
+    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    if cfg.steps < cfg.warmup:
+        cfg = replace(cfg, warmup=max(1, cfg.steps // 10))
+    out = Path(args.out)
+    train(out, model_cfg, cfg, vae, log=lambda m: print(m, flush=True), init=init)
+    print(f"model: {out / 'model'}  report: {out / 'settings.json'}, {out / 'loss.png'}, {out / 'samples.png'}")
+    return 0
