@@ -53,6 +53,21 @@ def evaluation_sets(n: int, size: int, seed: int) -> dict[str, tuple[np.ndarray,
     return {"heldout": encode(world.sample_world(n, seed, "heldout"), size), "signs": encode(signs, size)}
 
 
+def permute_colors(x: torch.Tensor, color: torch.Tensor, generator: torch.Generator,
+                   share: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Swap the RGB channels of a random `share` of the batch (one of the five non-identity orders) and
+    drop their colour label (−1). The greys, the sign and its ink stay what they are, while a red circle
+    becomes a green- or blue-ish one: the shape, background and word heads see every shape in every hue,
+    so a held-out pairing (a green triangle) is no new sight to them, though the training split has none."""
+    orders = torch.tensor([[0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]])
+    n = x.shape[0]
+    chosen = torch.rand(n, generator=generator) < share
+    pick = orders[torch.randint(0, len(orders), (n,), generator=generator)]
+    index = torch.where(chosen[:, None], pick, torch.arange(3).expand(n, 3))
+    x = torch.gather(x, 1, index[:, :, None, None].expand_as(x))
+    return x, torch.where(chosen, torch.full_like(color, -1), color)
+
+
 def degrade(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Random sample-like damage to a float batch in [-1, 1] (N, 3, H, W); see the module docstring."""
     n = x.shape[0]

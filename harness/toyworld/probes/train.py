@@ -20,7 +20,7 @@ import torch
 from torch.nn import functional as F
 
 from harness.toyworld.probes import WEIGHTS, Probes
-from harness.toyworld.probes.data import ATTRIBUTES, degrade, evaluation_sets, training_set, vocabulary
+from harness.toyworld.probes.data import ATTRIBUTES, degrade, evaluation_sets, permute_colors, training_set, vocabulary
 from harness.toyworld.probes.net import ProbeNet
 
 
@@ -43,14 +43,15 @@ def train(size: int = 32, n: int = 16_000, epochs: int = 12, batch: int = 128, w
         total = 0.0
         for start in range(0, n - batch + 1, batch):
             idx = order[start:start + batch]
-            logits = net(degrade(x_all[idx], generator))
-            loss = sum(F.cross_entropy(logits[a], y_all[a][idx], ignore_index=-1) for a in ATTRIBUTES
-                       if (y_all[a][idx] >= 0).any())
+            y = {a: y_all[a][idx] for a in ATTRIBUTES}
+            x, y["color"] = permute_colors(x_all[idx], y["color"], generator)
+            logits = net(degrade(x, generator))
+            loss = sum(F.cross_entropy(logits[a], y[a], ignore_index=-1) for a in ATTRIBUTES if (y[a] >= 0).any())
             optim.zero_grad()
             loss.backward()
             optim.step()
             sched.step()
-            total += float(loss)
+            total += loss.item()
             step += 1
         log(f"epoch {epoch + 1}/{epochs}: loss {total / (n // batch):.4f} ({time.perf_counter() - t0:.0f} s)")
     return net.eval()
