@@ -12,8 +12,10 @@ Per (prompt, seed) one row with the edit's id: image distance of the edited imag
 (``mse``, ``psnr``, ``ssim`` — P3's definitions; 0 / 148.13 dB / 1 = untouched), ``embed_shift`` (relative
 change of the prompt embeddings, where DiffQuickFix acts) and ``kv_shift`` (relative change of the edited
 cross-attention projections' output on the prompt's tokens, where LocoEdit/UCE/TIME act). Semantic
-scores (CLIP to the concept or the target) need real checkpoints: pass the rows' images to `loco score`
-or run the same prompts as a sweep on both models; rows carry `edit_id` so DuckDB joins them.
+scores come from the scorers named by ``metrics`` (``--metrics probe`` on the toyworld model: does the
+edited "red" prompt still draw red?): each is applied to both images, the edited one's columns under
+their own names and the original's with the suffix ``_original`` (CLIP to the concept or the target needs
+real checkpoints). Rows carry `edit_id` so DuckDB joins them with sweeps.
 """
 
 from __future__ import annotations
@@ -99,8 +101,21 @@ def shifts(original, edited, params: list[str], prompt: str) -> tuple[float, flo
     return embed, (float(np.mean(kv)) if kv else None)
 
 
+def semantic_scores(scorers: list, images: list[np.ndarray], row: dict) -> dict[str, list]:
+    """Scorer columns of the edited images (own names) and of the originals (``<column>_original``)."""
+    from harness.metrics import ScoreBatch, score_all
+
+    n = len(images[0])
+    columns: dict[str, list] = {}
+    for suffix, batch_images in (("_original", images[0]), ("", images[1])):
+        batch = ScoreBatch(images=batch_images, prompts=[row["prompt"]] * n, targets=[row.get("target")] * n,
+                           attributes=[row.get("attribute")] * n)
+        columns |= {f"{k}{suffix}": v for k, v in score_all(scorers, batch).items()}
+    return columns
+
+
 def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds: str = "0", steps: int | None = None,
-                  force: bool = False) -> str:
+                  force: bool = False, metrics: list[str] | None = None) -> str:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -115,6 +130,15 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
         seed_list = parse_index(seeds)
     except ValueError as exc:
         raise UserError(f"--seeds: {exc}") from None
+    scorers = []
+    if metrics:
+        from harness.metrics import build_scorers
+
+        needs_reference = [m for cls in build_scorers(metrics, instantiate=False) if cls.needs_reference for m in cls.metrics]
+        if needs_reference:
+            raise UserError(f"--metrics: {', '.join(needs_reference)} compare with an un-intervened image; the edit's "
+                            "image distances (mse, psnr, ssim to the original model's image) are always written")
+        scorers = build_scorers(metrics)
     check_out(out, force)
     original, edited, params = load_pair(edit_dir, manifest)
     d = original.defaults
@@ -129,12 +153,14 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
         m = mse(images[1], images[0])
         s = ssim(images[1], images[0])
         embed, kv = shifts(original, edited, params, row["prompt"])
+        semantic = semantic_scores(scorers, images, row) if scorers else {}
         for i, seed in enumerate(seed_list):
             records.append({"edit_id": manifest["edit_id"], "method": manifest["method"], "set": row["set"],
                             "prompt": row["prompt"], "concept": row.get("concept"), "target": row.get("target"),
                             "seed": seed, "mse": float(m[i]), "psnr": float(psnr(m[i:i + 1])[0]),
                             "ssim": float(s[i]), "embed_shift": embed, "kv_shift": kv,
-                            "model_id": original.info.model_id, "edited_model": str(edit_dir)})
+                            "model_id": original.info.model_id, "edited_model": str(edit_dir),
+                            "attribute": row.get("attribute"), **{k: v[i] for k, v in semantic.items()}})
     if out.exists() and force:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -143,8 +169,11 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
     for name in SETS:
         chosen = [r for r in records if r["set"] == name]
         if chosen:
-            summary[name] = {k: float(np.mean([r[k] for r in chosen if r[k] is not None] or [np.nan]))
-                             for k in ("mse", "ssim", "embed_shift", "kv_shift")} | {"rows": len(chosen)}
+            scored = [k for k in chosen[0] if k.endswith("_original")]  # semantic columns, both models
+            keys = ["mse", "ssim", "embed_shift", "kv_shift"] + [c for k in scored for c in (k.removesuffix("_original"), k)]
+            means = {k: [r[k] for r in chosen if isinstance(r.get(k), (int, float))] for k in keys}
+            summary[name] = {k: float(np.mean(v)) if v else float("nan") for k, v in means.items()
+                             if v or k in ("mse", "ssim", "embed_shift", "kv_shift")} | {"rows": len(chosen)}
     (out / "summary.json").write_text(json.dumps({"edit_id": manifest["edit_id"], "sets": summary}, indent=2))
     lines = [f"{manifest['edit_id']}: {len(records)} rows → {out / 'results.parquet'}"]
     lines += [f"  {k:<15} " + "  ".join(f"{m}={v:.4g}" for m, v in s.items()) for k, s in summary.items()]

@@ -95,5 +95,5 @@ def load_probes(weights: str | Path | None = None, device: str = "cpu", option: 
         raise ScorerError(f"{option}: '{path}' does not exist (expected a probes .safetensors file)")
     try:
         return _load(path.resolve(), device)
-    except (KeyError, ValueError, RuntimeError, OSError) as exc:
+    except Exception as exc:  # safetensors raises its own SafetensorError for a damaged header
         raise ScorerError(f"{option}: '{path}' is not a toyworld probes file ({type(exc).__name__})") from None
