@@ -27,6 +27,7 @@ VERBS: dict[str, str] = {  # in the order `loco --help` lists them
     "sites": "harness.cli.sites",
     "edit": "harness.cli.edit",
     "edit-eval": "harness.cli.edit_eval",
+    "toyworld": "harness.cli.toyworld",
 }
 
 

@@ -1,0 +1,237 @@
+"""Training the toyworld model from scratch, in two phases, deterministic from one seed.
+
+1. **VAE** (`train_vae`): the AutoencoderKL learns to reconstruct rendered images (MSE + L1, a tiny KL
+   weight so the latent stays a well-scaled Gaussian). The world's flat colours compress easily, so a
+   few hundred steps suffice. Its latents' standard deviation sets `scaling_factor`, as SD's 0.18215.
+2. **Diffusion** (`train_diffusion`): the UNet and the CLIP text encoder train jointly on the VAE's
+   latents (pre-encoded once: posterior mean and std, re-sampled each step) with SD1.x's objective —
+   predict the noise added at a uniformly drawn timestep of the scaled-linear schedule. A share of
+   captions is replaced by the empty prompt so classifier-free guidance works at inference.
+
+Everything random comes from generators seeded from `TrainConfig.seed`, so a run repeats on the same
+machine; across machines CPU kernels may round differently and runs drift apart slowly (not bitwise).
+One thread: on a CPU shared with other jobs, torch's OpenMP threads spin at barriers and two threads
+ran 2-7x *slower* than one (measured, see TRAINING.md).
+
+    uv run loco toyworld train --out runs/toyworld --seed 0 --steps 1500
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harness.toyworld.data import RenderedSet, rendered_set
+from harness.toyworld.model import (ToyModelConfig, assemble_pipeline, build_text_encoder, build_unet, build_vae,
+                                    count_parameters, train_scheduler)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings; the defaults are those of the shipped model."""
+
+    seed: int = 0
+    n_samples: int = 12000       # pre-rendered training images (each seen ~8x at the default steps)
+    vae_steps: int = 600
+    vae_batch: int = 32
+    vae_lr: float = 2e-3
+    kl_weight: float = 1e-6      # SD's VAE uses ~1e-6: a nearly deterministic autoencoder
+    steps: int = 1500
+    batch: int = 64
+    lr: float = 1e-3             # high for a small model trained briefly; warmup keeps the start stable
+    warmup: int = 100
+    min_lr_ratio: float = 0.1    # cosine decay to this share of lr
+    cond_dropout: float = 0.1    # empty-prompt share, for classifier-free guidance
+    ema_decay: float = 0.995     # the shipped UNet/text encoder are the EMA weights
+    checkpoint_minutes: float = 4.0
+    eval_every: int = 250        # steps between quick colour checks (0: only at the end)
+    threads: int = 1
+
+
+@dataclass
+class Run:
+    """What a training run leaves behind (also written under the output directory)."""
+
+    pipe: object
+    losses: list[dict]
+    evals: list[dict]
+
+
+def _lr_lambda(cfg: TrainConfig):
+    def factor(step: int) -> float:
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def train_vae(model_cfg: ToyModelConfig, cfg: TrainConfig, data: RenderedSet, log=print):
+    """Phase 1: the AutoencoderKL on rendered images; returns it with `scaling_factor` set."""
+    torch.manual_seed(cfg.seed)
+    vae = build_vae(model_cfg).train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50))
+    rng = np.random.default_rng([cfg.seed, 1])
+    start = time.time()
+    for step in range(cfg.vae_steps):
+        x = data.tensors(rng.integers(0, len(data), cfg.vae_batch))
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        loss = (recon - x).pow(2).mean() + 0.5 * (recon - x).abs().mean() + cfg.kl_weight * posterior.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 50 == 0 or step == cfg.vae_steps - 1:
+            log(f"vae step {step} loss {loss.item():.4f} ({time.time() - start:.0f}s)")
+    vae.eval()
+    mean, _ = encode_latents(vae, data)
+    vae.register_to_config(scaling_factor=float(1.0 / mean.std()))
+    return vae
+
+
+@torch.no_grad()
+def encode_latents(vae, data: RenderedSet, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std of every image (unscaled)."""
+    means, stds = [], []
+    for i in range(0, len(data), batch):
+        dist = vae.encode(data.tensors(slice(i, i + batch))).latent_dist
+        means.append(dist.mean)
+        stds.append(dist.std)
+    return torch.cat(means), torch.cat(stds)
+
+
+def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
+    return tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors="pt").input_ids
+
+
+class _EMA:
+    """Exponential moving average of parameters: smoother weights than the last step's, better samples."""
+
+    def __init__(self, modules, decay: float):
+        self.decay = decay
+        self.params = [p for m in modules for p in m.parameters()]
+        self.shadow = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self, step: int):
+        d = min(self.decay, (1 + step) / (10 + step))
+        for s, p in zip(self.shadow, self.params):
+            s.lerp_(p, 1 - d)
+
+    @torch.no_grad()
+    def swap(self):
+        for s, p in zip(self.shadow, self.params):
+            tmp = p.detach().clone()
+            p.copy_(s)
+            s.copy_(tmp)
+
+
+def train_diffusion(model_cfg: ToyModelConfig, cfg: TrainConfig, data: RenderedSet, vae, out: Path | None = None,
+                    log=print, evaluate=None) -> Run:
+    """Phase 2: the UNet and text encoder, jointly, on the VAE's latents. `evaluate(pipe, step)` → dict is
+    called every `eval_every` steps (with the EMA weights); checkpoints go to `out/checkpoint`."""
+    torch.manual_seed(cfg.seed + 1)
+    text_encoder, unet = build_text_encoder(model_cfg).train(), build_unet(model_cfg).train()
+    pipe = assemble_pipeline(vae, text_encoder, unet)
+    text_encoder.train()
+    unet.train()
+    log(f"parameters: unet {count_parameters(unet):,}, text encoder {count_parameters(text_encoder):,}, "
+        f"vae {count_parameters(vae):,}")
+    mean, std = encode_latents(vae, data)
+    scale = vae.config.scaling_factor
+    ids = tokenize(pipe.tokenizer, data.captions)
+    empty = tokenize(pipe.tokenizer, [""])[0]
+    noise_schedule = train_scheduler()
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
+    ema = _EMA([unet, text_encoder], cfg.ema_decay)
+    gen = torch.Generator().manual_seed(cfg.seed + 2)
+    losses, evals = [], []
+    start = last_ckpt = time.time()
+    for step in range(cfg.steps):
+        idx = torch.randint(0, len(data), (cfg.batch,), generator=gen)
+        z0 = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen)) * scale
+        noise = torch.randn(z0.shape, generator=gen)
+        t = torch.randint(0, noise_schedule.config.num_train_timesteps, (cfg.batch,), generator=gen)
+        tokens = ids[idx].clone()
+        tokens[torch.rand(cfg.batch, generator=gen) < cfg.cond_dropout] = empty
+        pred = unet(noise_schedule.add_noise(z0, noise, t), t, text_encoder(tokens)[0]).sample
+        loss = torch.nn.functional.mse_loss(pred, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        ema.update(step)
+        losses.append({"step": step, "seconds": round(time.time() - start, 2), "loss": loss.item(),
+                       "lr": sched.get_last_lr()[0]})
+        if step % 25 == 0:
+            recent = np.mean([r["loss"] for r in losses[-25:]])
+            log(f"step {step} loss {recent:.4f} ({time.time() - start:.0f}s)")
+        last = step == cfg.steps - 1
+        if evaluate is not None and (last or (cfg.eval_every and step and step % cfg.eval_every == 0)):
+            ema.swap()
+            result = {"step": step + 1, "seconds": round(time.time() - start, 1), **evaluate(pipe, step + 1)}
+            ema.swap()
+            evals.append(result)
+            log(f"eval {json.dumps(result)}")
+        if out is not None and (time.time() - last_ckpt > cfg.checkpoint_minutes * 60 or last):
+            ema.swap()
+            save_pipeline(pipe, out / "checkpoint", {"step": step + 1})
+            ema.swap()
+            last_ckpt = time.time()
+    ema.swap()  # ship the EMA weights
+    unet.eval()
+    text_encoder.eval()
+    return Run(pipe, losses, evals)
+
+
+def save_pipeline(pipe, directory: Path, extra: dict | None = None) -> None:
+    """diffusers layout, safetensors only, plus the `toyworld.json` sidecar with inference defaults."""
+    from harness.toyworld.sidecar import write_sidecar
+
+    pipe.save_pretrained(directory, safe_serialization=True)
+    write_sidecar(directory, extra or {})
+
+
+def train(out: Path, model_cfg: ToyModelConfig, cfg: TrainConfig, vae_dir: Path | None = None, log=print) -> Run:
+    """Both phases and the training report under `out` (the final pipeline in `out/model`)."""
+    from harness.toyworld.report import write_report
+    from harness.toyworld.selfcheck import color_check
+
+    torch.set_num_threads(cfg.threads)
+    out.mkdir(parents=True, exist_ok=True)
+    began = time.time()
+    data = rendered_set(cfg.n_samples, cfg.seed, model_cfg.image_size)
+    log(f"rendered {len(data)} training images in {time.time() - began:.0f}s")
+    if vae_dir is not None:
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL.from_pretrained(vae_dir, use_safetensors=True, local_files_only=True).eval()
+    else:
+        vae = train_vae(model_cfg, cfg, data, log)
+    vae.save_pretrained(out / "vae", safe_serialization=True)
+    vae_seconds = time.time() - began
+
+    def evaluate(pipe, step):
+        return color_check(pipe, n_per_color=8, seed=cfg.seed)
+
+    run = train_diffusion(model_cfg, cfg, data, vae, out, log, evaluate)
+    save_pipeline(run.pipe, out / "model", {"steps_trained": cfg.steps})
+    write_report(out, run, model_cfg, cfg, {"vae_seconds": round(vae_seconds, 1),
+                                            "total_seconds": round(time.time() - began, 1)})
+    return run
+
+
+def settings(model_cfg: ToyModelConfig, cfg: TrainConfig) -> dict:
+    return {"model": model_cfg.to_dict(), "training": asdict(cfg)}
