@@ -164,7 +164,11 @@ def model_arch(model: str) -> tuple[str, bool]:
 
 def _model_index(model: str) -> tuple[dict, Path] | None:
     """The pipeline's model_index.json (and its folder) from a local directory or the HF cache, or None."""
+    from harness.models.builtin import builtin_path
+
     path = Path(model).expanduser()
+    if not path.is_dir():
+        path = builtin_path(model) or path
     if path.is_dir() and (path / "model_index.json").is_file():
         return json.loads((path / "model_index.json").read_text()), path
     found = _cached(model, "model_index.json")

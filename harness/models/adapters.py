@@ -122,8 +122,13 @@ class ModelAdapter:
         attn = self.module(site_name)
         return getattr(attn, self.kv_projections[0]), getattr(attn, self.kv_projections[1])
 
+    # Sampler defaults shipped with the weights (the toyworld's `toyworld.json`); None: as above.
+    generation_override: GenerationConfig | None = None
+
     @property
     def defaults(self) -> GenerationConfig:
+        if self.generation_override is not None:
+            return self.generation_override
         if self.tiny:
             size = self.tiny_size
             return GenerationConfig(10, self.paper_defaults.guidance_scale, size, size)

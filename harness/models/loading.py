@@ -60,7 +60,16 @@ def dir_fingerprint(path: Path) -> str:
 
 
 def locate(model: str) -> Path:
-    """A local directory as given, or the cached snapshot of a hub id (never a download)."""
+    """A built-in model's shipped directory, a local directory as given, or the cached snapshot of a hub
+    id (never a download)."""
+    from harness.models.builtin import builtin_path
+
+    builtin = builtin_path(model)
+    if builtin is not None and not Path(model).expanduser().is_dir():
+        if not (builtin / "model_index.json").is_file():
+            raise ModelLoadError(f"model '{model}': the built-in weights are missing at {builtin} "
+                                 "(train them with `loco toyworld train`)")
+        return builtin
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "model_index.json").is_file():
@@ -162,7 +171,21 @@ def _load(model: str, device: str, dtype: str) -> ModelAdapter:
     pipe.set_progress_bar_config(disable=True)
     revision = path.name if path.parent.name == "snapshots" else "local"
     info = ModelInfo(model, cls.arch, class_name, revision, dir_fingerprint(path), dtype, device)
-    return cls(pipe, info, tiny=False)
+    adapter = cls(pipe, info, tiny=False)
+    adapter.generation_override = _sidecar_defaults(path)
+    return adapter
+
+
+def _sidecar_defaults(path: Path):
+    """Sampler defaults a model ships beside its weights (`toyworld.json`), or None (the paper's)."""
+    from harness.models.adapters import GenerationConfig
+    from harness.toyworld.sidecar import read_sidecar
+
+    sidecar = read_sidecar(path)
+    if sidecar is None:
+        return None
+    inf = sidecar["inference"]
+    return GenerationConfig(int(inf["steps"]), float(inf["guidance_scale"]), int(inf["height"]), int(inf["width"]))
 
 
 def _pipe_modules(pipe) -> dict[str, torch.nn.Module]:

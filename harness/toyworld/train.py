@@ -49,6 +49,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1    # cosine decay to this share of lr
     cond_dropout: float = 0.1    # empty-prompt share, for classifier-free guidance
     ema_decay: float = 0.995     # the shipped UNet/text encoder are the EMA weights
+    minutes: float | None = None  # stop early after this much wall time (steps still sets the LR schedule)
     checkpoint_minutes: float = 4.0
     eval_every: int = 250        # steps between quick colour checks (0: only at the end)
     threads: int = 1
@@ -178,7 +179,7 @@ def train_diffusion(model_cfg: ToyModelConfig, cfg: TrainConfig, data: RenderedS
         if step % 25 == 0:
             recent = np.mean([r["loss"] for r in losses[-25:]])
             log(f"step {step} loss {recent:.4f} ({time.time() - start:.0f}s)")
-        last = step == cfg.steps - 1
+        last = step == cfg.steps - 1 or (cfg.minutes is not None and time.time() - start > cfg.minutes * 60)
         if evaluate is not None and (last or (cfg.eval_every and step and step % cfg.eval_every == 0)):
             ema.swap()
             result = {"step": step + 1, "seconds": round(time.time() - start, 1), **evaluate(pipe, step + 1)}
@@ -190,6 +191,8 @@ def train_diffusion(model_cfg: ToyModelConfig, cfg: TrainConfig, data: RenderedS
             save_pipeline(pipe, out / "checkpoint", {"step": step + 1})
             ema.swap()
             last_ckpt = time.time()
+        if last:
+            break
     ema.swap()  # ship the EMA weights
     unet.eval()
     text_encoder.eval()
