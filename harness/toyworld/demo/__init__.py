@@ -21,6 +21,7 @@ the demo exercises exactly what a user runs, and `harness` still never imports `
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +71,10 @@ def run_demo(out: str | Path, model: str | None = None, overrides: list[str] = (
     sets = [*(f"--set={o}" for o in overrides), *([f"--set=model={model}"] if model else [])]
     seconds: dict[str, float] = {}
     runs = {name: out / "runs" / name for name in SWEEPS}
-    started = False if local else init_ray(None)  # one private Ray session for the three sweeps
+    # One private Ray session for the three sweeps. Ray runs its workers at nice 15 by default, which on a
+    # busy machine starves a demo someone is waiting for; as Ray's own job supervisor does, run them at 0.
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    started = False if local else init_ray(None)
     try:
         for name, job in SWEEPS.items():
             t0 = time.perf_counter()
