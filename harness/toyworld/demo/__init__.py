@@ -20,6 +20,7 @@ the demo exercises exactly what a user runs, and `harness` still never imports `
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -58,6 +59,20 @@ def edit_spec(out: Path, candidates: Path, model: str | None) -> Path:
     return path
 
 
+def summarize_candidates(path: Path) -> str:
+    """One line per (method, attribute) set of a candidates file: its layers and the top one's evidence."""
+    data = yaml.safe_load(path.read_text())
+    lines = [f"  {'method':<13} {'attribute':<11} {'layers':<26} effect of the first [95% CI]   P(top)"]
+    for s in data["sets"]:
+        if s.get("concept"):
+            continue  # per-concept sets are in the file; the summary shows each attribute's pooled set
+        top = s["evidence"][0]
+        layers = ", ".join(e["variant"] for e in s["evidence"] if e.get("selected")) or top["variant"]
+        lines.append(f"  {s['method']:<13} {s['attribute']:<11} {layers[:26]:<26} {top['effect']:+.3f} "
+                     f"[{top['ci_low']:+.3f}, {top['ci_high']:+.3f}]   {top['p_top']:.2f}")
+    return "\n".join(lines)
+
+
 def run_demo(out: str | Path, model: str | None = None, overrides: list[str] = (), seeds: str = "0-1",
              bootstrap: int = BOOTSTRAP, local: bool = False, log=print) -> DemoResult:
     """Run the four steps into `out` (replacing what an earlier demo left there). `model` replaces the
@@ -74,6 +89,9 @@ def run_demo(out: str | Path, model: str | None = None, overrides: list[str] = (
     # One private Ray session for the three sweeps. Ray runs its workers at nice 15 by default, which on a
     # busy machine starves a demo someone is waiting for; as Ray's own job supervisor does, run them at 0.
     os.environ.setdefault("RAY_worker_niceness", "0")
+    # Ray starts every worker through `uv run` when the driver runs under it (re-resolving the environment and
+    # uploading the working directory, a minute per sweep here); a private local Ray can use this interpreter.
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     started = False if local else init_ray(None)
     try:
         for name, job in SWEEPS.items():
@@ -90,11 +108,12 @@ def run_demo(out: str | Path, model: str | None = None, overrides: list[str] = (
 
             ray.shutdown()
     t0 = time.perf_counter()
-    for name, run in runs.items():
-        log(f"\n== {name}: loco rank --by-attribute")
-        call_verb("rank", [str(run), "--by-attribute", "--top", "3", "--bootstrap", str(bootstrap)])
     candidates = out / "candidates.yaml"
-    call_verb("candidates", [*(str(r) for r in runs.values()), "--out", str(candidates), "--bootstrap", str(bootstrap)])
+    log("\n== rank every attribute under its paper's rule, and the candidate sets: loco candidates")
+    with (out / "rankings.txt").open("w") as rankings, contextlib.redirect_stderr(rankings):  # the full tables
+        call_verb("candidates", [*(str(r) for r in runs.values()), "--out", str(candidates),
+                                 "--bootstrap", str(bootstrap)])
+    log(summarize_candidates(candidates) + f"\n(full rankings: {out / 'rankings.txt'})")
     seconds["rank + candidates"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     log("\n== edit: LocoEdit red → blue in LocoGen's first colour layer")
