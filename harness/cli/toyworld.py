@@ -8,7 +8,7 @@ DESCRIPTION = ("Render the toyworld, train its VAE, then its UNet and CLIP text 
                "eval.csv (colour checks) and samples.png. Deterministic from --seed on one machine "
                "(CPU kernels may round differently elsewhere).")
 
-CONFIGS = ("base", "micro")
+CONFIGS = ("base", "wide", "micro")
 
 
 def add_arguments(parser) -> None:
@@ -18,14 +18,39 @@ def add_arguments(parser) -> None:
     train.add_argument("--out", required=True, help="output directory")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--steps", type=int, help="diffusion training steps (default: the shipped model's)")
+    train.add_argument("--minutes", type=float, help="stop diffusion training after this much wall time "
+                       "(--steps still sets the learning-rate schedule)")
     train.add_argument("--vae-steps", type=int, help="VAE training steps (default: the shipped model's)")
     train.add_argument("--vae", help="reuse a trained VAE directory instead of training one")
     train.add_argument("--samples", type=int, help="pre-rendered training images")
     train.add_argument("--batch", type=int, help="diffusion batch size")
-    train.add_argument("--config", default="base", help="model size: base (shipped) or micro (smoke tests)")
+    train.add_argument("--config", default="base", help="model size: base (shipped), wide (2x channels) or micro (smoke tests)")
+    ship = sub.add_parser("ship", help="copy a trained run's pipeline and report into the shipped weights directory",
+                          description="Copy RUN/model (or RUN/checkpoint) and RUN's report files into "
+                          "harness/toyworld/weights, which `model: toyworld` loads.")
+    ship.add_argument("--run", required=True, help="a `loco toyworld train --out` directory")
+    ship.add_argument("--checkpoint", action="store_true", help="ship RUN/checkpoint (a run still training)")
 
 
 def run(args) -> int:
+    if args.toyworld_command == "ship":
+        return _ship(args)
+    return _train(args)
+
+
+def _ship(args) -> int:
+    from pathlib import Path
+
+    from harness.models.builtin import BUILTIN_DIRS
+    from harness.toyworld.ship import ship
+
+    files = ship(Path(args.run), BUILTIN_DIRS["toyworld"], "checkpoint" if args.checkpoint else "model")
+    size = sum(f.stat().st_size for f in files)
+    print(f"shipped {len(files)} files ({size / 2**20:.1f} MiB) to {BUILTIN_DIRS['toyworld']}")
+    return 0
+
+
+def _train(args) -> int:
     from dataclasses import replace
     from pathlib import Path
 
@@ -34,7 +59,7 @@ def run(args) -> int:
     if args.config not in CONFIGS:
         raise UserError(f"--config: unknown '{args.config}'; expected one of {', '.join(CONFIGS)}"
                         f"{did_you_mean(args.config, CONFIGS)}")
-    for flag in ("steps", "vae_steps", "samples", "batch"):
+    for flag in ("steps", "vae_steps", "samples", "batch", "minutes"):
         value = getattr(args, flag)
         if value is not None and value < (0 if flag == "vae_steps" else 1):
             raise UserError(f"--{flag.replace('_', '-')}: expected a positive number, got {value}")
@@ -42,12 +67,13 @@ def run(args) -> int:
     if vae is not None and not (vae / "config.json").is_file():
         raise UserError(f"--vae: '{vae}' is not a saved AutoencoderKL directory (no config.json)")
 
-    from harness.toyworld.model import MICRO, ToyModelConfig
+    from harness.toyworld.model import MICRO, WIDE, ToyModelConfig
     from harness.toyworld.train import TrainConfig, train
 
-    model_cfg = MICRO if args.config == "micro" else ToyModelConfig()
+    model_cfg = {"base": ToyModelConfig(), "wide": WIDE, "micro": MICRO}[args.config]
     cfg = TrainConfig(seed=args.seed)
-    overrides = {"steps": args.steps, "vae_steps": args.vae_steps, "n_samples": args.samples, "batch": args.batch}
+    overrides = {"steps": args.steps, "vae_steps": args.vae_steps, "n_samples": args.samples, "batch": args.batch,
+                 "minutes": args.minutes}
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if cfg.steps < cfg.warmup:
         cfg = replace(cfg, warmup=max(1, cfg.steps // 10))

@@ -31,10 +31,11 @@ class ToyModelConfig:
     vae_factor: int = 4           # 32 → 8x8 latents: 16x fewer UNet positions than pixel space
     vae_channels: tuple[int, ...] = (16, 32, 32)  # len = log2(vae_factor) + 1
     latent_channels: int = 4
-    unet_channels: tuple[int, ...] = (64, 128)    # two levels: 8x8 and 4x4
+    unet_channels: tuple[int, ...] = (32, 64)     # two levels, 8x8 and 4x4; (64, 128) learned more per step but
+                                                  # less per minute on the shared CPU (TRAINING.md)
     unet_heads: int = 4
     text_hidden: int = 64         # also the UNet's cross_attention_dim
-    text_layers: int = 3
+    text_layers: int = 2
     text_heads: int = 4
 
     def __post_init__(self):
@@ -53,6 +54,7 @@ class ToyModelConfig:
         return asdict(self)
 
 
+WIDE = ToyModelConfig(name="wide", unet_channels=(64, 128), text_layers=3)  # the learning curve's other arm
 MICRO = ToyModelConfig(name="micro", vae_channels=(8, 8, 8), unet_channels=(8, 16), unet_heads=2,
                        text_hidden=16, text_layers=1, text_heads=2)  # for smoke tests: trains in seconds
 
@@ -108,7 +110,7 @@ def inference_scheduler():
     from diffusers import DPMSolverMultistepScheduler
 
     return DPMSolverMultistepScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                       num_train_timesteps=1000, prediction_type="epsilon")
+                                       num_train_timesteps=1000, prediction_type="epsilon", steps_offset=1)
 
 
 def assemble_pipeline(vae, text_encoder, unet):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from harness.toyworld.world import (BACKGROUND_RGB, COLORS, INK_RGB, PATTERN_RGB, SIGN_RGB, Sample)
+from harness.toyworld.world import BACKGROUND_RGB, COLORS, INK_RGB, PATTERN_RGB, SIGN_RGB, Sample
 
 SUPERSAMPLE = 4
 

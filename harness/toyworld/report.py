@@ -10,14 +10,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from harness.toyworld.world import (BACKGROUNDS, COLOR_NAMES, SHAPES, WORDS, object_caption, word_caption)
+from harness.toyworld.world import BACKGROUNDS, COLOR_NAMES, SHAPES, WORDS, object_caption, word_caption
 
 
-def write_report(out: Path, run, model_cfg, cfg, timings: dict) -> None:
+def write_report(out: Path, run, model_cfg, cfg, timings: dict, selfcheck: dict | None = None) -> None:
+    """settings.json (model and training settings, timings, the final colour check), loss.csv/png,
+    eval.csv (colour checks during training), samples.png (rows: each colour over the shapes, the
+    backgrounds, the words)."""
     from harness.toyworld.train import settings
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "settings.json").write_text(json.dumps({**settings(model_cfg, cfg), "timings": timings}, indent=2) + "\n")
+    record = {**settings(model_cfg, cfg), "timings": timings, "color_check": selfcheck or {}}
+    (out / "settings.json").write_text(json.dumps(record, indent=2) + "\n")
     write_csv(out / "loss.csv", run.losses)
     write_csv(out / "eval.csv", run.evals)
     loss_plot(run.losses).save(out / "loss.png")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness.toyworld.world import (BACKGROUNDS, COLOR_NAMES, COLORS, SHAPES, is_heldout, object_caption)
+from harness.toyworld.world import BACKGROUNDS, COLOR_NAMES, COLORS, SHAPES, is_heldout, object_caption
 
 SATURATED = 80
 MIN_OBJECT_SHARE = 0.03

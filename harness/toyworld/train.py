@@ -28,8 +28,15 @@ import numpy as np
 import torch
 
 from harness.toyworld.data import RenderedSet, rendered_set
-from harness.toyworld.model import (ToyModelConfig, assemble_pipeline, build_text_encoder, build_unet, build_vae,
-                                    count_parameters, train_scheduler)
+from harness.toyworld.model import (
+    ToyModelConfig,
+    assemble_pipeline,
+    build_text_encoder,
+    build_unet,
+    build_vae,
+    count_parameters,
+    train_scheduler,
+)
 
 
 @dataclass(frozen=True)
@@ -43,7 +50,7 @@ class TrainConfig:
     vae_lr: float = 2e-3
     kl_weight: float = 1e-6      # SD's VAE uses ~1e-6: a nearly deterministic autoencoder
     steps: int = 1500
-    batch: int = 64
+    batch: int = 32              # more updates per minute; conditioning is learned per update
     lr: float = 1e-3             # high for a small model trained briefly; warmup keeps the start stable
     warmup: int = 100
     min_lr_ratio: float = 0.1    # cosine decay to this share of lr
@@ -230,9 +237,15 @@ def train(out: Path, model_cfg: ToyModelConfig, cfg: TrainConfig, vae_dir: Path 
         return color_check(pipe, n_per_color=8, seed=cfg.seed)
 
     run = train_diffusion(model_cfg, cfg, data, vae, out, log, evaluate)
-    save_pipeline(run.pipe, out / "model", {"steps_trained": cfg.steps})
-    write_report(out, run, model_cfg, cfg, {"vae_seconds": round(vae_seconds, 1),
-                                            "total_seconds": round(time.time() - began, 1)})
+    steps_done = len(run.losses)
+    save_pipeline(run.pipe, out / "model", {"steps_trained": steps_done, "seed": cfg.seed})
+    train_seconds = round(time.time() - began, 1)
+    check = {split: color_check(run.pipe, n_per_color=16, seed=cfg.seed + 1000, heldout=split == "heldout")
+             for split in ("train", "heldout")}
+    log(f"colour check (16 prompts per colour): {json.dumps(check)}")
+    write_report(out, run, model_cfg, cfg, {"vae_seconds": round(vae_seconds, 1), "total_seconds": train_seconds,
+                                            "steps_done": steps_done, "vae_reused_from": str(vae_dir) if vae_dir else None},
+                 check)
     return run
 
 

@@ -6,9 +6,18 @@ import pytest
 
 from harness.errors import UserError
 from harness.toyworld import world
-from harness.toyworld.world import (BACKGROUND_ADJECTIVES, BACKGROUND_NOUNS, COLORS, HELDOUT_COLOR_BACKGROUND,
-                                    HELDOUT_SHAPE_COLOR, object_sample, render, render_with_mask, sample_world,
-                                    word_sample)
+from harness.toyworld.world import (
+    BACKGROUND_ADJECTIVES,
+    BACKGROUND_NOUNS,
+    COLORS,
+    HELDOUT_COLOR_BACKGROUND,
+    HELDOUT_SHAPE_COLOR,
+    object_sample,
+    render,
+    render_with_mask,
+    sample_world,
+    word_sample,
+)
 
 
 def test_same_seed_same_world_and_pixels():
@@ -61,3 +70,11 @@ def test_unknown_attribute_is_one_line_with_a_suggestion():
         object_sample("circle", "rde", "plain")
     with pytest.raises(UserError, match="split"):
         sample_world(3, 0, split="test")
+
+
+def test_colour_check_names_the_colour_of_every_render():
+    from harness.toyworld.selfcheck import classify_color
+
+    samples = sample_world(200, seed=2) + sample_world(50, seed=2, split="heldout")
+    for s in samples:
+        assert classify_color(render(s, 32)) == s.color  # signs (no colour) classify as None
