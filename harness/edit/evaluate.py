@@ -134,7 +134,7 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
     if metrics:
         from harness.metrics import build_scorers
 
-        needs_reference = [m for cls in build_scorers(metrics, instantiate=False) if cls.needs_reference for m in cls.metrics]
+        needs_reference = [m for m in metrics if build_scorers([m], instantiate=False)[0].needs_reference]
         if needs_reference:
             raise UserError(f"--metrics: {', '.join(needs_reference)} compare with an un-intervened image; the edit's "
                             "image distances (mse, psnr, ssim to the original model's image) are always written")
@@ -176,5 +176,9 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
                              if v or k in ("mse", "ssim", "embed_shift", "kv_shift")} | {"rows": len(chosen)}
     (out / "summary.json").write_text(json.dumps({"edit_id": manifest["edit_id"], "sets": summary}, indent=2))
     lines = [f"{manifest['edit_id']}: {len(records)} rows → {out / 'results.parquet'}"]
-    lines += [f"  {k:<15} " + "  ".join(f"{m}={v:.4g}" for m, v in s.items()) for k, s in summary.items()]
+    for name, s in summary.items():  # the image and K/V shifts, and each scorer's per-row headline columns
+        shown = [f"{m}={s[m]:.4g}" for m in ("mse", "ssim", "embed_shift", "kv_shift", "rows")]
+        shown += [f"{m}={s[m + '_original']:.3g}→{s[m]:.3g}" for m in s
+                  if m.endswith(("_prompt", "_target")) and m + "_original" in s]
+        lines.append(f"  {name:<15} " + "  ".join(shown))
     return "\n".join(lines)

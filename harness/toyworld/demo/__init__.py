@@ -79,7 +79,12 @@ def run_demo(out: str | Path, model: str | None = None, overrides: list[str] = (
     jobs' ``model: toyworld`` (tests use a random model of the same architecture), `overrides` are
     ``KEY=VALUE`` job overrides for every sweep; `local` runs the sweeps in this process instead of Ray."""
     from harness.cli.registry import call_verb
+    from harness.models import set_reproducible
     from harness.run.ray_pool import init_ray
+
+    # The edit and its evaluation run in this process: batch-independent kernels and one thread, as the
+    # sweep workers (two OpenMP threads on a shared 2-core CPU were 30x slower on the evaluation's small batches).
+    set_reproducible(True)
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
