@@ -39,6 +39,7 @@ def mean_ci(values: np.ndarray, clusters: np.ndarray, n_boot: int = 2000) -> tup
 def world_section() -> str:
     held = ", ".join(f"{s} {c}" for s, c in sorted(world.HELDOUT_SHAPE_COLOR))
     held_bg = ", ".join(f"{c} on {b}" for c, b in sorted(world.HELDOUT_COLOR_BACKGROUND))
+    n_held, n_all = len(world.object_combos("heldout")), len(world.object_combos("train")) + len(world.object_combos("heldout"))
     lines = ["## The world", "",
              "Procedural, deterministic from a seed (`harness/toyworld/world.py`). An *object scene* is one coloured "
              "shape on a patterned neutral-grey background; a *sign* is a black uppercase word on a white sign.", "",
@@ -48,8 +49,7 @@ def world_section() -> str:
              f"- object captions: {'; '.join(repr(t) for t in world.OBJECT_TEMPLATES)}",
              f"- sign captions: {'; '.join(repr(t) for t in world.WORD_TEMPLATES)}",
              f"- held out of training: the pairs {held} (shape, colour) and {held_bg} (colour, background): "
-             f"{len(world.object_combos('heldout'))} of {len(world.object_combos('train')) + len(world.object_combos('heldout'))} "
-             f"object combinations; signs are {world.WORD_FRACTION:.0%} of the training samples"]
+             f"{n_held} of {n_all} (shape, colour, background) combinations; signs are {world.WORD_FRACTION:.0%} of the training samples"]
     return "\n".join(lines)
 
 
@@ -102,18 +102,20 @@ def localization_section(demo: Path, n_boot: int, top: int = 3) -> str:
              "`*` marks the candidate set.", "",
              "| attribute | method | metric | top sites: effect [95% CI] | P(top) of the first | prompts |",
              "|---|---|---|---|---|---|"]
-    for run_dir in sorted((demo / "runs").iterdir()):
-        for group in rank_run(open_run(run_dir), n_boot=n_boot, by_concept=False):
-            shown = group.variants[:top]
-            cells = "; ".join(f"{'*' if v.selected else ''}{v.variant} {v.effect:+.3f} [{v.ci_low:+.3f}, {v.ci_high:+.3f}]"
-                              for v in shown)
-            attr = "word" if group.attribute == "text" else group.attribute
-            lines.append(f"| {attr} | {METHOD_NAMES.get(group.method, group.method)} | {group.rule.metric} | {cells} | "
-                         f"{shown[0].p_top:.2f} | {shown[0].n_prompts} |")
-    sites = demo / "runs" / "locogen" / "sites.csv"
-    if sites.is_file():
-        lines += ["", f"Site names: `{sites.relative_to(demo)}` in the demo output (e.g. `cross_attn#0` is the first "
-                  "cross-attention layer in forward order: down, mid, up)."]
+    groups = [g for run_dir in sorted((demo / "runs").iterdir()) for g in rank_run(open_run(run_dir), n_boot=n_boot,
+                                                                                  by_concept=False)]
+    order = {a: i for i, a in enumerate(("color", "shape", "background", "text"))}
+    named: dict[str, str] = {}
+    for group in sorted(groups, key=lambda g: (order.get(g.attribute, 9), g.method)):
+        shown = group.variants[:top]
+        named |= {v.variant: v.site for v in shown if v.site}
+        cells = "; ".join(f"{'*' if v.selected else ''}{v.variant} {v.effect:+.3f} [{v.ci_low:+.3f}, {v.ci_high:+.3f}]"
+                          for v in shown)
+        attr = "word" if group.attribute == "text" else group.attribute
+        lines.append(f"| {attr} | {METHOD_NAMES.get(group.method, group.method)} | {group.rule.metric} | {cells} | "
+                     f"{shown[0].p_top:.2f} | {shown[0].n_prompts} |")
+    lines += ["", "The sites named above (indices count each kind in forward order: down blocks, mid, up blocks):", ""]
+    lines += [f"- `{label}`: `{site}`" for label, site in sorted(named.items())]
     return "\n".join(lines)
 
 
@@ -125,10 +127,9 @@ def edit_section(demo: Path) -> str:
              "| set | P(prompt's colour) | colour correct | shape correct | background correct | MSE to original |",
              "|---|---|---|---|---|---|"]
     for name, s in summary["sets"].items():
-        def pair(key):
-            return f"{s.get(key + '_original', float('nan')):.2f} → {s.get(key, float('nan')):.2f}"
-        lines.append(f"| {name} | {pair('probe_p_prompt')} | {pair('probe_ok_prompt')} | {pair('probe_shape_ok')} | "
-                     f"{pair('probe_background_ok')} | {s['mse']:.1f} |")
+        pairs = [f"{s.get(k + '_original', float('nan')):.2f} → {s.get(k, float('nan')):.2f}"
+                 for k in ("probe_p_prompt", "probe_ok_prompt", "probe_shape_ok", "probe_background_ok")]
+        lines.append(f"| {name} | {' | '.join(pairs)} | {s['mse']:.1f} |")
     return "\n".join(lines)
 
 

@@ -27,10 +27,10 @@ def run(args) -> int:
     sets = result.edit_summary()["sets"]
     print("\n== the edit, per prompt set (probe: colour read as the prompt's / as blue), original → edited")
     for name, s in sets.items():
-        print(f"  {name:<15} P(prompt's colour) {s.get('probe_p_prompt_original', float('nan')):.2f} → "
-              f"{s.get('probe_p_prompt', float('nan')):.2f}   colour correct {s.get('probe_ok_prompt_original', float('nan')):.2f}"
-              f" → {s.get('probe_ok_prompt', float('nan')):.2f}   shape correct "
-              f"{s.get('probe_shape_ok_original', float('nan')):.2f} → {s.get('probe_shape_ok', float('nan')):.2f}")
+        pairs = [f"{label} {s.get(k + '_original', float('nan')):.2f} → {s.get(k, float('nan')):.2f}"
+                 for label, k in (("P(prompt's colour)", "probe_p_prompt"), ("colour correct", "probe_ok_prompt"),
+                                  ("shape correct", "probe_shape_ok"))]
+        print(f"  {name:<15} " + "   ".join(pairs))
     steps = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
     print(f"\nloco demo: done in {time.perf_counter() - t0:.0f} s ({steps})")
     print(f"report: {result.report.resolve()}")
