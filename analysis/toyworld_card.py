@@ -49,7 +49,8 @@ def world_section() -> str:
              f"- object captions: {'; '.join(repr(t) for t in world.OBJECT_TEMPLATES)}",
              f"- sign captions: {'; '.join(repr(t) for t in world.WORD_TEMPLATES)}",
              f"- held out of training: the pairs {held} (shape, colour) and {held_bg} (colour, background): "
-             f"{n_held} of {n_all} (shape, colour, background) combinations; signs are {world.WORD_FRACTION:.0%} of the training samples"]
+             f"{n_held} of {n_all} (shape, colour, background) combinations; signs are {world.WORD_FRACTION:.0%} "
+             "of the training samples"]
     return "\n".join(lines)
 
 

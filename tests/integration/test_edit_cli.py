@@ -38,7 +38,8 @@ def test_edit_eval_metrics_score_both_models_images_under_their_own_and_original
     rows = duckdb.sql(f"SELECT * FROM '{edited / 'probe-eval' / 'results.parquet'}' ORDER BY set").to_arrow_table().to_pylist()
     for row in rows:  # the tiny model draws noise; what matters is that both images were read, each under its name
         assert row["probe_color"] in ("red", "green", "blue", "yellow") and row["probe_color_original"] is not None
-        assert row["probe_ok_prompt"] == row["probe_color_ok"] and row["probe_ok_prompt_original"] == row["probe_color_ok_original"]
+        assert row["probe_ok_prompt"] == row["probe_color_ok"]
+        assert row["probe_ok_prompt_original"] == row["probe_color_ok_original"]
     summary = (edited / "probe-eval" / "summary.json").read_text()
     assert '"probe_color_ok_original"' in summary and "probe_ok_prompt=" in capsys.readouterr().out
     assert main(["edit-eval", str(edited / "out"), "--prompts", str(prompts), "--out", str(edited / "x"),
