@@ -68,8 +68,10 @@ def training_section(weights: Path) -> str:
     if sidecar.is_file():
         inference = json.loads(sidecar.read_text()).get("inference", {})
         lines.append("- sampling defaults (`toyworld.json`): " + ", ".join(f"{k} {v}" for k, v in inference.items()))
-    if (weights / "TRAINING.md").is_file():
-        lines.append("- the training report, learning curves and samples: [TRAINING.md](TRAINING.md)")
+    for name, what in (("TRAINING.md", "the training report and learning curves"), ("loss.png", "the loss curve"),
+                       ("samples.png", "samples per attribute"), ("eval.csv", "colour checks during training")):
+        if (weights / name).is_file():
+            lines.append(f"- {what}: [{name}]({name})")
     if len(lines) == 2:
         lines.append("- no settings.json beside the weights: see `loco toyworld train --help`")
     return "\n".join(lines)

@@ -21,6 +21,7 @@ real checkpoints). Rows carry `edit_id` so DuckDB joins them with sweeps.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -30,6 +31,7 @@ import torch
 from harness.errors import UserError
 
 SETS = ("efficacy", "generalization", "specificity")
+PER_ATTRIBUTE = re.compile(r"probe_(shape|color|background|word)_")  # summarized by probe_p_prompt etc. when printed
 UNRELATED = ["a photo of a dog on a beach", "a bowl of fruit on a wooden table", "a city street at night"]
 
 
@@ -178,7 +180,7 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
     lines = [f"{manifest['edit_id']}: {len(records)} rows → {out / 'results.parquet'}"]
     for name, s in summary.items():  # the image and K/V shifts, and each scorer's per-row headline columns
         shown = [f"{m}={s[m]:.4g}" for m in ("mse", "ssim", "embed_shift", "kv_shift", "rows")]
-        shown += [f"{m}={s[m + '_original']:.3g}→{s[m]:.3g}" for m in s
-                  if m.endswith(("_prompt", "_target")) and m + "_original" in s]
+        shown += [f"{m}={s[m + '_original']:.3g}→{s[m]:.3g}" for m in s if m.endswith(("_prompt", "_target"))
+                  and m + "_original" in s and not PER_ATTRIBUTE.match(m)]
         lines.append(f"  {name:<15} " + "  ".join(shown))
     return "\n".join(lines)
