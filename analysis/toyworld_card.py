@@ -97,16 +97,35 @@ def probes_section(quality_rows: list[dict], render_acc: dict, n_boot: int) -> s
     return "\n".join(lines)
 
 
+def run_dirs(demo: Path) -> list[Path]:
+    return sorted((demo / "runs").iterdir()) + sorted((demo / "card-runs").glob("*"))
+
+
+def word_sweeps(demo: Path, model: str) -> None:
+    """LocoGen and causal tracing on the demo's word prompts (the demo itself patches attention for words),
+    in this process: ~120 rows, so the card can say where words live by every method."""
+    from harness.cli.registry import call_verb
+    from harness.toyworld.demo import HERE
+
+    for job in ("locogen.yaml", "causal_trace.yaml"):
+        name = f"words-{job.removesuffix('.yaml').replace('_', '-')}"
+        status = call_verb("sweep", [str(HERE / job), "--set", f"prompts={HERE / 'words.csv'}", "--set", f"name={name}",
+                                     "--set", f"model={model}", "--out", str(demo / "card-runs" / name), "--local",
+                                     "--quiet", "--force"])
+        if status:
+            raise RuntimeError(f"the {name} sweep failed (exit {status})")
+
+
 def localization_section(demo: Path, n_boot: int, top: int = 3) -> str:
     lines = ["## What the harness finds in the model", "",
-             f"From `loco demo` ({demo.name}): each attribute's prompts ranked under the paper's rule, read through the "
+             f"From `loco demo` ({demo.name}), plus LocoGen and causal tracing on the demo's word prompts: each "
+             "attribute's prompts ranked under the paper's rule, read through the "
              "probes (`probe_p_prompt`: P(the prompt's label); `probe_p_target`: P(the target's)). Effect = variant − "
              "reference (control for swaps, corrupted run for restores), 95% cluster-bootstrap interval over prompts; "
              "`*` marks the candidate set.", "",
              "| attribute | method | metric | top sites: effect [95% CI] | P(top) of the first | prompts |",
              "|---|---|---|---|---|---|"]
-    groups = [g for run_dir in sorted((demo / "runs").iterdir()) for g in rank_run(open_run(run_dir), n_boot=n_boot,
-                                                                                  by_concept=False)]
+    groups = [g for run_dir in run_dirs(demo) for g in rank_run(open_run(run_dir), n_boot=n_boot, by_concept=False)]
     order = {a: i for i, a in enumerate(("color", "shape", "background", "text"))}
     named: dict[str, str] = {}
     for group in sorted(groups, key=lambda g: (order.get(g.attribute, 9), g.method)):
@@ -173,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 
         demo = run_demo("runs/demo").out
     set_reproducible(True)
+    word_sweeps(demo, args.model)
     probes = load_probes()
     render_acc = evaluate(probes)
     rows = generated_accuracy(load_model(args.model, "cpu"), quality_prompts(args.max_train),
