@@ -26,8 +26,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import numpy as np
-
 from harness.metrics import ScoreBatch, Scorer, register
 
 ATTRIBUTES = ("shape", "color", "background", "word")
@@ -101,7 +99,3 @@ class ProbeScorer(Scorer):
             columns[f"probe_{suffix}"] = values
         return columns
 
-
-def as_float(values: list) -> np.ndarray:
-    """A probe column as floats (None → NaN), for summaries."""
-    return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
