@@ -22,6 +22,10 @@ def add_arguments(parser) -> None:
                        "(--steps still sets the learning-rate schedule)")
     train.add_argument("--vae-steps", type=int, help="VAE training steps (default: the shipped model's)")
     train.add_argument("--vae", help="reuse a trained VAE directory instead of training one")
+    train.add_argument("--init", help="continue from a trained pipeline directory (its UNet, text encoder and VAE; "
+                       "a fresh optimizer and learning-rate schedule)")
+    train.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
+    train.add_argument("--warmup", type=int, help="warmup steps (default 100)")
     train.add_argument("--samples", type=int, help="pre-rendered training images")
     train.add_argument("--batch", type=int, help="diffusion batch size")
     train.add_argument("--config", default="base", help="model size: base (shipped), wide (2x channels) or micro (smoke tests)")
@@ -59,7 +63,7 @@ def _train(args) -> int:
     if args.config not in CONFIGS:
         raise UserError(f"--config: unknown '{args.config}'; expected one of {', '.join(CONFIGS)}"
                         f"{did_you_mean(args.config, CONFIGS)}")
-    for flag in ("steps", "vae_steps", "samples", "batch", "minutes"):
+    for flag in ("steps", "vae_steps", "samples", "batch", "minutes", "lr"):
         value = getattr(args, flag)
         if value is not None and value < (0 if flag == "vae_steps" else 1):
             raise UserError(f"--{flag.replace('_', '-')}: expected a positive number, got {value}")
@@ -67,17 +71,22 @@ def _train(args) -> int:
     if vae is not None and not (vae / "config.json").is_file():
         raise UserError(f"--vae: '{vae}' is not a saved AutoencoderKL directory (no config.json)")
 
+    init = Path(args.init) if args.init else None
+    if init is not None and not (init / "unet" / "config.json").is_file():
+        raise UserError(f"--init: '{init}' is not a trained toyworld pipeline (no unet/config.json)")
+
     from harness.toyworld.model import MICRO, WIDE, ToyModelConfig
     from harness.toyworld.train import TrainConfig, train
 
     model_cfg = {"base": ToyModelConfig(), "wide": WIDE, "micro": MICRO}[args.config]
     cfg = TrainConfig(seed=args.seed)
-    overrides = {"steps": args.steps, "vae_steps": args.vae_steps, "n_samples": args.samples, "batch": args.batch,
+    overrides = {"steps": args.steps, "lr": args.lr, "warmup": args.warmup, "vae_steps": args.vae_steps,
+                 "n_samples": args.samples, "batch": args.batch,
                  "minutes": args.minutes}
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if cfg.steps < cfg.warmup:
         cfg = replace(cfg, warmup=max(1, cfg.steps // 10))
     out = Path(args.out)
-    train(out, model_cfg, cfg, vae, log=lambda m: print(m, flush=True))
+    train(out, model_cfg, cfg, vae, log=lambda m: print(m, flush=True), init=init)
     print(f"model: {out / 'model'}  report: {out / 'settings.json'}, {out / 'loss.png'}, {out / 'samples.png'}")
     return 0

@@ -29,11 +29,12 @@ def classify_color(image: np.ndarray) -> str | None:
 
 
 def check_prompts(n_per_color: int, heldout: bool = False) -> list[tuple[str, str]]:
-    """(prompt, color) pairs cycling shapes, backgrounds and phrasings over training (or held-out) combos."""
+    """(prompt, color) pairs cycling shapes, backgrounds and phrasings over training (or held-out) combos.
+    Colours in no held-out pair (red) have no held-out prompts."""
     out = []
     for color in COLOR_NAMES:
         combos = [(s, b) for s in SHAPES for b in BACKGROUNDS if is_heldout(s, color, b) == heldout]
-        for k in range(n_per_color):
+        for k in range(n_per_color if combos else 0):
             shape, background = combos[(k * 5) % len(combos)]
             out.append((object_caption(shape, color, background, template=k), color))
     return out

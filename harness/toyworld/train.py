@@ -144,11 +144,20 @@ class _EMA:
 
 
 def train_diffusion(model_cfg: ToyModelConfig, cfg: TrainConfig, data: RenderedSet, vae, out: Path | None = None,
-                    log=print, evaluate=None) -> Run:
+                    log=print, evaluate=None, init: Path | None = None) -> Run:
     """Phase 2: the UNet and text encoder, jointly, on the VAE's latents. `evaluate(pipe, step)` → dict is
-    called every `eval_every` steps (with the EMA weights); checkpoints go to `out/checkpoint`."""
+    called every `eval_every` steps (with the EMA weights); checkpoints go to `out/checkpoint`. `init`:
+    start from a saved pipeline's UNet and text encoder (a second stage; the optimizer starts afresh)."""
     torch.manual_seed(cfg.seed + 1)
-    text_encoder, unet = build_text_encoder(model_cfg).train(), build_unet(model_cfg).train()
+    if init is not None:
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+        text_encoder = CLIPTextModel.from_pretrained(init / "text_encoder", use_safetensors=True,
+                                                     local_files_only=True).train()
+        unet = UNet2DConditionModel.from_pretrained(init / "unet", use_safetensors=True, local_files_only=True).train()
+    else:
+        text_encoder, unet = build_text_encoder(model_cfg).train(), build_unet(model_cfg).train()
     pipe = assemble_pipeline(vae, text_encoder, unet)
     text_encoder.train()
     unet.train()
@@ -214,8 +223,10 @@ def save_pipeline(pipe, directory: Path, extra: dict | None = None) -> None:
     write_sidecar(directory, extra or {})
 
 
-def train(out: Path, model_cfg: ToyModelConfig, cfg: TrainConfig, vae_dir: Path | None = None, log=print) -> Run:
-    """Both phases and the training report under `out` (the final pipeline in `out/model`)."""
+def train(out: Path, model_cfg: ToyModelConfig, cfg: TrainConfig, vae_dir: Path | None = None, log=print,
+          init: Path | None = None) -> Run:
+    """Both phases and the training report under `out` (the final pipeline in `out/model`). With `init`
+    (a trained pipeline directory) the UNet and text encoder continue from its weights, with its VAE."""
     from harness.toyworld.report import write_report
     from harness.toyworld.selfcheck import color_check
 
@@ -224,6 +235,8 @@ def train(out: Path, model_cfg: ToyModelConfig, cfg: TrainConfig, vae_dir: Path 
     began = time.time()
     data = rendered_set(cfg.n_samples, cfg.seed, model_cfg.image_size)
     log(f"rendered {len(data)} training images in {time.time() - began:.0f}s")
+    if init is not None and vae_dir is None:
+        vae_dir = init / "vae"
     if vae_dir is not None:
         from diffusers import AutoencoderKL
 
@@ -236,16 +249,17 @@ def train(out: Path, model_cfg: ToyModelConfig, cfg: TrainConfig, vae_dir: Path 
     def evaluate(pipe, step):
         return color_check(pipe, n_per_color=8, seed=cfg.seed)
 
-    run = train_diffusion(model_cfg, cfg, data, vae, out, log, evaluate)
+    run = train_diffusion(model_cfg, cfg, data, vae, out, log, evaluate, init)
     steps_done = len(run.losses)
     save_pipeline(run.pipe, out / "model", {"steps_trained": steps_done, "seed": cfg.seed})
-    train_seconds = round(time.time() - began, 1)
+    timings = {"vae_seconds": round(vae_seconds, 1), "total_seconds": round(time.time() - began, 1),
+               "steps_done": steps_done, "vae_reused_from": str(vae_dir) if vae_dir else None,
+               "init": str(init) if init else None}
+    write_report(out, run, model_cfg, cfg, timings)  # first: nothing after training may lose the curves
     check = {split: color_check(run.pipe, n_per_color=16, seed=cfg.seed + 1000, heldout=split == "heldout")
              for split in ("train", "heldout")}
     log(f"colour check (16 prompts per colour): {json.dumps(check)}")
-    write_report(out, run, model_cfg, cfg, {"vae_seconds": round(vae_seconds, 1), "total_seconds": train_seconds,
-                                            "steps_done": steps_done, "vae_reused_from": str(vae_dir) if vae_dir else None},
-                 check)
+    write_report(out, run, model_cfg, cfg, timings, check)
     return run
 
 

@@ -78,3 +78,14 @@ def test_colour_check_names_the_colour_of_every_render():
     samples = sample_world(200, seed=2) + sample_world(50, seed=2, split="heldout")
     for s in samples:
         assert classify_color(render(s, 32)) == s.color  # signs (no colour) classify as None
+
+
+def test_check_prompts_cover_both_splits():
+    from harness.toyworld.selfcheck import check_prompts
+
+    train, heldout = check_prompts(4), check_prompts(4, heldout=True)
+    assert len(train) == 16 and {c for _, c in train} == set(world.COLOR_NAMES)
+    assert heldout and {c for _, c in heldout} == {"green", "blue", "yellow"}  # red is in no held-out pair
+    captions = {split: {world.object_caption(*combo, template=t) for combo in world.object_combos(split)
+                        for t in range(len(world.OBJECT_TEMPLATES))} for split in world.SPLITS}
+    assert {p for p, _ in heldout} <= captions["heldout"] and {p for p, _ in train} <= captions["train"]
