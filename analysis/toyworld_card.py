@@ -122,9 +122,11 @@ def localization_section(demo: Path, n_boot: int, top: int = 3) -> str:
              "attribute's prompts ranked under the paper's rule, read through the "
              "probes (`probe_p_prompt`: P(the prompt's label); `probe_p_target`: P(the target's)). Effect = variant − "
              "reference (control for swaps, corrupted run for restores), 95% cluster-bootstrap interval over prompts; "
-             "`*` marks the candidate set.", "",
-             "| attribute | method | metric | top sites: effect [95% CI] | P(top) of the first | prompts |",
-             "|---|---|---|---|---|---|"]
+             "`*` marks the candidate set; *reference* is the metric on the reference rows (a corrupted run that still "
+             "shows the attribute leaves causal tracing nothing to restore). Causal tracing's intervals come from the "
+             "prompts left after its threshold's validation split.", "",
+             "| attribute | method | metric | reference | top sites: effect [95% CI] | P(top) of the first | prompts |",
+             "|---|---|---|---|---|---|---|"]
     groups = [g for run_dir in run_dirs(demo) for g in rank_run(open_run(run_dir), n_boot=n_boot, by_concept=False)]
     order = {a: i for i, a in enumerate(("color", "shape", "background", "text"))}
     named: dict[str, str] = {}
@@ -134,7 +136,8 @@ def localization_section(demo: Path, n_boot: int, top: int = 3) -> str:
         cells = "; ".join(f"{'*' if v.selected else ''}{v.variant} {v.effect:+.3f} [{v.ci_low:+.3f}, {v.ci_high:+.3f}]"
                           for v in shown)
         attr = "word" if group.attribute == "text" else group.attribute
-        lines.append(f"| {attr} | {METHOD_NAMES.get(group.method, group.method)} | {group.rule.metric} | {cells} | "
+        lines.append(f"| {attr} | {METHOD_NAMES.get(group.method, group.method)} | {group.rule.metric} | "
+                     f"{group.rule.reference} {shown[0].reference:.2f} | {cells} | "
                      f"{shown[0].p_top:.2f} | {shown[0].n_prompts} |")
     lines += ["", "The sites named above (indices count each kind in forward order: down blocks, mid, up blocks):", ""]
     lines += [f"- `{label}`: `{site}`" for label, site in sorted(named.items())]
