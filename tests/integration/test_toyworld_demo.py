@@ -20,6 +20,7 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from analysis.candidates import load_candidates
 from analysis.effects import rank_run
@@ -89,10 +90,11 @@ def test_the_layer_ranked_first_for_colour_moves_colour_more_than_the_layer_rank
         writer = csv.DictWriter(handle, fieldnames=list(red[0]))
         writer.writeheader()
         writer.writerows(red)
-    base = load_edit(HERE / "edit_red_blue.yaml").model_dump(by_alias=True, exclude_none=True)
+    base = yaml.safe_load((HERE / "edit_red_blue.yaml").read_text())  # the demo's edit, on one named layer
+    base.pop("candidate")
     drop = {}
     for name, site in (("first", first), ("last", last)):
-        spec = load_edit({**{k: v for k, v in base.items() if k not in ("candidate", "candidates")}, "sites": [site]})
+        spec = load_edit({**base, "sites": [site]})
         run_edit(spec, tmp_path / name)
         evaluate_edit(tmp_path / name, str(prompts), tmp_path / f"{name}-eval", metrics=["probe"])
         s = json.loads((tmp_path / f"{name}-eval" / "summary.json").read_text())["sets"]["efficacy"]
