@@ -63,9 +63,10 @@ def _train(args) -> int:
     if args.config not in CONFIGS:
         raise UserError(f"--config: unknown '{args.config}'; expected one of {', '.join(CONFIGS)}"
                         f"{did_you_mean(args.config, CONFIGS)}")
-    for flag in ("steps", "vae_steps", "samples", "batch", "minutes", "lr"):
+    for flag in ("steps", "vae_steps", "samples", "batch", "minutes", "lr", "warmup"):
         value = getattr(args, flag)
-        if value is not None and value < (0 if flag == "vae_steps" else 1):
+        if value is not None and (value < 0 if flag in ("vae_steps", "warmup") else value <= 0
+                                  if flag in ("minutes", "lr") else value < 1):
             raise UserError(f"--{flag.replace('_', '-')}: expected a positive number, got {value}")
     vae = Path(args.vae) if args.vae else None
     if vae is not None and not (vae / "config.json").is_file():

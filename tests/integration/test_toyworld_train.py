@@ -64,3 +64,5 @@ def test_bad_flags_are_one_line(capsys):
     assert len(err) == 1 and "did you mean 'micro'" in err[0]
     assert main(["toyworld", "train", "--out", "x", "--vae", "/nonexistent"]) == 2
     assert "--vae" in capsys.readouterr().err
+    assert main(["toyworld", "train", "--out", "x", "--lr", "0"]) == 2
+    assert "--lr: expected a positive number" in capsys.readouterr().err
