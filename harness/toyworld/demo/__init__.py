@@ -86,6 +86,10 @@ def run_demo(out: str | Path, model: str | None = None, overrides: list[str] = (
     # sweep workers (two OpenMP threads on a shared 2-core CPU were 30x slower on the evaluation's small batches).
     set_reproducible(True)
 
+    from harness.models.loading import locate
+
+    if not (model or "toyworld").startswith(("tiny:", "random:")):
+        locate(model or "toyworld")  # a missing model is one line before any Ray worker tries to load it
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sets = [*(f"--set={o}" for o in overrides), *([f"--set=model={model}"] if model else [])]
