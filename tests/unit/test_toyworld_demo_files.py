@@ -50,3 +50,12 @@ def test_the_edit_evaluation_sets_red_prompts_to_move_and_other_colours_to_stay(
         sets.setdefault(row["set"], []).append(caption_labels(row["prompt"])["color"])
     assert set(sets["efficacy"]) == set(sets["generalization"]) == {"red"}
     assert "red" not in sets["specificity"] and set(sets["specificity"]) == set(world.COLOR_NAMES) - {"red"}
+
+
+def test_loco_demo_with_a_missing_model_is_one_line_and_exit_2_before_anything_runs(tmp_path, capsys):
+    from harness.cli import main
+
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--model", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"loco: error: model '{tmp_path / 'nope'}': no such directory"]
+    assert not (tmp_path / "demo").exists()
