@@ -13,7 +13,8 @@ machine; across machines CPU kernels may round differently and runs drift apart 
 One thread: on a CPU shared with other jobs, torch's OpenMP threads spin at barriers and two threads
 ran 2-7x *slower* than one (measured, see TRAINING.md).
 
-    uv run loco toyworld train --out runs/toyworld --seed 0 --steps 1500
+    uv run loco toyworld train --out runs/toyworld --seed 0 --steps 1500                 # stage 1
+    uv run loco toyworld train --out runs/stage2 --init runs/toyworld/model --seed 1 --steps 1300 --lr 5e-4 --warmup 50
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ from harness.toyworld.model import (
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training settings; the defaults are those of the shipped model."""
+    """Training settings; the defaults are stage 1 of the shipped model (stage 2 continued it with
+    `--init`, seed 1, 1300 steps, lr 5e-4, warmup 50: see weights/TRAINING.md)."""
 
     seed: int = 0
-    n_samples: int = 12000       # pre-rendered training images (each seen ~8x at the default steps)
+    n_samples: int = 12000       # pre-rendered training images (each seen ~4x at the default steps)
     vae_steps: int = 600
     vae_batch: int = 32
     vae_lr: float = 2e-3

@@ -66,3 +66,21 @@ def test_bad_flags_are_one_line(capsys):
     assert "--vae" in capsys.readouterr().err
     assert main(["toyworld", "train", "--out", "x", "--lr", "0"]) == 2
     assert "--lr: expected a positive number" in capsys.readouterr().err
+
+
+def test_second_stage_starts_from_the_given_weights(smoke, tmp_path):
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from harness.toyworld.train import train_diffusion
+
+    data = rendered_set(8, 1, 32)
+    cfg = TrainConfig(steps=1, batch=2, warmup=1, lr=1e-12, ema_decay=0.0)  # a step that cannot move the weights
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(smoke / "model" / "vae")
+    run = train_diffusion(MICRO, cfg, data, vae, log=lambda m: None, init=smoke / "model")
+    saved = UNet2DConditionModel.from_pretrained(smoke / "model" / "unet").state_dict()
+    for name, tensor in run.pipe.unet.state_dict().items():
+        assert torch.allclose(tensor, saved[name], atol=1e-6), name
+    assert main(["toyworld", "train", "--out", str(tmp_path / "x"), "--init", str(tmp_path)]) == 2
