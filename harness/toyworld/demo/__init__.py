@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +107,9 @@ def run_demo(out: str | Path, model: str | None = None, overrides: list[str] = (
         for name, job in SWEEPS.items():
             t0 = time.perf_counter()
             log(f"\n== {name}: loco sweep {HERE / job}")
+            # A fresh run: a sweep resumes finished units of the same job, and `model: toyworld` names the
+            # shipped weights, not their version, so new weights would otherwise reuse the old rows.
+            shutil.rmtree(runs[name], ignore_errors=True)
             status = call_verb("sweep", [str(HERE / job), "--out", str(runs[name]), "--force", "--quiet",
                                          *sets, *(["--local"] if local else [])])
             if status:
