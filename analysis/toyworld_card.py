@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -109,6 +110,7 @@ def word_sweeps(demo: Path, model: str) -> None:
 
     for job in ("locogen.yaml", "causal_trace.yaml"):
         name = f"words-{job.removesuffix('.yaml').replace('_', '-')}"
+        shutil.rmtree(demo / "card-runs" / name, ignore_errors=True)  # never resume rows of older weights
         status = call_verb("sweep", [str(HERE / job), "--set", f"prompts={HERE / 'words.csv'}", "--set", f"name={name}",
                                      "--set", f"model={model}", "--out", str(demo / "card-runs" / name), "--local",
                                      "--quiet", "--force"])
