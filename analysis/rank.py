@@ -32,10 +32,10 @@ from harness.errors import UserError, did_you_mean
 from harness.metrics import direction
 
 SQL_DIR = Path(__file__).with_name("sql")
-DEFAULT_METRICS = {  # first present column wins
-    "locogen": ("clip_t_prompt", "mse"),
-    "attn_patch": ("ocr_char_f1_target", "clip_t_target", "mse"),
-    "causal_trace": ("clip_t_prompt", "mse"),
+DEFAULT_METRICS = {  # first present column wins; the toyworld probes' analog before the image distance
+    "locogen": ("clip_t_prompt", "probe_p_prompt", "mse"),
+    "attn_patch": ("ocr_char_f1_target", "clip_t_target", "probe_p_target", "mse"),
+    "causal_trace": ("clip_t_prompt", "probe_p_prompt", "mse"),
 }
 RESTORING_METHODS = ("causal_trace",)
 OCR_F1 = re.compile(r"ocr_(char|word)_f1_(text|target)")

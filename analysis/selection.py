@@ -7,6 +7,12 @@
 | `attn_patch` | text (any) | `ocr_char_f1_target`, F1 of mean P, R | highest | P3 §3.4 |
 | `causal_trace` | any | restored `clip_t_prompt` | highest, above a threshold | P1 §1.2 |
 
+On the toyworld model (`harness.toyworld`) images are read by attribute probes instead of CLIP and OCR
+(`harness.metrics.probe`); a run scored with them and not with the paper's metric is ranked by the
+probe's probability of the same thing — the prompt's label (``probe_p_prompt``) where the paper reads
+CLIP to the prompt, the target's (``probe_p_target``) where it reads CLIP to the target or OCR F1 to B's
+text — in the paper's direction, and the rule says so.
+
 LocoGen wants the window whose target prompt erases the attribute (style, object) or shows the updated
 fact; P3 the layers whose patch renders prompt B's text; P1 the states whose restoration brings the
 caption back, with the threshold chosen on a validation split (`analysis.threshold`).
@@ -62,6 +68,10 @@ class Rule:
         return text + (f" [fallback: {self.source}]" if self.fallback else f" [{self.source}]")
 
 
+PROBE_ANALOG = {"clip_t_prompt": "probe_p_prompt", "clip_t_target": "probe_p_target",
+                "ocr_char_f1_target": "probe_p_target"}  # the paper's metric → the toyworld probe's
+
+
 def _paper_rule(method: str, attribute: str) -> tuple[tuple[str, ...], int, str]:
     if method == "locogen":
         if attribute.lower() in FACT_ATTRIBUTES:
@@ -91,8 +101,12 @@ def rule_for(method: str, attribute: str, present: list[str], metric: str | None
             fallback, source = True, f"--metric {metric}, largest effect by the metric's direction"
     else:
         chosen = next((m for m in paper if m in metric_cols), None)
+        probe = PROBE_ANALOG[paper[0]]
         if chosen is not None:
             metric, sign, fallback = chosen, paper_sign, False
+        elif probe in metric_cols:
+            metric, sign, fallback = probe, paper_sign, False
+            source = f"{source}; toyworld probe: {probe} in place of {paper[0]}"
         else:
             metric = next((m for m in ("mse", *metric_cols) if m in metric_cols), None)
             if metric is None:

@@ -34,7 +34,7 @@ from harness.model_list import model_slug  # noqa: F401  (re-exported)
 
 REQUIRED_KEYS = ("name", "method", "prompts")  # keys without a default; named when a job file is empty
 # The categories the papers group prompts by (a prompt row's `attribute`; see PromptRow).
-ATTRIBUTES = ("style", "object", "fact", "action", "color", "text")
+ATTRIBUTES = ("style", "object", "fact", "action", "color", "text", "shape", "background")  # the last two: the toyworld's
 
 __all__ = ["ATTRIBUTES", "DEFAULT_JOB", "ExecutorSpec", "JobError", "JobSpec", "PromptRow", "SiteSelector",
            "StageIISpec", "default_job", "load_job", "model_slug", "parse_index"]

@@ -12,11 +12,13 @@ DESCRIPTION = ("Generate the same prompts and seeds with the original and the ed
 def add_arguments(parser) -> None:
     parser.add_argument("edit", help="an output directory of `loco edit`")
     parser.add_argument("--prompts", help="CSV/JSONL rows: prompt, set (efficacy | generalization | specificity), "
-                        "optional target (default: the edit's augmentations, the concept-ablation prompts of the "
+                        "optional target, attribute (default: the edit's augmentations, the concept-ablation prompts of the "
                         "concept and of its hard negatives, and unrelated prompts)")
     parser.add_argument("--out", required=True, help="directory for results.parquet and summary.json")
     parser.add_argument("--seeds", default="0", help="seeds, e.g. 0-3 (default 0)")
     parser.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
+    parser.add_argument("--metrics", help="comma-separated scorers applied to both models' images, e.g. probe "
+                        "(columns: the edited image's under their names, the original's with suffix _original)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty --out")
     parser.add_argument("--clip-weights", help="CLIP checkpoint file or cached open_clip tag (e.g. openai): adds the "
                         "semantic columns (clip_concept_shift < 0, clip_target_shift > 0 when the edit works)")
@@ -27,9 +29,14 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from harness.edit.evaluate import evaluate_edit
 
+<<<<<<< HEAD
     clip = None
     if args.clip_weights or args.clip_random:
         clip = {"model": args.clip_model, "weights": args.clip_weights, "allow_random": args.clip_random}
     print(evaluate_edit(args.edit, args.prompts, args.out, seeds=args.seeds, steps=args.steps, force=args.force,
                         clip=clip))
+=======
+    print(evaluate_edit(args.edit, args.prompts, args.out, seeds=args.seeds, steps=args.steps, force=args.force,
+                        metrics=[m.strip() for m in (args.metrics or "").split(",") if m.strip()]))
+>>>>>>> demo
     return 0

@@ -14,6 +14,7 @@ import argparse
 import importlib
 
 VERBS: dict[str, str] = {  # in the order `loco --help` lists them
+    "demo": "harness.cli.demo",
     "sweep": "harness.cli.sweep",
     "plan": "harness.cli.plan",
     "rank": "analysis.verbs.rank",

@@ -12,14 +12,22 @@ Per (prompt, seed) one row with the edit's id: image distance of the edited imag
 (``mse``, ``psnr``, ``ssim`` — P3's definitions; 0 / 148.13 dB / 1 = untouched), ``embed_shift`` (relative
 change of the prompt embeddings, where DiffQuickFix acts) and ``kv_shift`` (relative change of the edited
 cross-attention projections' output on the prompt's tokens, where LocoEdit/UCE/TIME act). Semantic
+<<<<<<< HEAD
 scores — the image moved away from the concept's prompt and toward the target's in CLIP space — come
 with a CLIP checkpoint (`clip=`, CLI ``--clip-weights``; `harness.edit.semantic`); rows carry `edit_id`
 so DuckDB joins them.
+=======
+scores come from the scorers named by ``metrics`` (``--metrics probe`` on the toyworld model: does the
+edited "red" prompt still draw red?): each is applied to both images, the edited one's columns under
+their own names and the original's with the suffix ``_original`` (CLIP to the concept or the target needs
+real checkpoints). Rows carry `edit_id` so DuckDB joins them with sweeps.
+>>>>>>> demo
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -30,6 +38,7 @@ from harness.edit.semantic import COLUMNS as SEMANTIC  # CLIP columns, with a CL
 from harness.errors import UserError
 
 SETS = ("efficacy", "generalization", "specificity")
+PER_ATTRIBUTE = re.compile(r"probe_(shape|color|background|word)_")  # summarized by probe_p_prompt etc. when printed
 UNRELATED = ["a photo of a dog on a beach", "a bowl of fruit on a wooden table", "a city street at night"]
 
 
@@ -101,10 +110,27 @@ def shifts(original, edited, params: list[str], prompt: str) -> tuple[float, flo
     return embed, (float(np.mean(kv)) if kv else None)
 
 
+def semantic_scores(scorers: list, images: list[np.ndarray], row: dict) -> dict[str, list]:
+    """Scorer columns of the edited images (own names) and of the originals (``<column>_original``)."""
+    from harness.metrics import ScoreBatch, score_all
+
+    n = len(images[0])
+    columns: dict[str, list] = {}
+    for suffix, batch_images in (("_original", images[0]), ("", images[1])):
+        batch = ScoreBatch(images=batch_images, prompts=[row["prompt"]] * n, targets=[row.get("target")] * n,
+                           attributes=[row.get("attribute")] * n)
+        columns |= {f"{k}{suffix}": v for k, v in score_all(scorers, batch).items()}
+    return columns
+
+
 def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds: str = "0", steps: int | None = None,
+<<<<<<< HEAD
                   force: bool = False, clip: dict | None = None) -> str:
     """Rows per (prompt, seed) into `out`; with `clip` (the `scorers.clip` options: weights, model, ...) also
     the CLIP efficacy columns of `harness.edit.semantic`."""
+=======
+                  force: bool = False, metrics: list[str] | None = None) -> str:
+>>>>>>> demo
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -119,6 +145,15 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
         seed_list = parse_index(seeds)
     except ValueError as exc:
         raise UserError(f"--seeds: {exc}") from None
+    scorers = []
+    if metrics:
+        from harness.metrics import build_scorers
+
+        needs_reference = [m for m in metrics if build_scorers([m], instantiate=False)[0].needs_reference]
+        if needs_reference:
+            raise UserError(f"--metrics: {', '.join(needs_reference)} compare with an un-intervened image; the edit's "
+                            "image distances (mse, psnr, ssim to the original model's image) are always written")
+        scorers = build_scorers(metrics)
     check_out(out, force)
     encoder = None
     if clip is not None:
@@ -138,18 +173,27 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
         m = mse(images[1], images[0])
         s = ssim(images[1], images[0])
         embed, kv = shifts(original, edited, params, row["prompt"])
+<<<<<<< HEAD
         semantic = {}
         if encoder is not None:
             from harness.edit.semantic import semantic_shift
 
             semantic = semantic_shift(encoder, images[0], images[1], row["prompt"], row.get("target"))
+=======
+        semantic = semantic_scores(scorers, images, row) if scorers else {}
+>>>>>>> demo
         for i, seed in enumerate(seed_list):
             records.append({"edit_id": manifest["edit_id"], "method": manifest["method"], "set": row["set"],
                             "prompt": row["prompt"], "concept": row.get("concept"), "target": row.get("target"),
                             "seed": seed, "mse": float(m[i]), "psnr": float(psnr(m[i:i + 1])[0]),
                             "ssim": float(s[i]), "embed_shift": embed, "kv_shift": kv,
+<<<<<<< HEAD
                             "model_id": original.info.model_id, "edited_model": str(edit_dir)}
                            | {k: v[i] for k, v in semantic.items()})
+=======
+                            "model_id": original.info.model_id, "edited_model": str(edit_dir),
+                            "attribute": row.get("attribute"), **{k: v[i] for k, v in semantic.items()}})
+>>>>>>> demo
     if out.exists() and force:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -158,10 +202,22 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
     for name in SETS:
         chosen = [r for r in records if r["set"] == name]
         if chosen:
+<<<<<<< HEAD
             summary[name] = {k: float(np.mean([r[k] for r in chosen if r[k] is not None] or [np.nan]))
                              for k in ("mse", "ssim", "embed_shift", "kv_shift", *SEMANTIC) if k in chosen[0]}
             summary[name]["rows"] = len(chosen)
+=======
+            scored = [k for k in chosen[0] if k.endswith("_original")]  # semantic columns, both models
+            keys = ["mse", "ssim", "embed_shift", "kv_shift"] + [c for k in scored for c in (k.removesuffix("_original"), k)]
+            means = {k: [r[k] for r in chosen if isinstance(r.get(k), (int, float))] for k in keys}
+            summary[name] = {k: float(np.mean(v)) if v else float("nan") for k, v in means.items()
+                             if v or k in ("mse", "ssim", "embed_shift", "kv_shift")} | {"rows": len(chosen)}
+>>>>>>> demo
     (out / "summary.json").write_text(json.dumps({"edit_id": manifest["edit_id"], "sets": summary}, indent=2))
     lines = [f"{manifest['edit_id']}: {len(records)} rows → {out / 'results.parquet'}"]
-    lines += [f"  {k:<15} " + "  ".join(f"{m}={v:.4g}" for m, v in s.items()) for k, s in summary.items()]
+    for name, s in summary.items():  # the image and K/V shifts, and each scorer's per-row headline columns
+        shown = [f"{m}={s[m]:.4g}" for m in ("mse", "ssim", "embed_shift", "kv_shift", "rows")]
+        shown += [f"{m}={s[m + '_original']:.3g}→{s[m]:.3g}" for m in s if m.endswith(("_prompt", "_target"))
+                  and m + "_original" in s and not PER_ATTRIBUTE.match(m)]
+        lines.append(f"  {name:<15} " + "  ".join(shown))
     return "\n".join(lines)

@@ -34,6 +34,7 @@ class ScoreBatch:
     targets: list[str | None] = field(default_factory=list)  # the prompt fed at intervened sites (B)
     texts: list[str | None] = field(default_factory=list)  # text prompt A asks to render (P3)
     target_texts: list[str | None] = field(default_factory=list)  # text prompt B asks to render
+    attributes: list[str | None] = field(default_factory=list)  # the row's `attribute` (color, style, text, ...)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -162,4 +163,4 @@ def score_all(scorers: list[Scorer], batch: ScoreBatch) -> dict[str, list]:
 
 def _load_builtin() -> None:
     """Import the built-in scorer modules so their @register decorators run."""
-    from harness.metrics import clip, image, notext, ocr, perceptual, toxicity  # noqa: F401
+    from harness.metrics import clip, image, notext, ocr, perceptual, probe, toxicity  # noqa: F401

@@ -41,7 +41,8 @@ TIMING = {"gen_seconds": _F, "score_seconds": _F, "batch_rows": _I}
 
 PARTS = {"run": RUN, "ids": IDS, "design": DESIGN, "prompt": PROMPT, "sampler": SAMPLER, "timing": TIMING}
 COLUMNS: dict[str, pa.DataType] = {name: dtype for part in PARTS.values() for name, dtype in part.items()}
-METRIC_TYPES: dict[str, pa.DataType] = {"ocr_text": _S}  # metric columns that are not float64
+METRIC_TYPES: dict[str, pa.DataType] = {  # metric columns that are not float64: OCR's reading, the probes' labels
+    "ocr_text": _S, **{f"probe_{attribute}": _S for attribute in ("shape", "color", "background", "word")}}
 
 
 def build_row(*, run: dict, ids: dict, design: dict, prompt: dict, sampler: dict, timing: dict,

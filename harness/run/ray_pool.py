@@ -64,8 +64,11 @@ def ray_workers(job, budget: dict | None = None) -> tuple[Callable[[], Any], int
         count = job.executor.workers
     elif gpus:
         count = gpus
-    else:  # CPU: one single-threaded worker per free core for tiny models; one for real ones (RAM)
-        count = max(1, min(cpus - scoring, 4)) if job.model.startswith("tiny:") else 1
+    else:  # CPU: one single-threaded worker per free core for tiny and built-in models; one for real ones (RAM)
+        from harness.models.builtin import BUILTIN_DIRS
+
+        small = job.model.startswith("tiny:") or job.model.removeprefix("builtin:") in BUILTIN_DIRS
+        count = max(1, min(cpus - scoring, 4)) if small else 1
     if gpus and count > gpus:  # each actor pins a whole GPU: the extra ones would wait forever
         raise UserError(f"executor.workers: {count} workers need {count} GPUs; the Ray cluster has {gpus}")
     if not gpus and count + scoring > cpus:

@@ -154,6 +154,7 @@ class Worker:
             targets=[pr.target for pr in prompts],
             texts=[text_of(pr, False) for pr in prompts],
             target_texts=[text_of(pr, True) for pr in prompts],
+            attributes=[pr.attribute for pr in prompts],
         )
 
     def _design(self, variant: Variant) -> dict:

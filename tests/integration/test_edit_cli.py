@@ -42,6 +42,24 @@ def test_edit_eval_with_clip_adds_the_semantic_columns(edited, capsys):
     assert "clip_edit_direction" in capsys.readouterr().out  # in the per-set summary
 
 
+def test_edit_eval_metrics_score_both_models_images_under_their_own_and_original_names(edited, capsys):
+    prompts = edited / "probe.csv"
+    prompts.write_text("prompt,set,attribute\na red circle on a plain background,efficacy,color\n"
+                       "a blue square on a plain background,specificity,color\n")
+    assert main(["edit-eval", str(edited / "out"), "--prompts", str(prompts), "--out", str(edited / "probe-eval"),
+                 "--metrics", "probe"]) == 0
+    rows = duckdb.sql(f"SELECT * FROM '{edited / 'probe-eval' / 'results.parquet'}' ORDER BY set").to_arrow_table().to_pylist()
+    for row in rows:  # the tiny model draws noise; what matters is that both images were read, each under its name
+        assert row["probe_color"] in ("red", "green", "blue", "yellow") and row["probe_color_original"] is not None
+        assert row["probe_ok_prompt"] == row["probe_color_ok"]
+        assert row["probe_ok_prompt_original"] == row["probe_color_ok_original"]
+    summary = (edited / "probe-eval" / "summary.json").read_text()
+    assert '"probe_color_ok_original"' in summary and "probe_ok_prompt=" in capsys.readouterr().out
+    assert main(["edit-eval", str(edited / "out"), "--prompts", str(prompts), "--out", str(edited / "x"),
+                 "--metrics", "ssim"]) == 2
+    assert "--metrics: ssim compare with an un-intervened image" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("body, message", [
     ("model: tiny:sd15\nmethod: locoedit\nedits: [{concept: x, target: y}]\nlambda: 0\n", "lambda: expected a value > 0"),
     ("model: tiny:sd15\nmethod: locoedt\nedits: [{concept: x}]\n", "method: got 'locoedt'"),

@@ -86,7 +86,7 @@ def test_attribute_is_the_category_and_concept_the_words_in_the_prompt():
 def test_a_row_in_the_old_schema_gets_one_line_saying_what_changed(row):
     message = error_of(prompts=[row])
     assert message.startswith("job: prompts[0]: old prompt schema")
-    assert "'attribute' is now the category (style, object, fact, action, color, text)" in message
+    assert "'attribute' is now the category (style, object, fact, action, color, text, shape, background)" in message
     assert "'concept' the words in the prompt that carry it" in message
 
 

@@ -99,3 +99,15 @@ def test_a_run_without_the_papers_metric_falls_back_to_mse_and_says_so(tmp_path)
     assert rule_for("causal_trace", "object", ["mse"]).sign == -1  # restoring: closest to the clean image
     with pytest.raises(AnalysisError, match="did you mean 'clip_t_prompt'"):
         rule_for("locogen", "style", ["clip_t_prompt"], metric="clip_t_promt")
+
+
+def test_a_toyworld_run_scored_by_probes_ranks_by_the_probes_analog_of_the_papers_metric(tmp_path):
+    # LocoGen on colour: window 2's target prompt takes the prompt's colour away (P(red) falls most)
+    swap = swap_rows(lambda i, p: -0.6 if i == 2 else -0.05, PROMPTS, [0, 1], attribute="color", concept="red",
+                     metric="probe_p_prompt", control=0.9)
+    (group, *_) = rank_run(open_run(make_run(tmp_path, "tw", "locogen", swap)), n_boot=200)
+    assert group.rule.metric == "probe_p_prompt" and group.rule.sign == -1 and not group.rule.fallback
+    assert "in place of clip_t_prompt" in group.rule.description and group.variants[0].index == 2
+    assert rule_for("attn_patch", "text", ["probe_p_target", "mse"]).metric == "probe_p_target"
+    assert rule_for("causal_trace", "shape", ["probe_p_prompt", "mse"]).sign == 1  # restores bring P(label) back
+    assert rule_for("locogen", "style", ["clip_t_prompt", "probe_p_prompt"]).metric == "clip_t_prompt"  # paper first

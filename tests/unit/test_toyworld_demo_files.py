@@ -1,0 +1,61 @@
+"""The demo's shipped jobs and prompt files are valid and say what they mean: every job loads with the
+probe metric, every prompt names its concept as the probes read it, every LocoGen/patching target
+changes exactly the attribute the row is about, and the edit's evaluation sets are what their names say."""
+
+import csv
+
+import pytest
+
+from harness.jobs import load_job
+from harness.metrics.probe import probe_attribute
+from harness.toyworld import world
+from harness.toyworld.demo import HERE, SWEEPS
+from harness.toyworld.probes.labels import caption_labels
+
+
+def rows(name):
+    with (HERE / name).open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("job", SWEEPS.values())
+def test_every_demo_job_loads_on_the_toyworld_model_and_is_scored_by_the_probes(job):
+    spec = load_job(HERE / job)
+    assert spec.model == "toyworld" and "probe" in spec.metrics
+    assert {p.attribute for p in spec.prompts} <= {"color", "shape", "background", "text"}
+
+
+@pytest.mark.parametrize("name", ["objects.csv", "words.csv"])
+def test_each_target_changes_only_the_rows_attribute_to_another_label(name):
+    for row in rows(name):
+        head = probe_attribute(row["attribute"])
+        a, b = caption_labels(row["prompt"]), caption_labels(row["target"])
+        assert set(a) == set(b) and a[head] != b[head], row
+        assert {k: v for k, v in a.items() if k != head} == {k: v for k, v in b.items() if k != head}, row
+        # the concept (what causal tracing corrupts) is the words naming that label: "red", "striped", "CAT"
+        assert row["concept"] in row["prompt"]
+        assert caption_labels(row["concept"] + " background")[head] == a[head], row
+
+
+def test_demo_scenes_come_from_the_training_split():
+    train = set(world.object_combos("train"))
+    for row in rows("objects.csv"):
+        labels = caption_labels(row["prompt"])
+        assert (labels["shape"], labels["color"], labels["background"]) in train, row["prompt"]
+
+
+def test_the_edit_evaluation_sets_red_prompts_to_move_and_other_colours_to_stay():
+    sets = {}
+    for row in rows("edit_eval.csv"):
+        sets.setdefault(row["set"], []).append(caption_labels(row["prompt"])["color"])
+    assert set(sets["efficacy"]) == set(sets["generalization"]) == {"red"}
+    assert "red" not in sets["specificity"] and set(sets["specificity"]) == set(world.COLOR_NAMES) - {"red"}
+
+
+def test_loco_demo_with_a_missing_model_is_one_line_and_exit_2_before_anything_runs(tmp_path, capsys):
+    from harness.cli import main
+
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--model", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"loco: error: model '{tmp_path / 'nope'}': no such directory"]
+    assert not (tmp_path / "demo").exists()
