@@ -29,14 +29,9 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from harness.edit.evaluate import evaluate_edit
 
-<<<<<<< HEAD
     clip = None
     if args.clip_weights or args.clip_random:
         clip = {"model": args.clip_model, "weights": args.clip_weights, "allow_random": args.clip_random}
     print(evaluate_edit(args.edit, args.prompts, args.out, seeds=args.seeds, steps=args.steps, force=args.force,
-                        clip=clip))
-=======
-    print(evaluate_edit(args.edit, args.prompts, args.out, seeds=args.seeds, steps=args.steps, force=args.force,
-                        metrics=[m.strip() for m in (args.metrics or "").split(",") if m.strip()]))
->>>>>>> demo
+                        metrics=[m.strip() for m in (args.metrics or "").split(",") if m.strip()], clip=clip))
     return 0

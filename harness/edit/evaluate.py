@@ -12,16 +12,12 @@ Per (prompt, seed) one row with the edit's id: image distance of the edited imag
 (``mse``, ``psnr``, ``ssim`` — P3's definitions; 0 / 148.13 dB / 1 = untouched), ``embed_shift`` (relative
 change of the prompt embeddings, where DiffQuickFix acts) and ``kv_shift`` (relative change of the edited
 cross-attention projections' output on the prompt's tokens, where LocoEdit/UCE/TIME act). Semantic
-<<<<<<< HEAD
-scores — the image moved away from the concept's prompt and toward the target's in CLIP space — come
-with a CLIP checkpoint (`clip=`, CLI ``--clip-weights``; `harness.edit.semantic`); rows carry `edit_id`
-so DuckDB joins them.
-=======
 scores come from the scorers named by ``metrics`` (``--metrics probe`` on the toyworld model: does the
 edited "red" prompt still draw red?): each is applied to both images, the edited one's columns under
-their own names and the original's with the suffix ``_original`` (CLIP to the concept or the target needs
-real checkpoints). Rows carry `edit_id` so DuckDB joins them with sweeps.
->>>>>>> demo
+their own names and the original's with the suffix ``_original``. With a CLIP checkpoint (`clip=`, CLI
+``--clip-weights``; `harness.edit.semantic`) the rows also say whether the image moved away from the
+concept's prompt and toward the target's in CLIP space. Rows carry `edit_id` so DuckDB joins them with
+sweeps.
 """
 
 from __future__ import annotations
@@ -124,13 +120,9 @@ def semantic_scores(scorers: list, images: list[np.ndarray], row: dict) -> dict[
 
 
 def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds: str = "0", steps: int | None = None,
-<<<<<<< HEAD
-                  force: bool = False, clip: dict | None = None) -> str:
-    """Rows per (prompt, seed) into `out`; with `clip` (the `scorers.clip` options: weights, model, ...) also
-    the CLIP efficacy columns of `harness.edit.semantic`."""
-=======
-                  force: bool = False, metrics: list[str] | None = None) -> str:
->>>>>>> demo
+                  force: bool = False, metrics: list[str] | None = None, clip: dict | None = None) -> str:
+    """Rows per (prompt, seed) into `out`; `metrics` scores both models' images; with `clip` (the
+    `scorers.clip` options: weights, model, ...) also the CLIP efficacy columns of `harness.edit.semantic`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -173,27 +165,18 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
         m = mse(images[1], images[0])
         s = ssim(images[1], images[0])
         embed, kv = shifts(original, edited, params, row["prompt"])
-<<<<<<< HEAD
-        semantic = {}
+        semantic = semantic_scores(scorers, images, row) if scorers else {}
         if encoder is not None:
             from harness.edit.semantic import semantic_shift
 
-            semantic = semantic_shift(encoder, images[0], images[1], row["prompt"], row.get("target"))
-=======
-        semantic = semantic_scores(scorers, images, row) if scorers else {}
->>>>>>> demo
+            semantic |= semantic_shift(encoder, images[0], images[1], row["prompt"], row.get("target"))
         for i, seed in enumerate(seed_list):
             records.append({"edit_id": manifest["edit_id"], "method": manifest["method"], "set": row["set"],
                             "prompt": row["prompt"], "concept": row.get("concept"), "target": row.get("target"),
                             "seed": seed, "mse": float(m[i]), "psnr": float(psnr(m[i:i + 1])[0]),
                             "ssim": float(s[i]), "embed_shift": embed, "kv_shift": kv,
-<<<<<<< HEAD
-                            "model_id": original.info.model_id, "edited_model": str(edit_dir)}
-                           | {k: v[i] for k, v in semantic.items()})
-=======
                             "model_id": original.info.model_id, "edited_model": str(edit_dir),
                             "attribute": row.get("attribute"), **{k: v[i] for k, v in semantic.items()}})
->>>>>>> demo
     if out.exists() and force:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -202,21 +185,16 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
     for name in SETS:
         chosen = [r for r in records if r["set"] == name]
         if chosen:
-<<<<<<< HEAD
-            summary[name] = {k: float(np.mean([r[k] for r in chosen if r[k] is not None] or [np.nan]))
-                             for k in ("mse", "ssim", "embed_shift", "kv_shift", *SEMANTIC) if k in chosen[0]}
-            summary[name]["rows"] = len(chosen)
-=======
-            scored = [k for k in chosen[0] if k.endswith("_original")]  # semantic columns, both models
-            keys = ["mse", "ssim", "embed_shift", "kv_shift"] + [c for k in scored for c in (k.removesuffix("_original"), k)]
+            scored = [k for k in chosen[0] if k.endswith("_original")]  # scorer columns, both models
+            keys = ["mse", "ssim", "embed_shift", "kv_shift", *(k for k in SEMANTIC if k in chosen[0])]
+            keys += [c for k in scored for c in (k.removesuffix("_original"), k)]
             means = {k: [r[k] for r in chosen if isinstance(r.get(k), (int, float))] for k in keys}
             summary[name] = {k: float(np.mean(v)) if v else float("nan") for k, v in means.items()
                              if v or k in ("mse", "ssim", "embed_shift", "kv_shift")} | {"rows": len(chosen)}
->>>>>>> demo
     (out / "summary.json").write_text(json.dumps({"edit_id": manifest["edit_id"], "sets": summary}, indent=2))
     lines = [f"{manifest['edit_id']}: {len(records)} rows → {out / 'results.parquet'}"]
     for name, s in summary.items():  # the image and K/V shifts, and each scorer's per-row headline columns
-        shown = [f"{m}={s[m]:.4g}" for m in ("mse", "ssim", "embed_shift", "kv_shift", "rows")]
+        shown = [f"{m}={s[m]:.4g}" for m in ("mse", "ssim", "embed_shift", "kv_shift", *SEMANTIC, "rows") if m in s]
         shown += [f"{m}={s[m + '_original']:.3g}→{s[m]:.3g}" for m in s if m.endswith(("_prompt", "_target"))
                   and m + "_original" in s and not PER_ATTRIBUTE.match(m)]
         lines.append(f"  {name:<15} " + "  ".join(shown))
