@@ -34,6 +34,7 @@ from harness.edit.semantic import COLUMNS as SEMANTIC  # CLIP columns, with a CL
 from harness.errors import UserError
 
 SETS = ("efficacy", "generalization", "specificity")
+SHIFTS = ("mse", "ssim", "embed_shift", "kv_shift")  # always in the per-set summary: image and text-side shifts
 PER_ATTRIBUTE = re.compile(r"probe_(shape|color|background|word)_")  # summarized by probe_p_prompt etc. when printed
 UNRELATED = ["a photo of a dog on a beach", "a bowl of fruit on a wooden table", "a city street at night"]
 
@@ -149,7 +150,7 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
     check_out(out, force)
     encoder = None
     if clip is not None:
-        from harness.edit.semantic import clip_encoder
+        from harness.edit.semantic import clip_encoder, semantic_shift
 
         encoder = clip_encoder(clip)  # before the models: a missing CLIP checkpoint fails in a second
     original, edited, params = load_pair(edit_dir, manifest)
@@ -167,8 +168,6 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
         embed, kv = shifts(original, edited, params, row["prompt"])
         semantic = semantic_scores(scorers, images, row) if scorers else {}
         if encoder is not None:
-            from harness.edit.semantic import semantic_shift
-
             semantic |= semantic_shift(encoder, images[0], images[1], row["prompt"], row.get("target"))
         for i, seed in enumerate(seed_list):
             records.append({"edit_id": manifest["edit_id"], "method": manifest["method"], "set": row["set"],
@@ -186,15 +185,15 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
         chosen = [r for r in records if r["set"] == name]
         if chosen:
             scored = [k for k in chosen[0] if k.endswith("_original")]  # scorer columns, both models
-            keys = ["mse", "ssim", "embed_shift", "kv_shift", *(k for k in SEMANTIC if k in chosen[0])]
+            keys = [*SHIFTS, *(k for k in SEMANTIC if k in chosen[0])]
             keys += [c for k in scored for c in (k.removesuffix("_original"), k)]
             means = {k: [r[k] for r in chosen if isinstance(r.get(k), (int, float))] for k in keys}
             summary[name] = {k: float(np.mean(v)) if v else float("nan") for k, v in means.items()
-                             if v or k in ("mse", "ssim", "embed_shift", "kv_shift")} | {"rows": len(chosen)}
+                             if v or k in SHIFTS} | {"rows": len(chosen)}
     (out / "summary.json").write_text(json.dumps({"edit_id": manifest["edit_id"], "sets": summary}, indent=2))
     lines = [f"{manifest['edit_id']}: {len(records)} rows → {out / 'results.parquet'}"]
     for name, s in summary.items():  # the image and K/V shifts, and each scorer's per-row headline columns
-        shown = [f"{m}={s[m]:.4g}" for m in ("mse", "ssim", "embed_shift", "kv_shift", *SEMANTIC, "rows") if m in s]
+        shown = [f"{m}={s[m]:.4g}" for m in (*SHIFTS, *SEMANTIC, "rows") if m in s]
         shown += [f"{m}={s[m + '_original']:.3g}→{s[m]:.3g}" for m in s if m.endswith(("_prompt", "_target"))
                   and m + "_original" in s and not PER_ATTRIBUTE.match(m)]
         lines.append(f"  {name:<15} " + "  ".join(shown))
