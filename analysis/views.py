@@ -8,7 +8,7 @@
 | `effects` | (variant row, metric): value, paired reference value, effect = value − reference | `results` (SQL) |
 | `rankings` | (run, attribute, concept, variant): paper rule, cluster-bootstrap CI, P(top) | `analysis.effects` |
 | `candidates` | (run, attribute, concept): the candidate layer set and its evidence | `analysis.candidates` |
-| `failures` | failed unit (unit_id, error, attempts, error_type, worker, failed_at, traceback) from the run's `failures.parquet`; else empty | the run |
+| `failures` | failed unit (columns: `harness.results.failures.SCHEMA`) from `failures.parquet`; else empty | the run |
 
 Every view exists even when a run has no rows (an empty run, or a run whose units all failed), with the
 columns it would have, so a query written for a full run still binds. Columns are typed by the

@@ -84,11 +84,13 @@ def bench_real(repeats: int) -> dict:
         keys = torch.randn(n, shapes[0][1], generator=g, dtype=torch.float64)  # one edit: shared keys
         weights = [torch.randn(o, i, generator=g) * 0.02 for o, i in shapes]
         values = [torch.randn(n, o, generator=g, dtype=torch.float64) for o, _ in shapes]
-        shared = median_seconds(lambda: ridge_edit_shared(weights, keys, values, 0.01), repeats)
+        shared = median_seconds(lambda weights=weights, keys=keys, values=values:
+                                ridge_edit_shared(weights, keys, values, 0.01), repeats)
         # one factorization per matrix: timed on at most ONE_BY_ONE matrices and scaled to all of them (the
         # matrices of a workload cost alike; UCE's 140 SDXL factorizations alone took minutes on a loaded CPU)
         k = min(len(shapes), ONE_BY_ONE)
-        part = median_seconds(lambda: [ridge_edit(w, keys, v, 0.01) for w, v in zip(weights[:k], values[:k])], repeats)
+        pairs = list(zip(weights[:k], values[:k]))
+        part = median_seconds(lambda pairs=pairs, keys=keys: [ridge_edit(w, keys, v, 0.01) for w, v in pairs], repeats)
         out[label] = {"solve_s": shared, "solve_one_by_one_s": part * len(shapes) / k, "one_by_one_timed": k,
                       "matrices": len(shapes), "keys": n, "params": sum(o * i for o, i in shapes)}
     return out
@@ -115,8 +117,8 @@ def bench_encoders(repeats: int) -> dict:
     towers["sdxl clip-l + bigG"] = [towers["sd15 clip-l"][0], tower(1280, 32, 20, 5120, 1280, "gelu")]
     for label, models in towers.items():
         with torch.no_grad():
-            out[label] = {"encode_8_prompts_s": median_seconds(lambda: [m(ids, output_hidden_states=True)
-                                                                     for m in models], repeats)}
+            out[label] = {"encode_8_prompts_s": median_seconds(lambda models=models: [m(ids, output_hidden_states=True)
+                                                                                   for m in models], repeats)}
     return out
 
 

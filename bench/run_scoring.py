@@ -52,10 +52,10 @@ def main() -> None:
     results = {}
     for name, overlapped in (("inline", False), ("overlapped", True)):
         worker = ray.remote(RemoteWorker).options(num_cpus=1)
-        generator = ActorPool(lambda: worker.remote(job, 1, not overlapped), 1,
+        generator = ActorPool(lambda worker=worker, inline=not overlapped: worker.remote(job, 1, inline), 1,
                               lambda actor, unit: actor.run_unit.remote(unit), retries=0)
         scorer = ray.remote(ScoringWorker).options(num_cpus=1)
-        scorers = ActorPool(lambda: scorer.remote(job), 1, lambda actor, result: actor.score.remote(result),
+        scorers = ActorPool(lambda scorer=scorer: scorer.remote(job), 1, lambda actor, result: actor.score.remote(result),
                             retries=0, name="scorer") if overlapped else None
         variants = ray.get(generator.slots[0].actor.describe.remote())["variants"]
         for pool in (generator, scorers):

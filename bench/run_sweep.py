@@ -70,7 +70,7 @@ def main() -> None:
         pool = ActorPool(spawn, count, lambda actor, unit: actor.run_unit.remote(unit), retries=0)
         pool.wait_ready()
         run_ray(spec, units[:1], pool, None, lambda r: None, raise_failure)  # warm-up
-        seconds[f"ray_{n}"] = median_seconds(lambda: run_ray(spec, units, pool, None, lambda r: None,
+        seconds[f"ray_{n}"] = median_seconds(lambda pool=pool: run_ray(spec, units, pool, None, lambda r: None,
                                                              raise_failure), args.repeats)
         pool.shutdown()
     if started:
@@ -78,7 +78,7 @@ def main() -> None:
 
         ray.shutdown()
     for n in (1, 2):  # end to end, cold: a private Ray, model loads, parts written
-        def sweep():
+        def sweep(n=n):
             with tempfile.TemporaryDirectory() as out:
                 run_sweep(job(n), out=Path(out) / "run", quiet=True)
         seconds[f"sweep_{n}"] = median_seconds(sweep, 1)

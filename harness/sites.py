@@ -186,7 +186,8 @@ class SiteTable:
         """Sites matching every given criterion, in (kind, forward index) order.
 
         `names` are exact names, globs (``unet.up_blocks.0.*``) or labels (``text_encoder_2.text_mlp#3``);
-        `indices` are forward indices within the selected kind(s) (per encoder for text-encoder kinds). Unknown kinds, names and out-of-range indices raise SiteError.
+        `indices` are forward indices within the selected kind(s) (per encoder for text-encoder kinds).
+        Unknown kinds, names and out-of-range indices raise SiteError.
         """
         pool = self.sites
         if kinds:

@@ -28,6 +28,9 @@ def add_arguments(parser) -> None:
     train.add_argument("--warmup", type=int, help="warmup steps (default 100)")
     train.add_argument("--samples", type=int, help="pre-rendered training images")
     train.add_argument("--batch", type=int, help="diffusion batch size")
+    train.add_argument("--partial-captions", type=float, metavar="SHARE",
+                       help="share of object captions swapped for partial ones naming only some attributes "
+                       "(teaches each word its own attribute; default 0)")
     train.add_argument("--config", default="base", help="model size: base (shipped), wide (2x channels) or micro (smoke tests)")
     ship = sub.add_parser("ship", help="copy a trained run's pipeline and report into the shipped weights directory",
                           description="Copy RUN/model (or RUN/checkpoint) and RUN's report files into "
@@ -68,6 +71,8 @@ def _train(args) -> int:
         if value is not None and (value < 0 if flag in ("vae_steps", "warmup") else value <= 0
                                   if flag in ("minutes", "lr") else value < 1):
             raise UserError(f"--{flag.replace('_', '-')}: expected a positive number, got {value}")
+    if args.partial_captions is not None and not 0 <= args.partial_captions <= 1:
+        raise UserError(f"--partial-captions: expected a share between 0 and 1, got {args.partial_captions}")
     vae = Path(args.vae) if args.vae else None
     if vae is not None and not (vae / "config.json").is_file():
         raise UserError(f"--vae: '{vae}' is not a saved AutoencoderKL directory (no config.json)")
@@ -83,7 +88,7 @@ def _train(args) -> int:
     cfg = TrainConfig(seed=args.seed)
     overrides = {"steps": args.steps, "lr": args.lr, "warmup": args.warmup, "vae_steps": args.vae_steps,
                  "n_samples": args.samples, "batch": args.batch,
-                 "minutes": args.minutes}
+                 "minutes": args.minutes, "partial_captions": args.partial_captions}
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if cfg.steps < cfg.warmup:
         cfg = replace(cfg, warmup=max(1, cfg.steps // 10))

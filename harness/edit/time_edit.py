@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from harness.edit.crossattn import run_kv
-from harness.edit.keys import MAX_LENGTH, EditInputError, check_templates, gather, Pair, last_subject
+from harness.edit.keys import MAX_LENGTH, EditInputError, Pair, check_templates, gather, last_subject
 from harness.edit.weights import EditResult
 from harness.interventions import token_positions
 

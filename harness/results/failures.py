@@ -57,7 +57,7 @@ def write_failures(root: Path, failures: list[UnitFailure], write=None) -> Path:
 
 def read_failures(root: Path) -> list[UnitFailure]:
     """The failures table of a run, [] when it has none. A damaged file is a one-line error."""
-    from harness.results.integrity import CorruptFileError, RERUN_HINT
+    from harness.results.integrity import RERUN_HINT, CorruptFileError
 
     path = Path(root) / FILENAME
     if not path.is_file():

@@ -57,6 +57,7 @@ class TrainConfig:
     warmup: int = 100
     min_lr_ratio: float = 0.1    # cosine decay to this share of lr
     cond_dropout: float = 0.1    # empty-prompt share, for classifier-free guidance
+    partial_captions: float = 0.0  # share of object captions swapped for one naming only some attributes
     ema_decay: float = 0.995     # the shipped UNet/text encoder are the EMA weights
     minutes: float | None = None  # stop early after this much wall time (steps still sets the LR schedule)
     checkpoint_minutes: float = 4.0
@@ -169,6 +170,7 @@ def train_diffusion(model_cfg: ToyModelConfig, cfg: TrainConfig, data: RenderedS
     scale = vae.config.scaling_factor
     ids = tokenize(pipe.tokenizer, data.captions)
     empty = tokenize(pipe.tokenizer, [""])[0]
+    partial = _partial_ids(pipe.tokenizer, data) if cfg.partial_captions > 0 else None
     noise_schedule = train_scheduler()
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
@@ -183,6 +185,10 @@ def train_diffusion(model_cfg: ToyModelConfig, cfg: TrainConfig, data: RenderedS
         noise = torch.randn(z0.shape, generator=gen)
         t = torch.randint(0, noise_schedule.config.num_train_timesteps, (cfg.batch,), generator=gen)
         tokens = ids[idx].clone()
+        if partial is not None:
+            swap = torch.rand(cfg.batch, generator=gen) < cfg.partial_captions
+            pick = torch.randint(0, partial.shape[1], (cfg.batch,), generator=gen)
+            tokens[swap] = partial[idx, pick][swap]
         tokens[torch.rand(cfg.batch, generator=gen) < cfg.cond_dropout] = empty
         pred = unet(noise_schedule.add_noise(z0, noise, t), t, text_encoder(tokens)[0]).sample
         loss = torch.nn.functional.mse_loss(pred, noise)
@@ -215,6 +221,16 @@ def train_diffusion(model_cfg: ToyModelConfig, cfg: TrainConfig, data: RenderedS
     unet.eval()
     text_encoder.eval()
     return Run(pipe, losses, evals)
+
+
+def _partial_ids(tokenizer, data: RenderedSet) -> torch.Tensor:
+    """Token ids of every sample's partial captions, N x len(PARTIAL_TEMPLATES) x 77 (a sign repeats its
+    own caption, so swapping never changes what a sign's caption says)."""
+    from harness.toyworld.world import PARTIAL_TEMPLATES, partial_captions
+
+    k = len(PARTIAL_TEMPLATES)
+    texts = [c for s in data.samples for c in (partial_captions(s) * k)[:k]]
+    return tokenize(tokenizer, texts).view(len(data), k, -1)
 
 
 def save_pipeline(pipe, directory: Path, extra: dict | None = None) -> None:

@@ -69,6 +69,19 @@ WORD_TEMPLATES: tuple[str, ...] = (
     "a white sign with the word {word}",
 )
 
+# Partial captions: each names only some of an object scene's attributes. Training may swap a share of
+# captions for these (`TrainConfig.partial_captions`) so that each word must carry its own attribute
+# rather than the whole phrase naming a memorised combination: the model then composes held-out pairs
+# from their words. The first three omit one attribute, the last three keep one.
+PARTIAL_TEMPLATES: tuple[str, ...] = (
+    "a {color} {shape}",
+    "a {shape} on a {bg_adj} background",
+    "a {color} shape on a {bg_adj} background",
+    "a {shape}",
+    "something {color}",
+    "a {bg_adj} background",
+)
+
 # Held out of training: each shape and each colour and background still appears in training, only
 # these pairings do not.
 HELDOUT_SHAPE_COLOR: frozenset[tuple[str, str]] = frozenset({("triangle", "green"), ("cross", "yellow")})
@@ -113,6 +126,14 @@ def object_caption(shape: str, color: str, background: str, template: int = 0) -
     _check(background, BACKGROUNDS, "background")
     return OBJECT_TEMPLATES[template % len(OBJECT_TEMPLATES)].format(
         color=color, shape=shape, bg_adj=BACKGROUND_ADJECTIVES[background], bg_noun=BACKGROUND_NOUNS[background])
+
+
+def partial_captions(sample: Sample) -> tuple[str, ...]:
+    """The sample's partial captions (PARTIAL_TEMPLATES), each true of its image; a sign's is its caption."""
+    if sample.kind == "word":
+        return (sample.caption,)
+    return tuple(t.format(color=sample.color, shape=sample.shape, bg_adj=BACKGROUND_ADJECTIVES[sample.background])
+                 for t in PARTIAL_TEMPLATES)
 
 
 def word_caption(word: str, template: int = 0) -> str:

@@ -13,14 +13,14 @@ import ray
 from harness.errors import UserError
 from harness.run.pool import WORKER_DIED, ActorPool, Done, Failed, WorkersLost, wait
 
-
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import a test module
 
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # never a cluster another test left behind
+        # address="local": never join a cluster another test left behind in /tmp/ray/ray_current_cluster
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
 
 

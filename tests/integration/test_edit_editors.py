@@ -2,7 +2,6 @@
 embeddings for different words, so these are exact linear-algebra facts, not semantic outcomes."""
 
 import pytest
-import torch
 
 from harness.edit import diffquickfix, time_edit, uce
 from harness.edit.keys import TEMPLATES, build_pairs, last_subject
@@ -60,7 +59,7 @@ def test_uce_preserve_set_keeps_preserved_concepts_and_edits_every_cross_attenti
     loose = uce.run(load_edit(edit), adapter)
     kept = uce.run(load_edit(edit | {"preserve": ["monet", "picasso"], "preserve_scale": 1e6}), adapter)
     assert len(kept.new) == 32  # to_k and to_v of the 16 cross-attention layers
-    for name, rec in kept.solves.items():
+    for rec in kept.solves.values():
         assert rec["preserve_drift"] < 1e-5
         assert rec["edit_residual"] < rec["edit_residual_before"]
     site = adapter.sites.resolve("cross_attn#8").name

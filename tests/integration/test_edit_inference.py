@@ -13,8 +13,8 @@ from harness.edit.run import run_edit
 from harness.edit.spec import load_edit
 from harness.errors import UserError
 from harness.jobs import load_job
-from tests.conftest import tiny
 from harness.sweep import run_sweep
+from tests.conftest import tiny
 
 
 def image(adapter, prompt, seed=0, steps=4):

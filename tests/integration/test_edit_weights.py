@@ -2,19 +2,18 @@
 edited parameters change, and save → load → revert is bit-exact (issue 10)."""
 
 import hashlib
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from harness.edit import locoedit
 from harness.edit.delta import apply_delta, read_delta
 from harness.edit.keys import last_subject
 from harness.edit.revert import revert_model
 from harness.edit.run import run_edit
 from harness.edit.spec import load_edit
 from harness.errors import UserError
-from harness.edit import locoedit
 from harness.models import load_model
 from tests.conftest import tiny
 

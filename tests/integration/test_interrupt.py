@@ -51,8 +51,9 @@ def test_ctrl_c_leaves_a_resumable_run_and_no_ray_processes(tmp_path):
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(JOB))
     out, marker = tmp_path / "run", f"LOCO_TEST_{uuid.uuid4().hex}"
     env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "LOCO_TEST_MARKER": marker}
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())", "sweep", str(tmp_path / "job.yaml"), "--out",
-                             str(out), "--quiet"], env=env, start_new_session=True, text=True,
+    cli = "import sys; from harness.cli import main; sys.exit(main())"
+    proc = subprocess.Popen([sys.executable, "-c", cli, "sweep", str(tmp_path / "job.yaml"), "--out", str(out), "--quiet"],
+                            env=env, start_new_session=True, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert wait_for(lambda: any(out.glob("results/*/part-*.parquet")) or proc.poll() is not None, 400)

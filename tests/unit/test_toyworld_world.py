@@ -89,3 +89,20 @@ def test_check_prompts_cover_both_splits():
     captions = {split: {world.object_caption(*combo, template=t) for combo in world.object_combos(split)
                         for t in range(len(world.OBJECT_TEMPLATES))} for split in world.SPLITS}
     assert {p for p, _ in heldout} <= captions["heldout"] and {p for p, _ in train} <= captions["train"]
+
+
+def test_partial_captions_are_true_of_the_image_and_each_drops_or_keeps_one_attribute():
+    from harness.toyworld.probes.labels import caption_labels, sample_labels
+
+    scene = object_sample("triangle", "blue", "grid", seed=1)
+    partial = world.partial_captions(scene)
+    assert len(partial) == len(world.PARTIAL_TEMPLATES)
+    named = [caption_labels(c) for c in partial]
+    for labels in named:  # never a label the image does not show
+        assert labels and labels.items() <= sample_labels(scene).items()
+    assert sorted(len(labels) for labels in named) == [1, 1, 1, 2, 2, 2]
+    for attr in ("shape", "color", "background"):  # each attribute is once the only one named, once the one left out
+        assert [set(labels) for labels in named].count({attr}) == 1
+        assert sum(attr not in labels and len(labels) == 2 for labels in named) == 1
+    sign = word_sample("CAT", template=1)
+    assert world.partial_captions(sign) == (sign.caption,)
