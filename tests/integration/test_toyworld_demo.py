@@ -5,9 +5,9 @@ Ray — and what a trained model must show under it:
   report, and prints where the report is;
 * LocoEdit of "red" → "blue" lowers the probe's red rate on red prompts (the ones it was fitted on and
   red prompts in other phrasings) and leaves the other colours' prompts — their colour and their shape —
-  nearly unchanged (the red prompts' shapes suffer somewhat: colour and shape share the edited layer);
-* the cross-attention layer LocoGen ranks first for colour, when edited, moves colour more than an edit
-  of the layer it ranks last — localization predicts where an edit works.
+  nearly unchanged, and keeps the red prompts' shapes;
+* the cross-attention window LocoGen ranks first for colour, when edited, moves colour more than an edit
+  of the window it ranks last — localization predicts where an edit works.
 
 Thresholds are honest margins for a 32-px model (measured values are in MODEL_CARD.md), not exact
 numbers. One seed per sweep keeps the module at about two minutes on two cores."""
@@ -72,16 +72,16 @@ def test_editing_red_lowers_red_on_red_prompts_and_leaves_shapes_and_other_colou
     assert mean(red, "probe_color_p_target") > mean(red, "probe_color_p_target_original") + 0.2  # red turned blue
     assert mean(others, "probe_color_ok") >= mean(others, "probe_color_ok_original") - 0.15
     assert abs(mean(others, "probe_shape_ok") - mean(others, "probe_shape_ok_original")) <= 0.15
-    # Shapes of the red prompts themselves suffer somewhat: LocoGen puts colour and shape in the same layer
-    # (cross_attn#1 ranks first for both), so rewriting it for "red" costs some shape (measured 1.00 → 0.78).
-    assert mean(red, "probe_shape_ok") >= mean(red, "probe_shape_ok_original") - 0.4
+    # LocoGen ranks the same window first for colour and shape (cross_attn#1-2), yet an edit of the "red"
+    # tokens alone keeps the red prompts' shapes (measured 1.00 → 1.00; stage 2's weights lost 0.22).
+    assert mean(red, "probe_shape_ok") >= mean(red, "probe_shape_ok_original") - 0.15
 
 
-def test_the_layer_ranked_first_for_colour_moves_colour_more_than_the_layer_ranked_last(demo, tmp_path):
+def test_the_window_ranked_first_for_colour_moves_colour_more_than_the_window_ranked_last(demo, tmp_path):
     out = demo[0]
     (color,) = [g for g in rank_run(open_run(out / "runs" / "locogen"), n_boot=200, by_concept=False)
                 if g.attribute == "color"]
-    first, last = color.variants[0].site, color.variants[-1].site
+    first, last = (color.variants[0].sites or [color.variants[0].site]), (color.variants[-1].sites or [color.variants[-1].site])
     assert first != last
     with (HERE / "edit_eval.csv").open(newline="") as handle:
         red = [r for r in csv.DictReader(handle) if r["set"] in ("efficacy", "generalization")]
@@ -93,8 +93,8 @@ def test_the_layer_ranked_first_for_colour_moves_colour_more_than_the_layer_rank
     base = yaml.safe_load((HERE / "edit_red_blue.yaml").read_text())  # the demo's edit, on one named layer
     base.pop("candidate")
     drop = {}
-    for name, site in (("first", first), ("last", last)):
-        spec = load_edit({**base, "sites": [site]})
+    for name, sites in (("first", first), ("last", last)):
+        spec = load_edit({**base, "sites": sites})
         run_edit(spec, tmp_path / name)
         evaluate_edit(tmp_path / name, str(prompts), tmp_path / f"{name}-eval", metrics=["probe"])
         s = json.loads((tmp_path / f"{name}-eval" / "summary.json").read_text())["sets"]["efficacy"]

@@ -8,7 +8,7 @@ flow can be checked by eye and by the attribute probes (`harness.metrics.probe`)
    (`objects.csv`), attention patching for the rendered word (`attn_patch.yaml`, `words.csv`);
 2. **rank** — each run per attribute under its paper's rule, read through the probes (`loco rank
    --by-attribute`), and the candidate layer sets of all three (`loco candidates`);
-3. **edit** — LocoEdit makes "red" draw blue in the layer LocoGen ranked first for colour
+3. **edit** — LocoEdit makes "red" draw blue in the window LocoGen ranked first for colour
    (`edit_red_blue.yaml`, `loco edit`), evaluated on red prompts (should turn blue), red prompts in
    other phrasings (should too) and the other colours (should not move; `edit_eval.csv`, `loco edit-eval
    --metrics probe`);
@@ -129,7 +129,7 @@ def run_demo(out: str | Path, model: str | None = None, overrides: list[str] = (
     log(summarize_candidates(candidates) + f"\n(full rankings: {out / 'rankings.txt'})")
     seconds["rank + candidates"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    log("\n== edit: LocoEdit red → blue in LocoGen's first colour layer")
+    log("\n== edit: LocoEdit red → blue in LocoGen's first colour window")
     call_verb("edit", [str(edit_spec(out, candidates, model)), "--out", str(out / "edit"), "--force"])
     call_verb("edit-eval", [str(out / "edit"), "--prompts", str(HERE / "edit_eval.csv"), "--out", str(out / "edit-eval"),
                             "--seeds", seeds, "--metrics", "probe", "--force"])
