@@ -149,7 +149,8 @@ def localization_section(demo: Path, n_boot: int, top: int = 3) -> str:
 def edit_section(demo: Path) -> str:
     summary = json.loads((demo / "edit-eval" / "summary.json").read_text())
     lines = ["## The demo's edit: LocoEdit red → blue", "",
-             f"Edit `{summary['edit_id']}` in LocoGen's first colour window (the candidate set of `candidates.yaml`). Means over the prompt sets of "
+             f"Edit `{summary['edit_id']}` in LocoGen's first colour window (the candidate set of `candidates.yaml`). "
+             "Means over the prompt sets of "
              "`harness/toyworld/demo/edit_eval.csv`, original → edited model:", "",
              "| set | P(prompt's colour) | colour correct | shape correct | background correct | MSE to original |",
              "|---|---|---|---|---|---|"]

@@ -17,16 +17,17 @@ def add_arguments(parser) -> None:
                            description=DESCRIPTION)
     train.add_argument("--out", required=True, help="output directory")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--steps", type=int, help="diffusion training steps (default: the shipped model's)")
+    train.add_argument("--steps", type=int,
+                       help="diffusion training steps (default 11000: the one-run recipe, ~55 min on one core)")
     train.add_argument("--minutes", type=float, help="stop diffusion training after this much wall time "
                        "(--steps still sets the learning-rate schedule)")
-    train.add_argument("--vae-steps", type=int, help="VAE training steps (default: the shipped model's)")
+    train.add_argument("--vae-steps", type=int, help="VAE training steps (default 600)")
     train.add_argument("--vae", help="reuse a trained VAE directory instead of training one")
     train.add_argument("--init", help="continue from a trained pipeline directory (its UNet, text encoder and VAE; "
                        "a fresh optimizer and learning-rate schedule)")
     train.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
     train.add_argument("--warmup", type=int, help="warmup steps (default 100)")
-    train.add_argument("--samples", type=int, help="pre-rendered training images")
+    train.add_argument("--samples", type=int, help="pre-rendered training images (default 30000)")
     train.add_argument("--batch", type=int, help="diffusion batch size")
     train.add_argument("--partial-captions", type=float, metavar="SHARE",
                        help="share of object captions swapped for partial ones naming only some attributes "
