@@ -124,16 +124,20 @@ def object_caption(shape: str, color: str, background: str, template: int = 0) -
     _check(shape, SHAPES, "shape")
     _check(color, COLOR_NAMES, "color")
     _check(background, BACKGROUNDS, "background")
-    return OBJECT_TEMPLATES[template % len(OBJECT_TEMPLATES)].format(
-        color=color, shape=shape, bg_adj=BACKGROUND_ADJECTIVES[background], bg_noun=BACKGROUND_NOUNS[background])
+    return _fill(OBJECT_TEMPLATES[template % len(OBJECT_TEMPLATES)], shape, color, background)
 
 
 def partial_captions(sample: Sample) -> tuple[str, ...]:
     """The sample's partial captions (PARTIAL_TEMPLATES), each true of its image; a sign's is its caption."""
     if sample.kind == "word":
         return (sample.caption,)
-    return tuple(t.format(color=sample.color, shape=sample.shape, bg_adj=BACKGROUND_ADJECTIVES[sample.background])
-                 for t in PARTIAL_TEMPLATES)
+    return tuple(_fill(t, sample.shape, sample.color, sample.background) for t in PARTIAL_TEMPLATES)
+
+
+def _fill(template: str, shape: str, color: str, background: str) -> str:
+    """An object template with the scene's words: {color}, {shape}, {bg_adj} and {bg_noun}."""
+    return template.format(color=color, shape=shape, bg_adj=BACKGROUND_ADJECTIVES[background],
+                           bg_noun=BACKGROUND_NOUNS[background])
 
 
 def word_caption(word: str, template: int = 0) -> str:

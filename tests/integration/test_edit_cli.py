@@ -16,13 +16,17 @@ def edited(tmp_path_factory):
     return root
 
 
+def evaluate(edited, name: str, prompts_csv: str, *flags: str) -> list[dict]:
+    """`loco edit-eval` of the edited model on `prompts_csv` into edited/NAME; its rows by set and seed."""
+    prompts = edited / f"{name}.csv"
+    prompts.write_text(prompts_csv)
+    assert main(["edit-eval", str(edited / "out"), "--prompts", str(prompts), "--out", str(edited / name), *flags]) == 0
+    return duckdb.sql(f"SELECT * FROM '{edited / name / 'results.parquet'}' ORDER BY set, seed").to_arrow_table().to_pylist()
+
+
 def test_edit_eval_writes_rows_with_the_edit_id_for_each_prompt_set(edited, capsys):
-    prompts = edited / "prompts.csv"
-    prompts.write_text("prompt,set\na painting in the style of van gogh,efficacy\nvan gogh sunflowers,generalization\n"
-                       "a photo of a dog,specificity\n")
-    assert main(["edit-eval", str(edited / "out"), "--prompts", str(prompts), "--out", str(edited / "eval"),
-                 "--seeds", "0-1"]) == 0
-    rows = duckdb.sql(f"SELECT * FROM '{edited / 'eval' / 'results.parquet'}' ORDER BY set, seed").to_arrow_table().to_pylist()
+    rows = evaluate(edited, "eval", "prompt,set\na painting in the style of van gogh,efficacy\n"
+                    "van gogh sunflowers,generalization\na photo of a dog,specificity\n", "--seeds", "0-1")
     assert len(rows) == 6 and {r["set"] for r in rows} == {"efficacy", "generalization", "specificity"}
     assert len({r["edit_id"] for r in rows}) == 1 and rows[0]["edit_id"].startswith("locoedit-")
     assert all(r["embed_shift"] == 0.0 for r in rows)  # LocoEdit leaves the text encoder alone
@@ -30,12 +34,8 @@ def test_edit_eval_writes_rows_with_the_edit_id_for_each_prompt_set(edited, caps
 
 
 def test_edit_eval_with_clip_adds_the_semantic_columns(edited, capsys):
-    prompts = edited / "clip_prompts.csv"
-    prompts.write_text("prompt,set,target\na painting in the style of van gogh,efficacy,a painting in the style of "
-                       "painting\na photo of a dog,specificity,\n")
-    assert main(["edit-eval", str(edited / "out"), "--prompts", str(prompts), "--out", str(edited / "eval-clip"),
-                 "--clip-random", "--steps", "2"]) == 0
-    rows = duckdb.sql(f"SELECT * FROM '{edited / 'eval-clip' / 'results.parquet'}' ORDER BY set").to_arrow_table().to_pylist()
+    rows = evaluate(edited, "eval-clip", "prompt,set,target\na painting in the style of van gogh,efficacy,a painting in "
+                    "the style of painting\na photo of a dog,specificity,\n", "--clip-random", "--steps", "2")
     efficacy, specificity = rows
     assert efficacy["clip_edit_direction"] == pytest.approx(efficacy["clip_target_shift"] - efficacy["clip_concept_shift"])
     assert specificity["clip_target_shift"] is None and -1 <= specificity["clip_image_cos"] <= 1
@@ -43,19 +43,15 @@ def test_edit_eval_with_clip_adds_the_semantic_columns(edited, capsys):
 
 
 def test_edit_eval_metrics_score_both_models_images_under_their_own_and_original_names(edited, capsys):
-    prompts = edited / "probe.csv"
-    prompts.write_text("prompt,set,attribute\na red circle on a plain background,efficacy,color\n"
-                       "a blue square on a plain background,specificity,color\n")
-    assert main(["edit-eval", str(edited / "out"), "--prompts", str(prompts), "--out", str(edited / "probe-eval"),
-                 "--metrics", "probe"]) == 0
-    rows = duckdb.sql(f"SELECT * FROM '{edited / 'probe-eval' / 'results.parquet'}' ORDER BY set").to_arrow_table().to_pylist()
+    rows = evaluate(edited, "probe-eval", "prompt,set,attribute\na red circle on a plain background,efficacy,color\n"
+                    "a blue square on a plain background,specificity,color\n", "--metrics", "probe")
     for row in rows:  # the tiny model draws noise; what matters is that both images were read, each under its name
         assert row["probe_color"] in ("red", "green", "blue", "yellow") and row["probe_color_original"] is not None
         assert row["probe_ok_prompt"] == row["probe_color_ok"]
         assert row["probe_ok_prompt_original"] == row["probe_color_ok_original"]
     summary = (edited / "probe-eval" / "summary.json").read_text()
     assert '"probe_color_ok_original"' in summary and "probe_ok_prompt=" in capsys.readouterr().out
-    assert main(["edit-eval", str(edited / "out"), "--prompts", str(prompts), "--out", str(edited / "x"),
+    assert main(["edit-eval", str(edited / "out"), "--prompts", str(edited / "probe-eval.csv"), "--out", str(edited / "x"),
                  "--metrics", "ssim"]) == 2
     assert "--metrics: ssim compare with an un-intervened image" in capsys.readouterr().err
 

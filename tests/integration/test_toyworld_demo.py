@@ -81,7 +81,7 @@ def test_the_window_ranked_first_for_colour_moves_colour_more_than_the_window_ra
     out = demo[0]
     (color,) = [g for g in rank_run(open_run(out / "runs" / "locogen"), n_boot=200, by_concept=False)
                 if g.attribute == "color"]
-    first, last = (color.variants[0].sites or [color.variants[0].site]), (color.variants[-1].sites or [color.variants[-1].site])
+    first, last = color.variants[0].sites, color.variants[-1].sites  # a window's layers (every row records them)
     assert first != last
     with (HERE / "edit_eval.csv").open(newline="") as handle:
         red = [r for r in csv.DictReader(handle) if r["set"] in ("efficacy", "generalization")]
