@@ -15,7 +15,6 @@ import time
 import numpy as np
 import torch
 
-from harness import stage2
 from harness.generate import PromptCache, generate_rows
 from harness.interventions import Sample
 from harness.methods import Variant, get_method, plan_variants, references
@@ -46,7 +45,7 @@ class Worker:
         from harness.edit.install import prepare_job_model
 
         self.edit_id = prepare_job_model(self.adapter, job.edit, job.model)  # an edit installed, or an edited model
-        stage2.attach(self.adapter, job)  # IF: the stage II that upsamples before scoring (P3)
+        self.adapter.prepare_for_job(job)  # IF: the stage II that upsamples before scoring (P3)
         self.variants = plan_variants(job, self.adapter.sites)
         self.references = references(job)
         self.mode = self.method.resolve_mode(job, self.adapter)

@@ -1,0 +1,7 @@
+"""DeepFloyd IF (`harness.models.deepfloyd_if`): the shared architecture specification on `tiny:if`."""
+
+from tests.models.architecture_tester import ArchitectureTester
+
+
+class TestDeepFloydIF(ArchitectureTester):
+    arch = "if"
