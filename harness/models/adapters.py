@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from harness.errors import UserError
-from harness.sites import SiteTable, discover
+from harness.sites import SiteTable, classify, discover
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -206,7 +206,14 @@ class ModelAdapter:
             self.generate(cond, neg, seeds=[0], steps=1, guidance_scale=2.0, height=size, width=size,
                           decode=False)
 
-        return discover(self.components(), run_once)
+        return discover(self.components(), run_once, self.site_kind)
+
+    @staticmethod
+    def site_kind(component: str, path: str, module: torch.nn.Module) -> str | None:
+        """The kind of one of this architecture's modules, or None when it is not a site. The default,
+        `harness.sites.classify`, knows diffusers' UNet and MM-DiT blocks and the CLIP/T5 text encoders; an
+        architecture whose modules it does not cover overrides this."""
+        return classify(component, path, module)
 
     # ---- text ------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -2,12 +2,28 @@
 `ModelTesterMixin`): one test file per architecture subclasses `ArchitectureTester` and says which
 architecture it tests; everything else is read from the module's declaration (`harness.models.registry`)."""
 
+import numpy as np
 import torch
 from accelerate import init_empty_weights
 
-from harness.models import registry
-from harness.sites import STATE, classify
+from harness.generate import generate_rows
+from harness.interventions import KVSwap, Sample
+from harness.models import GenerationConfig, load_model, registry
+from harness.sites import STATE, TEXT_KINDS
 from tests.conftest import tiny
+
+A = "a house in the style of van gogh"
+B = "a red bicycle leaning on a wall"
+
+
+def quick(adapter) -> GenerationConfig:
+    """Two steps at the site-discovery size: enough to compare images exactly, cheap on every architecture."""
+    size = adapter.probe_size()
+    return GenerationConfig(2, adapter.defaults.guidance_scale, size, size)
+
+
+def text_sites(adapter) -> list[str]:
+    return [s.name for kind in TEXT_KINDS for s in adapter.sites.of_kind(kind)]
 
 
 def traced_counts(table) -> dict:
@@ -22,13 +38,13 @@ def traced_counts(table) -> dict:
     return {k: tuple(v.values()) if isinstance(v, dict) else v for k, v in counts.items()}
 
 
-def structural_counts(pipe, components: tuple[str, ...]) -> dict:
+def structural_counts(pipe, components: tuple[str, ...], kind_of) -> dict:
     """The same counts read from the modules' types alone (no forward pass: works on empty weights)."""
     counts: dict = {}
     for component in components:
         root = getattr(pipe, component, None)
         for path, module in (root.named_modules() if root is not None else []):
-            kind = classify(component, path, module)
+            kind = kind_of(component, path, module)
             if kind is not None and kind.startswith("text_"):
                 counts.setdefault(kind, {}).setdefault(component, 0)
                 counts[kind][component] += 1
@@ -41,6 +57,7 @@ class ArchitectureTester:
     """Shared specification of an architecture module. Subclasses set `arch`."""
 
     arch: str = ""
+    batch_tolerance = 1e-5  # a row batched with others vs alone: GEMM rounding by batch size (float images)
 
     @property
     def declared(self) -> registry.Architecture:
@@ -109,5 +126,35 @@ class ArchitectureTester:
             return
         with init_empty_weights():  # the real configuration, no memory for its weights
             pipe = self.declared.fullsize()
-        components = (self.declared.adapter.denoiser_name, *self.declared.adapter.text_encoder_names)
-        assert structural_counts(pipe, components) == self.declared.costs[self.declared.default_variant].sites
+        adapter = self.declared.adapter
+        counts = structural_counts(pipe, (adapter.denoiser_name, *adapter.text_encoder_names), adapter.site_kind)
+        assert counts == self.declared.costs[self.declared.default_variant].sites
+
+    def test_an_unintervened_row_is_the_plain_pipelines_image(self):
+        adapter, config = tiny(self.arch), quick(tiny(self.arch))
+        ours = generate_rows(adapter, [Sample(A, 3)], config)[0]
+        plain = adapter.pipe(A, num_inference_steps=config.steps, guidance_scale=config.guidance_scale,
+                             height=config.height, width=config.width, generator=torch.Generator().manual_seed(3),
+                             output_type="np").images
+        assert np.array_equal(ours, (np.asarray(plain) * 255).round().astype(np.uint8)[0])
+
+    def test_a_batched_patch_equals_the_same_patch_run_alone(self):
+        adapter = tiny(self.arch)
+        sites = text_sites(adapter)
+        variant = Sample(A, 1, swaps=(KVSwap((sites[len(sites) // 2],), B, mode="patch", branch="both"),))
+        others = [Sample(A, 1, swaps=(KVSwap((s,), B, mode="patch"),)) for s in sites[:3]]
+        batched = generate_rows(adapter, [Sample(A, 1), Sample(B, 1), *others, variant], quick(adapter), as_float=True)
+        alone = generate_rows(adapter, [Sample(B, 1), variant], quick(adapter), as_float=True)
+        assert np.abs(batched[-1] - alone[-1]).max() < self.batch_tolerance
+        assert not np.array_equal(batched[-1], batched[0])  # and the patch does something
+
+    def test_on_a_planted_model_only_the_planted_site_moves_the_image(self):
+        label = next(label for label in self.declared.paper_sites if label.partition("#")[0] in TEXT_KINDS)
+        adapter = load_model(f"tiny:{self.arch}+planted={label}", "cpu")  # every other text path cut
+        sites = text_sites(adapter)
+        rows = [Sample(A, 0), *(Sample(A, 0, swaps=(KVSwap((s,), B, mode="patch", branch="both"),)) for s in sites)]
+        image_b, control, *patched = generate_rows(adapter, [Sample(B, 0), *rows], quick(adapter), as_float=True)
+        moved = [site for site, image in zip(sites, patched) if not np.array_equal(image, control)]
+        assert moved == [adapter.sites.resolve(label).name]
+        # and that site is the only way text reaches the image (`cut_pooled_text` cut the others): B's image
+        assert np.array_equal(patched[sites.index(moved[0])], image_b)

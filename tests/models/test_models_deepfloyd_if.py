@@ -5,3 +5,4 @@ from tests.models.architecture_tester import ArchitectureTester
 
 class TestDeepFloydIF(ArchitectureTester):
     arch = "if"
+    batch_tolerance = 1e-3  # the pixel-space, thresholded DDPM sampler amplifies GEMM rounding more than a VAE
