@@ -32,6 +32,7 @@ class Hooks:
 
     def __init__(self):
         self._removers: dict[str, Callable[[], None]] = {}
+        self._unnamed = 0  # hooks kept by `add` without a name: numbered hook#0, hook#1, ...
 
     # ---- registering ---------------------------------------------------------------------------------------
     def forward(self, name: str, module: torch.nn.Module, fn: Callable) -> str:
@@ -60,7 +61,9 @@ class Hooks:
     def add(self, handle, name: str | None = None) -> str:
         """Keep a hook registered elsewhere (a PyTorch `RemovableHandle`) under `name` (default: numbered).
         Prefer `forward`/`pre_forward`, which name the hook where it is made."""
-        return self._keep(name or f"hook#{len(self._removers)}", handle.remove)
+        if name is None:
+            name, self._unnamed = f"hook#{self._unnamed}", self._unnamed + 1
+        return self._keep(name, handle.remove)
 
     def _keep(self, name: str, remover: Callable[[], None]) -> str:
         if name in self._removers:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from harness.errors import UserError
+from harness.errors import JobError, UserError
 from harness.sites import SiteTable, classify, discover
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -180,7 +180,6 @@ class ModelAdapter:
         """Attach what a job configures beyond the pipeline (DeepFloyd IF: its stage II); here, refuse a
         `stage_ii` key on an architecture that has none."""
         if job.stage_ii is not None:
-            from harness.errors import JobError
             from harness.models.registry import architectures
 
             having = [a.title for a in architectures() if a.plan_stage_ii is not None]

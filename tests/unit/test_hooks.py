@@ -60,3 +60,13 @@ def test_a_sweep_batch_names_its_hooks_by_module():
     with hooks:
         assert hooks.names() == ["step_counter", f"moves/{site}.to_k", f"moves/{site}.to_v"]
     assert not hooks.names()
+
+
+def test_hooks_registered_elsewhere_are_kept_under_numbered_names():
+    layer = torch.nn.Linear(2, 2)
+    with Hooks() as hooks:
+        first = hooks.add(layer.register_forward_hook(doubling))
+        hooks.add(layer.register_forward_hook(doubling))
+        hooks.remove(first)
+        hooks.add(layer.register_forward_hook(doubling))
+        assert hooks.names() == ["hook#1", "hook#2"]
