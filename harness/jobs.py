@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness import model_list
-from harness.errors import JobError, did_you_mean
+from harness.errors import JobError, UserError, did_you_mean
 from harness.interventions import POSITIONS
 from harness.methods.registry import METHOD_NAMES, get_method
 from harness.metrics import check_metric, check_scorer_names
@@ -194,6 +194,7 @@ class JobSpec(Strict):
     reproducible: bool = True  # batch-independent kernels: a row's image does not depend on its batch
     executor: ExecutorSpec = ExecutorSpec()
     edit: str | None = None  # an inference-time edit (edit.yaml from `loco edit`) installed on the model
+    lora: str | None = None  # a LoRA adapter directory (`loco finetune --out`) fused into the model first
     stage_ii: StageIISpec | None = None  # DeepFloyd IF's upsampler (harness.stage2); an error on other models
 
     @model_validator(mode="before")
@@ -218,6 +219,18 @@ class JobSpec(Strict):
             return [value]
         if isinstance(value, str):
             return parse_index(value)
+        return value
+
+    @field_validator("lora")
+    @classmethod
+    def _lora(cls, value: str | None) -> str | None:
+        if value is not None:
+            from harness.finetune.output import read_manifest
+
+            try:
+                read_manifest(value)  # a missing or foreign directory fails here, before any worker starts
+            except UserError as exc:
+                raise ValueError(str(exc).removeprefix("lora: ")) from None
         return value
 
     @field_validator("metrics")
@@ -281,7 +294,7 @@ class JobSpec(Strict):
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where or how they are executed)."""
         # Keys added later are left out at their defaults, so fingerprints of jobs that do not set them stay.
-        defaults = {"edit": None, "noise_std": "embedding", "restore": "output", "models": None}
+        defaults = {"edit": None, "lora": None, "noise_std": "embedding", "restore": "output", "models": None}
         unset = {key for key, value in defaults.items() if getattr(self, key) == value}
         data = self.model_dump(mode="json", exclude={"executor", "save_images", "batch_size"} | unset)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -387,8 +400,9 @@ def load_job(data: dict | str | Path, base_dir: Path | None = None, overrides: l
             data["prompts"] = read_prompt_file((base_dir or Path.cwd()) / data["prompts"])
         except JobError as exc:
             raise JobError(f"{source}: {exc}") from None
-    if isinstance(data.get("edit"), str):  # relative to the job file, as prompt files are
-        data["edit"] = str((base_dir or Path.cwd()) / data["edit"])
+    for key in ("edit", "lora"):  # relative to the job file, as prompt files are
+        if isinstance(data.get(key), str):
+            data[key] = str((base_dir or Path.cwd()) / Path(data[key]).expanduser())
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:
