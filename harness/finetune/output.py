@@ -115,8 +115,15 @@ def attach_lora(adapter, folder: str | Path) -> str:
     if base is not None and base != adapter.info.fingerprint:
         raise LoraError(f"lora: '{folder}' was trained on '{manifest.get('base_model')}' (fingerprint {base}), not "
                         f"on '{adapter.info.model_id}' ({adapter.info.fingerprint})")
+    from diffusers.utils import logging as diffusers_logging
+
     pipe = adapter.pipe
-    pipe.load_lora_weights(str(Path(folder).expanduser()), adapter_name="loco")
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # not "no LoRA keys for the text encoder": P3 adapts the denoiser only
+    try:
+        pipe.load_lora_weights(str(Path(folder).expanduser()), adapter_name="loco")
+    finally:
+        diffusers_logging.set_verbosity(level)
     pipe.fuse_lora(lora_scale=1.0)
     pipe.unload_lora_weights()
     return manifest["lora_id"]
