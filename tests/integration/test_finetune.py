@@ -210,3 +210,16 @@ def test_bad_specs_are_one_line_and_write_nothing(change, message, tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_shipped_fine_tunes_validate_and_p3s_layers_are_its_twelve_modules():
+    from harness.finetune.targets import resolve_targets
+
+    files = sorted((Path(__file__).parents[2] / "jobs" / "finetune").glob("*.yaml"))
+    specs = {f.stem: load_finetune(f) for f in files}
+    assert {"p3_lora_localized_sdxl", "p3_lora_all_attention_sdxl"} <= set(specs)
+    localized = specs["p3_lora_localized_sdxl"]
+    assert (localized.rank, localized.lora_alpha, localized.lr, localized.steps, localized.seed) == (64, 64, 1e-6, 7254, 42)
+    targets = resolve_targets(localized, load_model("tiny:sdxl"))  # same 70 cross-attention layers as SDXL
+    assert targets.modules == [f"up_blocks.0.attentions.2.transformer_blocks.{b}.attn2.{p}" for b in (1, 2, 3)
+                               for p in ("to_q", "to_k", "to_v", "to_out.0")]
