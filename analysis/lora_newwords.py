@@ -57,11 +57,13 @@ class Settings:
     seeds: tuple[int, ...] = (0, 1, 2, 3)
     object_prompts: int = 16  # training combinations
     heldout_objects: bool = True  # every held-out combination too
+    templates: int = 3  # sign phrasings per word (world.WORD_TEMPLATES)
     seed: int = 42
     n_boot: int = 2000
 
 
-SHORT = Settings(steps=6, batch=4, images=32, seeds=(0,), object_prompts=2, heldout_objects=False, n_boot=200)
+SHORT = Settings(steps=2, batch=2, images=16, seeds=(0,), object_prompts=2, heldout_objects=False, templates=1,
+                 n_boot=200)
 
 
 def arm_specs(settings: Settings, candidates: str | None) -> dict[str, dict]:
@@ -80,7 +82,8 @@ def prompts(settings: Settings):
     from harness.toyworld.probes.quality import QualityPrompt, quality_prompts
 
     def signs(words, split):
-        return [QualityPrompt(t.format(word=w), split, (("word", w),)) for w in words for t in world.WORD_TEMPLATES]
+        return [QualityPrompt(t.format(word=w), split, (("word", w),)) for w in words
+                for t in world.WORD_TEMPLATES[: settings.templates]]
 
     objects = [QualityPrompt(q.prompt, "objects") for q in quality_prompts(max_train=settings.object_prompts)
                if q.split == "train" or (q.split == "heldout" and settings.heldout_objects)]

@@ -1,0 +1,41 @@
+"""The toyworld LoRA comparison (analysis.lora_newwords), CI-sized: three arms on the same data and steps, the
+base model beside them, every measure with an interval over prompts and the paired difference to the localized
+arm. (Two steps teach nothing: this checks the pipeline and the bookkeeping; the full run's numbers are in the
+model card.)"""
+
+import numpy as np
+
+from analysis.lora_newwords import MEASURES, NEW_WORDS, PROBES, SHORT, report, run
+
+
+def test_the_new_word_probes_read_renders_of_old_and_new_words():
+    from harness.toyworld import world
+    from harness.toyworld.probes import load_probes
+
+    probes = load_probes(PROBES)
+    words = [*world.WORDS, *NEW_WORDS]
+    assert probes.labels["word"] == words
+    signs = [world.Sample(None, None, "plain", w, t.format(word=w), 7 + i) for i, w in enumerate(words)
+             for t in world.WORD_TEMPLATES]
+    read = probes.predict(np.stack([world.render(s, 32) for s in signs]))["word"][0]
+    assert read == [s.word for s in signs]
+
+
+def test_three_arms_same_data_and_steps_with_intervals_over_prompts(tmp_path):
+    summary = run(tmp_path, SHORT, log=lambda *_: None)
+    arms = summary["arms"]
+    assert list(arms) == ["base", "localized", "all_attention", "random"]
+    assert arms["localized"]["sites"] == ["cross_attn#1"] and arms["random"]["sites"] == ["cross_attn#5"]  # seed 42
+    # rank 4 on to_q/k/v/out, r x (in + out) each: the 64-wide layer 4 x 4 x (64 + 64); the 32-wide one reads 64-wide text
+    assert arms["localized"]["trainable_params"] == 4 * 4 * (64 + 64)
+    assert arms["random"]["trainable_params"] == 2 * 4 * (32 + 32) + 2 * 4 * (64 + 32)
+    assert arms["all_attention"]["trainable_params"] > 10 * arms["localized"]["trainable_params"]
+    for arm, table in summary["accuracy"].items():
+        for name, _, _ in MEASURES:
+            entry = table[name]
+            assert entry["prompts"] > 0 and entry["ci"][0] <= entry["accuracy"] <= entry["ci"][1]
+            assert ("minus_localized" in entry) == (arm in ("all_attention", "random"))
+    assert summary["accuracy"]["base"]["new words"]["accuracy"] == 0.0  # the model never drew them
+    text = (tmp_path / "report.md").read_text()
+    assert text == report(summary) + "\n" and "| localized | cross_attn#1 | 2,048" in text
+    assert (tmp_path / "rows.csv").is_file() and (tmp_path / "adapters" / "random" / "manifest.json").is_file()
