@@ -39,3 +39,13 @@ def test_three_arms_same_data_and_steps_with_intervals_over_prompts(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert text == report(summary) + "\n" and "| localized | cross_attn#1 | 2,048" in text
     assert (tmp_path / "rows.csv").is_file() and (tmp_path / "adapters" / "random" / "manifest.json").is_file()
+
+
+def test_the_shipped_job_is_the_full_runs_localized_arm():
+    from pathlib import Path
+
+    from analysis.lora_newwords import Settings, arm_specs
+    from harness.finetune import load_finetune
+
+    job = load_finetune(Path(__file__).parents[2] / "jobs" / "finetune" / "toyworld_new_words.yaml")
+    assert job.fingerprint() == load_finetune(arm_specs(Settings(), None)["localized"]).fingerprint()
