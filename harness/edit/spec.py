@@ -19,7 +19,6 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import UserError
@@ -196,20 +195,9 @@ class EditSpec(Strict):
 
 def load_edit(data: dict | str | Path) -> EditSpec:
     """Validate an edit from a dict or a YAML file; relative file keys are resolved against its folder."""
-    source, base = "edit", Path.cwd()
-    if isinstance(data, (str, Path)):
-        path = Path(data)
-        if not path.is_file():
-            raise EditSpecError(f"edit file '{path}' does not exist")
-        source, base = str(path), path.parent
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise EditSpecError(f"{source}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(data, dict):
-        raise EditSpecError(f"{source}: expected a mapping of edit keys (model, method, edits, ...), "
-                            f"got {type(data).__name__}")
-    data = dict(data)
+    from harness.specfile import read_mapping
+
+    data, source, base = read_mapping(data, "edit", "model, method, edits, ...", EditSpecError)
     for key in ("candidates", "words_file"):
         if isinstance(data.get(key), str):
             data[key] = str((base / data[key]).resolve())

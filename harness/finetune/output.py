@@ -19,11 +19,11 @@ images equal those of the unfused `load_lora_weights` pipeline to float rounding
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
+from harness.edit.delta import sha256
 from harness.errors import UserError
 
 WEIGHTS = "pytorch_lora_weights.safetensors"
@@ -33,14 +33,6 @@ FORMAT = "loco-lora/1"
 
 class LoraError(UserError):
     """An adapter directory that cannot be loaded as given; one line naming it."""
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_lora(adapter, state: dict, folder: Path) -> None:

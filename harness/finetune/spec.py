@@ -24,7 +24,6 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import UserError
@@ -156,20 +155,9 @@ def load_finetune(data: dict | str | Path, overrides: list[str] = ()) -> Finetun
     """Validate a fine-tune from a dict or a YAML file (`--set` `overrides` applied); file keys
     (candidates, data folder) are resolved against the spec file's folder."""
     from harness.jobs import apply_overrides
+    from harness.specfile import read_mapping
 
-    source, base = "finetune", Path.cwd()
-    if isinstance(data, (str, Path)):
-        path = Path(data)
-        if not path.is_file():
-            raise FinetuneError(f"fine-tune file '{path}' does not exist")
-        source, base = str(path), path.parent
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise FinetuneError(f"{source}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(data, dict):
-        raise FinetuneError(f"{source}: expected a mapping of fine-tune keys (model, data, sites, ...), "
-                            f"got {type(data).__name__}")
+    data, source, base = read_mapping(data, "fine-tune", "model, data, sites, ...", FinetuneError)
     data = apply_overrides(dict(data), list(overrides))
     if isinstance(data.get("candidates"), str):
         data["candidates"] = str((base / data["candidates"]).resolve())
