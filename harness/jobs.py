@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness import model_list
-from harness.errors import JobError, UserError, did_you_mean
+from harness.errors import JobError, did_you_mean
 from harness.interventions import POSITIONS
 from harness.methods.registry import METHOD_NAMES, get_method
 from harness.metrics import check_metric, check_scorer_names
@@ -223,15 +223,9 @@ class JobSpec(Strict):
 
     @field_validator("lora")
     @classmethod
-    def _lora(cls, value: str | None) -> str | None:
-        if value is not None:
-            from harness.finetune.output import read_manifest
-
-            try:
-                read_manifest(value)  # a missing or foreign directory fails here, before any worker starts
-            except UserError as exc:
-                raise ValueError(str(exc).removeprefix("lora: ")) from None
-        return value
+    def _lora(cls, value: str | None) -> str | None:  # a missing or foreign directory fails here, not in a worker
+        from harness.finetune.output import check_lora
+        return check_lora(value)
 
     @field_validator("metrics")
     @classmethod
@@ -400,9 +394,8 @@ def load_job(data: dict | str | Path, base_dir: Path | None = None, overrides: l
             data["prompts"] = read_prompt_file((base_dir or Path.cwd()) / data["prompts"])
         except JobError as exc:
             raise JobError(f"{source}: {exc}") from None
-    for key in ("edit", "lora"):  # relative to the job file, as prompt files are
-        if isinstance(data.get(key), str):
-            data[key] = str((base_dir or Path.cwd()) / Path(data[key]).expanduser())
+    data.update({key: str((base_dir or Path.cwd()) / Path(data[key]).expanduser())  # relative to the job file,
+                 for key in ("edit", "lora") if isinstance(data.get(key), str)})  # as prompt files are
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:

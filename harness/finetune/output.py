@@ -99,6 +99,16 @@ def read_manifest(folder: str | Path) -> dict:
     return {"lora_id": f"lora-{sha256(path / WEIGHTS)[:12]}", "base_fingerprint": None}
 
 
+def check_lora(value: str | None) -> str | None:
+    """A job's `lora:` value, checked when the job is validated (a ValueError naming what is wrong)."""
+    if value is not None:
+        try:
+            read_manifest(value)
+        except LoraError as exc:
+            raise ValueError(str(exc).removeprefix("lora: ")) from None
+    return value
+
+
 def attach_lora(adapter, folder: str | Path) -> str:
     """Load the adapter in `folder` into `adapter`'s pipeline, fused (see the module docstring); returns its
     id. An adapter trained on another model is refused (its manifest names the base's fingerprint)."""

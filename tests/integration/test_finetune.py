@@ -223,3 +223,15 @@ def test_shipped_fine_tunes_validate_and_p3s_layers_are_its_twelve_modules():
     targets = resolve_targets(localized, load_model("tiny:sdxl"))  # same 70 cross-attention layers as SDXL
     assert targets.modules == [f"up_blocks.0.attentions.2.transformer_blocks.{b}.attn2.{p}" for b in (1, 2, 3)
                                for p in ("to_q", "to_k", "to_v", "to_out.0")]
+
+
+def test_a_job_refuses_a_missing_adapter_and_a_worker_one_trained_on_another_model(adapted, tmp_path):
+    from harness.finetune import attach_lora
+    from harness.finetune.output import LoraError
+    from harness.jobs import JobError, load_job
+
+    job = {"name": "x", "method": "locogen", "prompts": [{"prompt": "a cat", "target": "a dog"}]}
+    with pytest.raises(JobError, match=r"job: lora: '.*nowhere' is not a directory \(expected the --out of loco finetune"):
+        load_job({**job, "lora": str(tmp_path / "nowhere")})
+    with pytest.raises(LoraError, match="lora: '.*' was trained on 'toyworld' .*, not on 'tiny:sd15'"):
+        attach_lora(load_model("tiny:sd15"), adapted[0])
