@@ -43,6 +43,9 @@ from analysis.toyworld_card import mean_ci
 NEW_WORDS = ("BUG", "NUT", "TAX", "COD")
 PROBES = Path(__file__).resolve().parents[1] / "harness" / "toyworld" / "probes" / "weights" / "probes_newwords.safetensors"
 LOCALIZED = ["cross_attn#1"]  # attention patching's `word` layer on the shipped toyworld (MODEL_CARD.md)
+RECORD = Path(__file__).resolve().parents[1] / "harness" / "toyworld" / "weights" / "lora_newwords.json"
+README = Path(__file__).resolve().parents[1] / "README.md"
+MARKER = "<!-- lora-newwords -->"
 MEASURES = (("new words", "words_new", "word"), ("old words", "words_old", "word"), ("shape", "objects", "shape"),
             ("colour", "objects", "color"), ("background", "objects", "background"))
 
@@ -173,6 +176,58 @@ def report(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def findings(summary: dict) -> list[str]:
+    """One sentence per baseline arm, read off the paired intervals (not typed by hand)."""
+    out = []
+    acc = summary["accuracy"]
+    for arm in ("all_attention", "random"):
+        if arm not in acc:
+            continue
+        parts = []
+        for name, _, _ in MEASURES:
+            d = acc[arm][name].get("minus_localized")
+            if d is None:
+                continue
+            lo, hi = d["ci"]
+            verdict = "higher" if lo > 0 else "lower" if hi < 0 else "not separated"
+            parts.append(f"{name} {verdict} ({d['difference']:+.2f} [{lo:+.2f}, {hi:+.2f}])")
+        out.append(f"- {arm} vs localized: " + "; ".join(parts) + ".")
+    return out
+
+
+def card_section(summary: dict) -> str:
+    """The model card's and README's section: the command, the settings, the table, the findings, the time."""
+    return "\n".join([
+        "## Teaching new words with LoRA (P3's application)", "",
+        "`python -m analysis.lora_newwords --out runs/lora-newwords --record` (the localized arm alone: "
+        "`loco finetune jobs/finetune/toyworld_new_words.yaml --out DIR`). P3 reports that a LoRA on only the "
+        "localized text layers improves rendered text and preserves the rest better than a LoRA on all layers "
+        "(METHODS.md §3.8). Here: LoRA on `cross_attn#1` (attention patching's `word` layer) vs every attention "
+        "layer vs one random cross-attention layer, same data and steps; read by probes retrained to read the new "
+        f"words too (`{PROBES.name}`).", "", report(summary), "", *findings(summary), "",
+        f"The full run took {summary['total_seconds'] / 60:.1f} min on this shared 2-core CPU (one thread; training "
+        "seconds per arm in the table); `tests/integration/test_lora_newwords.py` runs a 2-step version in CI."])
+
+
+def record(summary: dict, card: Path = RECORD.parent / "MODEL_CARD.md", readme: Path = README, keep: Path = RECORD) -> None:
+    """Keep the full run's summary beside the weights (`analysis.toyworld_card` reads it) and write its section
+    into the model card and the README, between `MARKER` lines (appended to the card when absent)."""
+    keep.write_text(json.dumps(summary, indent=2) + "\n")
+    section = card_section(summary)
+    for path, level in ((card, "##"), (readme, "###")):
+        text = path.read_text()
+        body = section.replace("## ", f"{level} ", 1)
+        block = f"{MARKER}\n{body}\n{MARKER}"
+        if text.count(MARKER) >= 2:
+            start, end = text.index(MARKER), text.index(MARKER, text.index(MARKER) + 1) + len(MARKER)
+            text = text[:start] + block + text[end:]
+        elif MARKER in text:
+            text = text.replace(MARKER, block)
+        else:
+            text = text.rstrip("\n") + "\n\n" + block + "\n"
+        path.write_text(text)
+
+
 def write(out: Path, rows: list[dict], summary: dict) -> None:
     with (out / "rows.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -190,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", help="a `loco candidates` file whose `word` set is the localized arm "
                         "(default: cross_attn#1, the model card's attention-patching result)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--record", action="store_true", help=f"keep the summary as {RECORD.name} beside the weights and "
+                        "write the section into MODEL_CARD.md and README.md")
+    parser.add_argument("--from-summary", help="record an earlier run's summary.json instead of running")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     settings = SHORT if args.short else Settings()
@@ -197,7 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         from dataclasses import replace
 
         settings = replace(settings, steps=args.steps)
-    summary = run(Path(args.out), settings, args.candidates)
+    if args.from_summary:
+        summary = json.loads(Path(args.from_summary).read_text())
+    else:
+        summary = run(Path(args.out), settings, args.candidates)
+    if args.record:
+        record(summary)
     print(report(summary))
     print(f"total {summary['total_seconds']:.0f} s")
     return 0

@@ -5,7 +5,7 @@ model card.)"""
 
 import numpy as np
 
-from analysis.lora_newwords import MEASURES, NEW_WORDS, PROBES, SHORT, report, run
+from analysis.lora_newwords import MARKER, MEASURES, NEW_WORDS, PROBES, SHORT, record, report, run
 
 
 def test_the_new_word_probes_read_renders_of_old_and_new_words():
@@ -39,6 +39,14 @@ def test_three_arms_same_data_and_steps_with_intervals_over_prompts(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert text == report(summary) + "\n" and "| localized | cross_attn#1 | 2,048" in text
     assert (tmp_path / "rows.csv").is_file() and (tmp_path / "adapters" / "random" / "manifest.json").is_file()
+    card, readme = tmp_path / "card.md", tmp_path / "readme.md"
+    card.write_text("# card\n")
+    readme.write_text(f"intro\n{MARKER}\nmore\n")
+    for _ in range(2):  # recording again replaces the section
+        record(summary, card, readme, keep=tmp_path / "kept.json")
+    assert card.read_text().count("## Teaching new words") == 1 and "| localized | cross_attn#1" in card.read_text()
+    assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("more\n")
+    assert readme.read_text().count("### Teaching new words") == 1
 
 
 def test_the_shipped_job_is_the_full_runs_localized_arm():
