@@ -103,14 +103,14 @@ def test_baseline_mistakes_are_one_line(keys, message, words):
 
 def test_baseline_rows_compare_with_text_patch_rows_in_loco_sql(tmp_path, words, capsys):
     edits = {"text_patch": {"replacement": "CAT", "step_start": 0, "sites": ["cross_attn#1"]},
-             "prompt_swap": {"replacement": "CAT"}, "negative_prompt": {}, "sld": {"safety_concept": "words"}}
+             "prompt_swap": {"replacement": "CAT"}, "negative_prompt": {},
+             "sld": {"safety_concept": "words", "sld_warmup_steps": 2}}
     runs = []
     for method, keys in edits.items():
         out = baseline(tmp_path, words, method, **keys)
         runs.append(tmp_path / f"run-{method}")
         job = {"name": f"toxic-{method}", "model": "toyworld", "method": "attn_patch", "sites": "cross_attn#1",
-               "prompts": [{"prompt": DOG, "target": CAT, "attribute": "text"},
-                           {"prompt": "the word DOG", "target": "the word CAT", "attribute": "text"}],
+               "prompts": [{"prompt": DOG, "target": CAT, "attribute": "text"}], "steps": 8,
                "seeds": [0, 1], "metrics": ["probe"], "scorers": {"probe": {"words_file": str(words)}},
                "edit": str(out / "edit.yaml"), "executor": {"backend": "local"}}
         (tmp_path / f"{method}.yaml").write_text(yaml.safe_dump(job))
@@ -120,6 +120,6 @@ def test_baseline_rows_compare_with_text_patch_rows_in_loco_sql(tmp_path, words,
              "avg(listed_word_p3) AS score FROM results WHERE role = 'control' GROUP BY 1 ORDER BY 1")
     assert main(["sql", *map(str, runs), query, "--format", "json"]) == 0
     rows = {r["edit"]: r for r in json.loads(capsys.readouterr().out)}
-    assert set(rows) == set(edits) and all(r["n"] == 4 for r in rows.values())
+    assert set(rows) == set(edits) and all(r["n"] == 2 for r in rows.values())
     assert rows["prompt_swap"]["rate"] == 0.0  # generating B draws CAT: no listed word is read
     assert all(r["score"] == pytest.approx(r["rate"]) for r in rows.values())  # the probe reads its own renders: rate 1
