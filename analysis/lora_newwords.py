@@ -195,28 +195,40 @@ def findings(summary: dict) -> list[str]:
     return out
 
 
-def card_section(summary: dict) -> str:
-    """The model card's and README's section: the command, the settings, the table, the findings, the time."""
-    return "\n".join([
+def card_section(summaries: list[dict]) -> str:
+    """The model card's and README's section: the command, then per recorded run (by steps) the settings, the
+    table, the findings and the time."""
+    lines = [
         "## Teaching new words with LoRA (P3's application)", "",
-        "`python -m analysis.lora_newwords --out runs/lora-newwords --record` (the localized arm alone: "
-        "`loco finetune jobs/finetune/toyworld_new_words.yaml --out DIR`). P3 reports that a LoRA on only the "
-        "localized text layers improves rendered text and preserves the rest better than a LoRA on all layers "
-        "(METHODS.md §3.8). Here: LoRA on `cross_attn#1` (attention patching's `word` layer) vs every attention "
+        "`python -m analysis.lora_newwords --out runs/lora-newwords --record` (`--steps N` for another length; the "
+        "localized arm alone: `loco finetune jobs/finetune/toyworld_new_words.yaml --out DIR`). P3 reports that a LoRA "
+        "on only the localized text layers improves rendered text and preserves the rest better than a LoRA on all "
+        "layers (METHODS.md §3.8). Here: LoRA on `cross_attn#1` (attention patching's `word` layer) vs every attention "
         "layer vs one random cross-attention layer, same data and steps; read by probes retrained to read the new "
-        f"words too (`{PROBES.name}`).", "", report(summary), "", *findings(summary), "",
-        f"The full run took {summary['total_seconds'] / 60:.1f} min on this shared 2-core CPU (one thread; training "
-        "seconds per arm in the table); `tests/integration/test_lora_newwords.py` runs a 2-step version in CI."])
+        f"words too (`{PROBES.name}`). Every recorded run, shortest first:"]
+    for summary in sorted(summaries, key=lambda s: s["settings"]["steps"]):
+        lines += ["", f"### {summary['settings']['steps']} steps", "", report(summary), "", *findings(summary), "",
+                  f"This run took {summary['total_seconds'] / 60:.1f} min on this shared 2-core CPU (one thread, "
+                  "other jobs running; training seconds per arm in the table)."]
+    lines += ["", "`tests/integration/test_lora_newwords.py` runs a 2-step version in CI."]
+    return "\n".join(lines)
+
+
+def recorded(keep: Path = RECORD) -> list[dict]:
+    """The recorded runs (one per number of steps)."""
+    return json.loads(keep.read_text())["runs"] if keep.is_file() else []
 
 
 def record(summary: dict, card: Path = RECORD.parent / "MODEL_CARD.md", readme: Path = README, keep: Path = RECORD) -> None:
-    """Keep the full run's summary beside the weights (`analysis.toyworld_card` reads it) and write its section
-    into the model card and the README, between `MARKER` lines (appended to the card when absent)."""
-    keep.write_text(json.dumps(summary, indent=2) + "\n")
-    section = card_section(summary)
-    for path, level in ((card, "##"), (readme, "###")):
+    """Keep the run's summary beside the weights with the other recorded runs (a run of the same steps is
+    replaced; `analysis.toyworld_card` reads them) and write the section into the model card and the README,
+    between `MARKER` lines (appended to the card when absent)."""
+    runs = [r for r in recorded(keep) if r["settings"]["steps"] != summary["settings"]["steps"]] + [summary]
+    keep.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
+    section = card_section(runs)
+    for path, deeper in ((card, ""), (readme, "#")):  # the README nests the section one level deeper
         text = path.read_text()
-        body = section.replace("## ", f"{level} ", 1)
+        body = "\n".join(deeper + line if line.startswith("#") else line for line in section.splitlines())
         block = f"{MARKER}\n{body}\n{MARKER}"
         if text.count(MARKER) >= 2:
             start, end = text.index(MARKER), text.index(MARKER, text.index(MARKER) + 1) + len(MARKER)

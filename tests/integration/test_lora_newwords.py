@@ -42,11 +42,14 @@ def test_three_arms_same_data_and_steps_with_intervals_over_prompts(tmp_path):
     card, readme = tmp_path / "card.md", tmp_path / "readme.md"
     card.write_text("# card\n")
     readme.write_text(f"intro\n{MARKER}\nmore\n")
-    for _ in range(2):  # recording again replaces the section
-        record(summary, card, readme, keep=tmp_path / "kept.json")
+    longer = {**summary, "settings": {**summary["settings"], "steps": 4}}
+    for run_summary in (summary, summary, longer):  # the same steps again replace that run; other steps are added
+        record(run_summary, card, readme, keep=tmp_path / "kept.json")
     assert card.read_text().count("## Teaching new words") == 1 and "| localized | cross_attn#1" in card.read_text()
+    assert card.read_text().count("### 2 steps") == 1 and card.read_text().index("### 2 steps") < card.read_text().index(
+        "### 4 steps")
     assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("more\n")
-    assert readme.read_text().count("### Teaching new words") == 1
+    assert readme.read_text().count("### Teaching new words") == 1 and "#### 4 steps" in readme.read_text()
 
 
 def test_the_shipped_job_is_the_full_runs_localized_arm():
