@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-HELP = "train the toyworld model organism (a small SD1.x-style model on a synthetic world)"
-DESCRIPTION = ("Render the toyworld, train its VAE, then its UNet and CLIP text encoder jointly, from one seed; "
+HELP = "train a toyworld model organism (a small SD1.x-style UNet or PixArt-style DiT on a synthetic world)"
+DESCRIPTION = ("Render the toyworld, train its VAE, then its UNet and CLIP text encoder jointly, from one seed "
+               "(--arch pixart: a PixArt-α DiT and a tiny T5 on the UNet organism's VAE); "
                "writes DIR/model (a diffusers pipeline, safetensors), DIR/settings.json, loss.csv/png, "
-               "eval.csv (colour checks) and samples.png. Deterministic from --seed on one machine "
+               "eval.csv (colour and probe checks) and samples.png. Deterministic from --seed on one machine "
                "(CPU kernels may round differently elsewhere).")
 
-CONFIGS = ("base", "wide", "micro")
+ARCHS = ("unet", "pixart")
 
 
 def add_arguments(parser) -> None:
@@ -32,10 +33,14 @@ def add_arguments(parser) -> None:
     train.add_argument("--partial-captions", type=float, metavar="SHARE",
                        help="share of object captions swapped for partial ones naming only some attributes "
                        "(teaches each word its own attribute; default 0)")
-    train.add_argument("--config", default="base", help="model size: base (shipped), wide (2x channels) or micro (smoke tests)")
+    train.add_argument("--arch", default="unet", help="the organism: unet (`model: toyworld`, the default) or pixart "
+                       "(`model: toyworld-dit`)")
+    train.add_argument("--config", default="base", help="model size: base (shipped), wide (2x channels) or micro "
+                       "(smoke tests); --arch pixart: base or micro")
     ship = sub.add_parser("ship", help="copy a trained run's pipeline and report into the shipped weights directory",
                           description="Copy RUN/model (or RUN/checkpoint) and RUN's report files into "
-                          "harness/toyworld/weights, which `model: toyworld` loads.")
+                          "harness/toyworld/weights (weights-dit for a DiT run), which `model: toyworld` "
+                          "(`model: toyworld-dit`) loads.")
     ship.add_argument("--run", required=True, help="a `loco toyworld train --out` directory")
     ship.add_argument("--checkpoint", action="store_true", help="ship RUN/checkpoint (a run still training)")
 
@@ -50,11 +55,12 @@ def _ship(args) -> int:
     from pathlib import Path
 
     from harness.models.builtin import BUILTIN_DIRS
-    from harness.toyworld.ship import ship
+    from harness.toyworld.ship import built_in_name, ship
 
-    files = ship(Path(args.run), BUILTIN_DIRS["toyworld"], "checkpoint" if args.checkpoint else "model")
+    name = built_in_name(Path(args.run), "checkpoint" if args.checkpoint else "model")
+    files = ship(Path(args.run), BUILTIN_DIRS[name], "checkpoint" if args.checkpoint else "model")
     size = sum(f.stat().st_size for f in files)
-    print(f"shipped {len(files)} files ({size / 2**20:.1f} MiB) to {BUILTIN_DIRS['toyworld']}")
+    print(f"shipped {len(files)} files ({size / 2**20:.1f} MiB) to {BUILTIN_DIRS[name]}")
     return 0
 
 
@@ -63,10 +69,16 @@ def _train(args) -> int:
     from pathlib import Path
 
     from harness.errors import UserError, did_you_mean
+    from harness.toyworld.dit import DIT_CONFIGS
+    from harness.toyworld.model import CONFIGS
 
-    if args.config not in CONFIGS:
-        raise UserError(f"--config: unknown '{args.config}'; expected one of {', '.join(CONFIGS)}"
-                        f"{did_you_mean(args.config, CONFIGS)}")
+    if args.arch not in ARCHS:
+        raise UserError(f"--arch: unknown '{args.arch}'; expected one of {', '.join(ARCHS)}"
+                        f"{did_you_mean(args.arch, ARCHS)}")
+    configs = DIT_CONFIGS if args.arch == "pixart" else CONFIGS
+    if args.config not in configs:
+        raise UserError(f"--config: unknown '{args.config}' for --arch {args.arch}; expected one of "
+                        f"{', '.join(configs)}{did_you_mean(args.config, configs)}")
     for flag in ("steps", "vae_steps", "samples", "batch", "minutes", "lr", "warmup"):
         value = getattr(args, flag)
         if value is not None and (value < 0 if flag in ("vae_steps", "warmup") else value <= 0
@@ -79,13 +91,13 @@ def _train(args) -> int:
         raise UserError(f"--vae: '{vae}' is not a saved AutoencoderKL directory (no config.json)")
 
     init = Path(args.init) if args.init else None
-    if init is not None and not (init / "unet" / "config.json").is_file():
-        raise UserError(f"--init: '{init}' is not a trained toyworld pipeline (no unet/config.json)")
+    denoiser = "transformer" if args.arch == "pixart" else "unet"
+    if init is not None and not (init / denoiser / "config.json").is_file():
+        raise UserError(f"--init: '{init}' is not a trained toyworld {args.arch} pipeline (no {denoiser}/config.json)")
 
-    from harness.toyworld.model import MICRO, WIDE, ToyModelConfig
     from harness.toyworld.train import TrainConfig, train
 
-    model_cfg = {"base": ToyModelConfig(), "wide": WIDE, "micro": MICRO}[args.config]
+    model_cfg = configs[args.config]
     cfg = TrainConfig(seed=args.seed)
     overrides = {"steps": args.steps, "lr": args.lr, "warmup": args.warmup, "vae_steps": args.vae_steps,
                  "n_samples": args.samples, "batch": args.batch,

@@ -1,12 +1,15 @@
 """Models that ship inside the repository, by name: `model: toyworld` (or `builtin:toyworld`) is the
-toyworld model organism trained by `loco toyworld train` (harness/toyworld), a diffusers directory
-loaded like any other — safetensors only, local files only."""
+toyworld model organism trained by `loco toyworld train` (harness/toyworld), `model: toyworld-dit` its
+diffusion-transformer sibling (`loco toyworld train --arch pixart`); each a diffusers directory loaded like
+any other — safetensors only, local files only."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-BUILTIN_DIRS: dict[str, Path] = {"toyworld": Path(__file__).resolve().parents[1] / "toyworld" / "weights"}
+_TOYWORLD = Path(__file__).resolve().parents[1] / "toyworld"
+# toyworld: the UNet organism (SD1.x layout); toyworld-dit: the DiT organism (PixArt-α layout), same world.
+BUILTIN_DIRS: dict[str, Path] = {"toyworld": _TOYWORLD / "weights", "toyworld-dit": _TOYWORLD / "weights-dit"}
 
 
 def builtin_path(model: str) -> Path | None:

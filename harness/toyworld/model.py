@@ -57,6 +57,7 @@ class ToyModelConfig:
 WIDE = ToyModelConfig(name="wide", unet_channels=(64, 128), text_layers=3)  # the learning curve's other arm
 MICRO = ToyModelConfig(name="micro", vae_channels=(8, 8, 8), unet_channels=(8, 16), unet_heads=2,
                        text_hidden=16, text_layers=1, text_heads=2)  # for smoke tests: trains in seconds
+CONFIGS = {"base": ToyModelConfig(), "wide": WIDE, "micro": MICRO}  # `loco toyworld train --config`
 
 
 def build_vae(cfg: ToyModelConfig):
@@ -130,3 +131,35 @@ def assemble_pipeline(vae, text_encoder, unet):
 
 def count_parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+class UNetOrganism:
+    """What training needs to know about the UNet organism: how its text encoder and denoiser are built,
+    loaded, conditioned and called (`harness.toyworld.dit.PixArtOrganism` is the DiT's)."""
+
+    denoiser_name = "unet"
+
+    def __init__(self, cfg: ToyModelConfig):
+        self.cfg = cfg
+
+    def build(self):
+        return build_text_encoder(self.cfg), build_unet(self.cfg)
+
+    def load(self, init):
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+        return (CLIPTextModel.from_pretrained(init / "text_encoder", use_safetensors=True, local_files_only=True),
+                UNet2DConditionModel.from_pretrained(init / "unet", use_safetensors=True, local_files_only=True))
+
+    def assemble(self, vae, text_encoder, denoiser):
+        return assemble_pipeline(vae, text_encoder, denoiser)
+
+    def tokenize(self, pipe, captions: list[str]) -> tuple[torch.Tensor, None]:
+        """Token ids as the pipeline makes them (77, padded with end-of-text; no mask)."""
+        ids = pipe.tokenizer(captions, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids
+        return ids, None
+
+    def predict(self, denoiser, text_encoder, noisy, t, ids, mask):
+        return denoiser(noisy, t, text_encoder(ids)[0]).sample

@@ -57,9 +57,35 @@ def color_check(pipe, n_per_color: int = 8, seed: int = 0, steps: int | None = N
     return result
 
 
+@torch.no_grad()
+def probe_check(pipe, seed: int = 0, n_train: int = 16) -> dict:
+    """The attribute probes on one sample per prompt: every held-out combination, `n_train` training ones
+    and every word (first phrasing) — per split and attribute, the share read as the caption says. A
+    cheaper cut of `harness.toyworld.probes.quality` for curves during training."""
+    from harness.toyworld.probes import load_probes
+    from harness.toyworld.probes.labels import caption_labels
+    from harness.toyworld.probes.quality import quality_prompts
+    from harness.toyworld.sidecar import INFERENCE
+
+    prompts = [q for q in quality_prompts(n_train) if q.split != "words" or q.prompt.startswith("a sign")]
+    images = generate(pipe, [q.prompt for q in prompts], seed, INFERENCE["steps"], INFERENCE["guidance_scale"])
+    predicted = load_probes().predict(images)
+    hits: dict[str, list[bool]] = {}
+    for i, q in enumerate(prompts):
+        for attr, label in caption_labels(q.prompt).items():
+            hits.setdefault(f"probe_{q.split}_{attr}", []).append(predicted[attr][0][i] == label)
+    return {k: round(float(np.mean(v)), 3) for k, v in sorted(hits.items())}
+
+
 def generate(pipe, prompts: list[str], seed: int, steps: int, guidance_scale: float, size: int = 32) -> np.ndarray:
-    """uint8 N x size x size x 3 images, row i from a CPU generator seeded seed + i."""
+    """uint8 N x size x size x 3 images, row i from a CPU generator seeded seed + i. (PixArt's pipeline
+    would bin a 32-px request to a 256-px aspect bucket, or refuse an 8x8-latent transformer: turned off;
+    and its caption cleaning needs bs4, without which it lower-cases as it does anyway.)"""
+    import inspect
+
     generators = [torch.Generator().manual_seed(seed + i) for i in range(len(prompts))]
+    pixart = "use_resolution_binning" in inspect.signature(pipe.__call__).parameters
+    extra = {"use_resolution_binning": False, "clean_caption": False} if pixart else {}
     out = pipe(prompts, num_inference_steps=steps, guidance_scale=guidance_scale, height=size, width=size,
-               generator=generators, output_type="np")
+               generator=generators, output_type="np", **extra)
     return (np.asarray(out.images) * 255).round().clip(0, 255).astype(np.uint8)

@@ -8,6 +8,12 @@ import shutil
 from pathlib import Path
 
 REPORT_FILES = ("settings.json", "loss.csv", "loss.png", "eval.csv", "samples.png")
+PARTS = ("unet", "transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+
+
+def built_in_name(run_dir: Path, model_subdir: str = "model") -> str:
+    """The built-in model a run's pipeline ships as: `toyworld` (a UNet) or `toyworld-dit` (a PixArt DiT)."""
+    return "toyworld-dit" if (Path(run_dir) / model_subdir / "transformer").is_dir() else "toyworld"
 
 
 def ship(run_dir: Path, dest: Path, model_subdir: str = "model") -> list[Path]:
@@ -21,7 +27,7 @@ def ship(run_dir: Path, dest: Path, model_subdir: str = "model") -> list[Path]:
     if unsafe:
         raise UserError(f"--run: '{unsafe[0]}' is not safetensors; only safetensors weights are shipped")
     dest.mkdir(parents=True, exist_ok=True)
-    for part in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+    for part in PARTS:
         shutil.rmtree(dest / part, ignore_errors=True)
     shutil.copytree(source, dest, dirs_exist_ok=True)
     for name in REPORT_FILES:

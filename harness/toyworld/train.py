@@ -29,15 +29,7 @@ import numpy as np
 import torch
 
 from harness.toyworld.data import RenderedSet, rendered_set
-from harness.toyworld.model import (
-    ToyModelConfig,
-    assemble_pipeline,
-    build_text_encoder,
-    build_unet,
-    build_vae,
-    count_parameters,
-    train_scheduler,
-)
+from harness.toyworld.model import ToyModelConfig, UNetOrganism, build_vae, count_parameters, train_scheduler
 
 
 @dataclass(frozen=True)
@@ -120,9 +112,11 @@ def encode_latents(vae, data: RenderedSet, batch: int = 256) -> tuple[torch.Tens
     return torch.cat(means), torch.cat(stds)
 
 
-def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
-    return tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                     return_tensors="pt").input_ids
+def organism(model_cfg):
+    """The organism a model configuration describes: the UNet (`ToyModelConfig`) or the DiT (`DitConfig`)."""
+    from harness.toyworld.dit import DitConfig, PixArtOrganism
+
+    return PixArtOrganism(model_cfg) if isinstance(model_cfg, DitConfig) else UNetOrganism(model_cfg)
 
 
 class _EMA:
@@ -147,51 +141,52 @@ class _EMA:
             s.copy_(tmp)
 
 
-def train_diffusion(model_cfg: ToyModelConfig, cfg: TrainConfig, data: RenderedSet, vae, out: Path | None = None,
+def train_diffusion(model_cfg, cfg: TrainConfig, data: RenderedSet, vae, out: Path | None = None,
                     log=print, evaluate=None, init: Path | None = None) -> Run:
-    """Phase 2: the UNet and text encoder, jointly, on the VAE's latents. `evaluate(pipe, step)` → dict is
-    called every `eval_every` steps (with the EMA weights); checkpoints go to `out/checkpoint`. `init`:
-    start from a saved pipeline's UNet and text encoder (a second stage; the optimizer starts afresh)."""
+    """Phase 2: the denoiser (UNet or DiT, by `model_cfg`) and its text encoder, jointly, on the VAE's
+    latents. `evaluate(pipe, step)` → dict is called every `eval_every` steps (with the EMA weights);
+    checkpoints go to `out/checkpoint`. `init`: start from a saved pipeline's denoiser and text encoder (a
+    second stage; the optimizer starts afresh)."""
     torch.manual_seed(cfg.seed + 1)
-    if init is not None:
-        from diffusers import UNet2DConditionModel
-        from transformers import CLIPTextModel
-
-        text_encoder = CLIPTextModel.from_pretrained(init / "text_encoder", use_safetensors=True,
-                                                     local_files_only=True).train()
-        unet = UNet2DConditionModel.from_pretrained(init / "unet", use_safetensors=True, local_files_only=True).train()
-    else:
-        text_encoder, unet = build_text_encoder(model_cfg).train(), build_unet(model_cfg).train()
-    pipe = assemble_pipeline(vae, text_encoder, unet)
+    kind = organism(model_cfg)
+    text_encoder, denoiser = kind.load(init) if init is not None else kind.build()
+    pipe = kind.assemble(vae, text_encoder, denoiser)
     text_encoder.train()
-    unet.train()
-    log(f"parameters: unet {count_parameters(unet):,}, text encoder {count_parameters(text_encoder):,}, "
-        f"vae {count_parameters(vae):,}")
+    denoiser.train()
+    log(f"parameters: {kind.denoiser_name} {count_parameters(denoiser):,}, "
+        f"text encoder {count_parameters(text_encoder):,}, vae {count_parameters(vae):,}")
     mean, std = encode_latents(vae, data)
     scale = vae.config.scaling_factor
-    ids = tokenize(pipe.tokenizer, data.captions)
-    empty = tokenize(pipe.tokenizer, [""])[0]
-    partial = _partial_ids(pipe.tokenizer, data) if cfg.partial_captions > 0 else None
+    ids, masks = kind.tokenize(pipe, data.captions)
+    empty_ids, empty_mask = kind.tokenize(pipe, [""])
+    partial = _partial_ids(kind, pipe, data) if cfg.partial_captions > 0 else None
     noise_schedule = train_scheduler()
-    params = list(unet.parameters()) + list(text_encoder.parameters())
+    params = list(denoiser.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
-    ema = _EMA([unet, text_encoder], cfg.ema_decay)
+    ema = _EMA([denoiser, text_encoder], cfg.ema_decay)
     gen = torch.Generator().manual_seed(cfg.seed + 2)
     losses, evals = [], []
     start = last_ckpt = time.time()
+    cpu_start = time.process_time()
     for step in range(cfg.steps):
         idx = torch.randint(0, len(data), (cfg.batch,), generator=gen)
         z0 = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen)) * scale
         noise = torch.randn(z0.shape, generator=gen)
         t = torch.randint(0, noise_schedule.config.num_train_timesteps, (cfg.batch,), generator=gen)
         tokens = ids[idx].clone()
+        mask = masks[idx].clone() if masks is not None else None
         if partial is not None:
             swap = torch.rand(cfg.batch, generator=gen) < cfg.partial_captions
-            pick = torch.randint(0, partial.shape[1], (cfg.batch,), generator=gen)
-            tokens[swap] = partial[idx, pick][swap]
-        tokens[torch.rand(cfg.batch, generator=gen) < cfg.cond_dropout] = empty
-        pred = unet(noise_schedule.add_noise(z0, noise, t), t, text_encoder(tokens)[0]).sample
+            pick = torch.randint(0, partial[0].shape[1], (cfg.batch,), generator=gen)
+            tokens[swap] = partial[0][idx, pick][swap]
+            if mask is not None:
+                mask[swap] = partial[1][idx, pick][swap]
+        drop = torch.rand(cfg.batch, generator=gen) < cfg.cond_dropout
+        tokens[drop] = empty_ids[0]
+        if mask is not None:
+            mask[drop] = empty_mask[0]
+        pred = kind.predict(denoiser, text_encoder, noise_schedule.add_noise(z0, noise, t), t, tokens, mask)
         loss = torch.nn.functional.mse_loss(pred, noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -199,7 +194,8 @@ def train_diffusion(model_cfg: ToyModelConfig, cfg: TrainConfig, data: RenderedS
         opt.step()
         sched.step()
         ema.update(step)
-        losses.append({"step": step, "seconds": round(time.time() - start, 2), "loss": loss.item(),
+        losses.append({"step": step, "seconds": round(time.time() - start, 2),
+                       "cpu_seconds": round(time.process_time() - cpu_start, 2), "loss": loss.item(),
                        "lr": sched.get_last_lr()[0]})
         if step % 25 == 0:
             recent = np.mean([r["loss"] for r in losses[-25:]])
@@ -219,19 +215,20 @@ def train_diffusion(model_cfg: ToyModelConfig, cfg: TrainConfig, data: RenderedS
         if last:
             break
     ema.swap()  # ship the EMA weights
-    unet.eval()
+    denoiser.eval()
     text_encoder.eval()
     return Run(pipe, losses, evals)
 
 
-def _partial_ids(tokenizer, data: RenderedSet) -> torch.Tensor:
-    """Token ids of every sample's partial captions, N x len(PARTIAL_TEMPLATES) x 77 (a sign repeats its
-    own caption, so swapping never changes what a sign's caption says)."""
+def _partial_ids(kind, pipe, data: RenderedSet) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Token ids (and masks) of every sample's partial captions, N x len(PARTIAL_TEMPLATES) x tokens (a sign
+    repeats its own caption, so swapping never changes what a sign's caption says)."""
     from harness.toyworld.world import PARTIAL_TEMPLATES, partial_captions
 
     k = len(PARTIAL_TEMPLATES)
     texts = [c for s in data.samples for c in (partial_captions(s) * k)[:k]]
-    return tokenize(tokenizer, texts).view(len(data), k, -1)
+    ids, masks = kind.tokenize(pipe, texts)
+    return ids.view(len(data), k, -1), None if masks is None else masks.view(len(data), k, -1)
 
 
 def save_pipeline(pipe, directory: Path, extra: dict | None = None) -> None:
@@ -242,12 +239,15 @@ def save_pipeline(pipe, directory: Path, extra: dict | None = None) -> None:
     write_sidecar(directory, extra or {})
 
 
-def train(out: Path, model_cfg: ToyModelConfig, cfg: TrainConfig, vae_dir: Path | None = None, log=print,
+def train(out: Path, model_cfg, cfg: TrainConfig, vae_dir: Path | None = None, log=print,
           init: Path | None = None) -> Run:
     """Both phases and the training report under `out` (the final pipeline in `out/model`). With `init`
-    (a trained pipeline directory) the UNet and text encoder continue from its weights, with its VAE."""
+    (a trained pipeline directory) the denoiser and text encoder continue from its weights, with its VAE.
+    The DiT (`DitConfig`) trains no VAE: it reuses the UNet organism's shipped one unless `vae_dir` says
+    otherwise, so both organisms denoise the same latents."""
+    from harness.toyworld.dit import DitConfig
     from harness.toyworld.report import write_report
-    from harness.toyworld.selfcheck import color_check
+    from harness.toyworld.selfcheck import color_check, probe_check
 
     torch.set_num_threads(cfg.threads)
     out.mkdir(parents=True, exist_ok=True)
@@ -256,6 +256,10 @@ def train(out: Path, model_cfg: ToyModelConfig, cfg: TrainConfig, vae_dir: Path 
     log(f"rendered {len(data)} training images in {time.time() - began:.0f}s")
     if init is not None and vae_dir is None:
         vae_dir = init / "vae"
+    if isinstance(model_cfg, DitConfig) and vae_dir is None:
+        from harness.models.builtin import BUILTIN_DIRS
+
+        vae_dir = BUILTIN_DIRS["toyworld"] / "vae"
     if vae_dir is not None:
         from diffusers import AutoencoderKL
 
@@ -266,7 +270,7 @@ def train(out: Path, model_cfg: ToyModelConfig, cfg: TrainConfig, vae_dir: Path 
     vae_seconds = time.time() - began
 
     def evaluate(pipe, step):
-        return color_check(pipe, n_per_color=8, seed=cfg.seed)
+        return {**color_check(pipe, n_per_color=8, seed=cfg.seed), **probe_check(pipe, seed=cfg.seed)}
 
     run = train_diffusion(model_cfg, cfg, data, vae, out, log, evaluate, init)
     steps_done = len(run.losses)
@@ -282,5 +286,5 @@ def train(out: Path, model_cfg: ToyModelConfig, cfg: TrainConfig, vae_dir: Path 
     return run
 
 
-def settings(model_cfg: ToyModelConfig, cfg: TrainConfig) -> dict:
+def settings(model_cfg, cfg: TrainConfig) -> dict:
     return {"model": model_cfg.to_dict(), "training": asdict(cfg)}
