@@ -70,8 +70,11 @@ def read_spec(source: str | Path | dict) -> dict:
     if not path.is_file():
         raise UserError(f"edit: '{source}' does not exist (expected an {SPEC_FILE} written by loco edit)")
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or data.get("kind") not in ("neurons", "text_patch"):
-        raise UserError(f"edit: '{path}' is not an inference-time edit spec (kind neurons or text_patch)")
+    from harness.edit.baselines import BASELINES
+
+    if not isinstance(data, dict) or data.get("kind") not in ("neurons", "text_patch", *BASELINES):
+        raise UserError(f"edit: '{path}' is not an inference-time edit spec (kind neurons, text_patch, "
+                        f"{', '.join(BASELINES)})")
     return data
 
 
@@ -96,7 +99,13 @@ def find_module(pipe, name: str) -> torch.nn.Module:
         raise UserError(f"edit: site '{name}' does not exist in this pipeline (edit made for another model?)") from None
 
 
-def _denoiser(pipe):
+def denoiser_of(pipe) -> torch.nn.Module:
+    """The denoiser of a bare pipeline: the component its architecture's adapter names (`unet`, `transformer`)."""
+    from harness.models import registry
+
+    arch = registry.for_pipeline(type(pipe).__name__)
+    if arch is not None:
+        return getattr(pipe, arch.adapter.denoiser_name)
     return getattr(pipe, "unet", None) or pipe.transformer
 
 
@@ -195,7 +204,7 @@ def _install_text_patch(handle: EditHandle, spec: dict) -> None:
 
     handle.replace("text_patch/encode_prompt", pipe, "encode_prompt", encode_prompt)
     tracker = _StepTracker(pipe)
-    handle.pre_forward("text_patch/step_tracker", _denoiser(pipe), tracker, with_kwargs=True)
+    handle.pre_forward("text_patch/step_tracker", denoiser_of(pipe), tracker, with_kwargs=True)
     arch.adapter.install_text_patch(handle, pipe, spec["sites"], pairs, tracker, int(spec.get("step_start", 0)))
 
 
@@ -237,7 +246,10 @@ def install_edit(pipe, spec: str | Path | dict) -> EditHandle:
     data = read_spec(spec)
     handle = EditHandle(pipe, data)
     try:
-        (_install_neurons if data["kind"] == "neurons" else _install_text_patch)(handle, data)
+        from harness.edit.baselines import INSTALLERS
+
+        installers = {"neurons": _install_neurons, "text_patch": _install_text_patch, **INSTALLERS}
+        installers[data["kind"]](handle, data)
     except BaseException:
         handle.remove()
         raise

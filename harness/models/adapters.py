@@ -83,6 +83,9 @@ class ModelAdapter:
     # True when an inference-time text patch can be installed on the bare pipeline (`install_text_patch`):
     # the layers' text K/V can be recomputed from prompt B without a donor run.
     installs_text_patch: bool = True
+    # The objective `loco finetune` trains with (harness.finetune.objective): "ddpm" (noise or velocity
+    # regression at a uniform DDPM timestep) or "flow" (rectified flow: σ-interpolation, target ε − x₀).
+    training_objective: str = "ddpm"
 
     def __init__(self, pipe, info: ModelInfo, tiny: bool):
         self.pipe = pipe
@@ -234,6 +237,12 @@ class ModelAdapter:
 
     def _encode_negative(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def training_forward(self, noisy: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor],
+                         batch) -> torch.Tensor:
+        """The denoiser's prediction for a training batch (`harness.finetune.objective`), called as the
+        architecture's diffusers training script calls it: (N, C, h, w) noisy input → (N, C, h, w)."""
+        return self.denoiser(noisy, t, encoder_hidden_states=cond["prompt_embeds"]).sample
 
     # ---- generation ------------------------------------------------------------------------------
     def generate(self, cond: dict[str, torch.Tensor], negative: dict[str, torch.Tensor] | None,

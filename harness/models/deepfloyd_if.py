@@ -83,6 +83,10 @@ class IFAdapter(ModelAdapter):
     def _output_type(self, decode):
         return "np" if decode else "pt"
 
+    def training_forward(self, noisy, t, cond, batch):
+        """IF's UNet predicts noise and a learned variance; the training loss reads the noise channels."""
+        return super().training_forward(noisy, t, cond, batch)[:, : noisy.shape[1]]
+
     stage_ii = None  # StageII: set by the worker for the job (None = score stage I)
 
     def prepare_for_job(self, job) -> None:

@@ -33,6 +33,7 @@ class SD3Adapter(ModelAdapter):
     kv_input_is_prompt_embeds = False
     installs_text_patch = False
     kv_projections = ("add_k_proj", "add_v_proj")
+    training_objective = "flow"  # rectified flow (`train_text_to_image_lora_sd3.py`)
     paper_defaults = GenerationConfig(28, 7.0, 1024, 1024)
     gpu_dtype = "bf16"  # its reference runs tolerate it best
 
@@ -42,6 +43,10 @@ class SD3Adapter(ModelAdapter):
     @torch.no_grad()
     def cut_pooled_text(self) -> None:
         self.denoiser.time_text_embed.text_embedder.linear_1.weight.zero_()
+
+    def training_forward(self, noisy, t, cond, batch):
+        return self.denoiser(hidden_states=noisy, timestep=t, encoder_hidden_states=cond["prompt_embeds"],
+                             pooled_projections=cond["pooled_prompt_embeds"]).sample
 
     def _encode(self, prompts):
         embeds, _, pooled, _ = self.pipe.encode_prompt(prompt=prompts, prompt_2=None, prompt_3=None,

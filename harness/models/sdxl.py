@@ -33,6 +33,16 @@ class SDXLAdapter(ModelAdapter):
         pooled = self.pipe.text_encoder_2.config.projection_dim
         self.denoiser.add_embedding.linear_1.weight[:, :pooled] = 0
 
+    def training_forward(self, noisy, t, cond, batch):
+        """With SDXL's micro-conditioning: the pooled text embedding, and original size, crop corner and
+        target size as time ids (`train_text_to_image_lora_sdxl.py`)."""
+        embeds = cond["prompt_embeds"]
+        size = noisy.shape[-1] * self.pipe.vae_scale_factor
+        time_ids = torch.tensor([[*o, *c, size, size] for o, c in zip(batch.original_sizes, batch.crops)],
+                                dtype=embeds.dtype, device=embeds.device)
+        extra = {"text_embeds": cond["pooled_prompt_embeds"], "time_ids": time_ids}
+        return self.denoiser(noisy, t, encoder_hidden_states=embeds, added_cond_kwargs=extra).sample
+
     def _encode(self, prompts):
         embeds, _, pooled, _ = self.pipe.encode_prompt(prompt=prompts, device=self.device,
                                                         num_images_per_prompt=1,
