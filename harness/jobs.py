@@ -31,6 +31,7 @@ from harness.methods.registry import METHOD_NAMES, get_method
 from harness.metrics import check_metric, check_scorer_names
 from harness.metrics.text import quoted_text  # noqa: F401  (re-exported for prompt rows)
 from harness.model_list import model_slug  # noqa: F401  (re-exported)
+from harness.words import find_words, missing_words_message
 
 REQUIRED_KEYS = ("name", "method", "prompts")  # keys without a default; named when a job file is empty
 # The categories the papers group prompts by (a prompt row's `attribute`; see PromptRow).
@@ -119,7 +120,7 @@ class PromptRow(Strict):
 
     @model_validator(mode="after")
     def _vocabulary(self) -> PromptRow:
-        in_prompt = lambda words: bool(words) and words.lower() in self.prompt.lower()  # noqa: E731
+        in_prompt = lambda words: bool(words) and find_words(self.prompt, words) is not None  # noqa: E731
         old_form = ((self.attribute is not None and self.attribute not in ATTRIBUTES
                      and (in_prompt(self.attribute) or self.concept in ATTRIBUTES))
                     or (self.attribute is None and self.concept in ATTRIBUTES and not in_prompt(self.concept)))
@@ -131,8 +132,8 @@ class PromptRow(Strict):
             raise ValueError(f"attribute: unknown attribute '{self.attribute}'"
                              f"{did_you_mean(self.attribute, ATTRIBUTES)}; expected one of {', '.join(ATTRIBUTES)}")
         if self.concept is not None and not in_prompt(self.concept):
-            raise ValueError(f"concept: '{self.concept}' does not occur in prompt '{self.prompt}' (the concept is "
-                             "the words in the prompt that carry the attribute)")
+            raise ValueError(f"concept: {missing_words_message(self.prompt, self.concept)} (the concept is the "
+                             "words in the prompt that carry the attribute)")
         return self
 
 
