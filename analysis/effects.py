@@ -25,7 +25,8 @@ from analysis.selection import Rule, rule_for
 SQL_DIR = Path(__file__).with_name("sql")
 DESIGN = {"site": "VARCHAR", "sites": "VARCHAR[]", "kind": "VARCHAR", "site_index": "BIGINT",
           "indices": "BIGINT[]", "window_start": "BIGINT", "window_size": "BIGINT", "step_start": "BIGINT",
-          "position": "VARCHAR"}
+          "position": "VARCHAR", "noise_draw": "BIGINT"}
+DRAW = list(DESIGN).index("noise_draw")  # causal tracing: a prompt's noise draws are rows of its cluster
 ALL = ""  # the concept of a group that pools every concept of its attribute
 
 
@@ -97,7 +98,8 @@ def load_pairs(con: duckdb.DuckDBPyConnection, run: Run, rule: Rule, present: li
                            for i, c in enumerate(rule.columns))
     labels = ", ".join(f"coalesce(v.{c}, '') AS {c}" if c in present else f"'' AS {c}" for c in ("attribute", "concept"))
     text = (SQL_DIR / "paired.sql").read_text().replace("{design}", design).replace("{pairs}", pairs)
-    text = text.replace("{labels}", labels)
+    text = text.replace("{labels}", labels).replace(
+        "{same_draw}", "AND r.noise_draw IS NOT DISTINCT FROM v.noise_draw" if "noise_draw" in present else "")
     return con.execute(text, {"results": run.results_glob, "reference": rule.reference}).fetchall()
 
 
@@ -120,7 +122,7 @@ class GroupData:
 def group_data(rows: list[tuple], n_columns: int) -> GroupData:
     """Rows of one group (variant, prompt_id, seed, attribute, concept, design..., v0, r0, ...) → arrays."""
     n_design = len(DESIGN)
-    keys = sorted({(r[1], r[2]) for r in rows})
+    keys = sorted({(r[1], r[2], r[5 + DRAW] or 0) for r in rows})
     col = {k: i for i, k in enumerate(keys)}
     names = list(dict.fromkeys(r[0] for r in rows))
     row_of = {n: i for i, n in enumerate(names)}
@@ -128,7 +130,7 @@ def group_data(rows: list[tuple], n_columns: int) -> GroupData:
     reference = np.full((n_columns, len(keys)), np.nan)
     variants: list[dict] = [{} for _ in names]
     for r in rows:
-        v, j = row_of[r[0]], col[(r[1], r[2])]
+        v, j = row_of[r[0]], col[(r[1], r[2], r[5 + DRAW] or 0)]
         variants[v] = dict(zip(DESIGN, r[5 : 5 + n_design])) | {"variant": r[0]}
         tail = r[5 + n_design :]
         for k in range(n_columns):

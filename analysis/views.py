@@ -35,7 +35,7 @@ SITES_COLUMNS = {"kind": "VARCHAR", "index": "BIGINT", "name": "VARCHAR", "modul
 EFFECTS_COLUMNS = {"method": "VARCHAR", "attribute": "VARCHAR", "concept": "VARCHAR", "variant": "VARCHAR",
                    "site": "VARCHAR", "kind": "VARCHAR", "site_index": "BIGINT", "window_start": "BIGINT",
                    "window_size": "BIGINT", "step_start": "BIGINT", "position": "VARCHAR", "prompt_id": "VARCHAR",
-                   "seed": "BIGINT", "metric": "VARCHAR", "value": "DOUBLE", "reference": "DOUBLE",
+                   "seed": "BIGINT", "noise_draw": "BIGINT", "metric": "VARCHAR", "value": "DOUBLE", "reference": "DOUBLE",
                    "reference_role": "VARCHAR", "effect": "DOUBLE"}
 
 
