@@ -58,9 +58,11 @@ def select_top(group: GroupRanking) -> GroupRanking:
     if left_out and not chosen:
         v = left_out[0]
         group.note(f"no candidate: the top variant {v.variant}'s effect {v.effect:.4g} is not distinguishable from 0 "
-                   f"(interval [{v.ci_low:.4g}, {v.ci_high:.4g}] includes 0, n={v.n_prompts} prompts)")
+                   f"(t over {v.n_prompts} prompts, Holm over {len(group.variants)} variants; interval "
+                   f"[{v.ci_low:.4g}, {v.ci_high:.4g}])")
     elif left_out:
-        group.note(f"{', '.join(v.variant for v in left_out)} of the top {k}: interval includes 0, left out of the set")
+        group.note(f"{', '.join(v.variant for v in left_out)} of the top {k}: not distinguishable from 0, left out "
+                   "of the set")
     return group
 
 

@@ -19,7 +19,7 @@ import duckdb
 import numpy as np
 
 from analysis.bootstrap import cluster_bootstrap, difference_interval, holm, rank_stability, side_pvalues
-from analysis.intervals import ALPHA, BOOT_SEED, LEVEL, MIN_PROMPTS, N_BOOT, few_prompts_note, has_interval
+from analysis.intervals import ALPHA, BOOT_SEED, LEVEL, N_BOOT, few_prompts_note, has_interval
 from analysis.runs import Run, require_results
 from analysis.selection import Rule, rule_for
 
@@ -218,11 +218,9 @@ def rank_group(data: GroupData, rule: Rule, n_boot: int = N_BOOT, level: float =
         gap = difference_interval(boot.draws, order[0], order[1], rule.sign, level)
         separated = gap[0] > 0
         if not separated:
-            more = " (more prompts would tell them apart)" if n_prompts < MIN_PROMPTS else ""
             warning = (f"top candidates not separated: {ranked[0].variant} vs {ranked[1].variant} "
                        f"(difference {level:.0%} CI [{gap[0]:.4g}, {gap[1]:.4g}] includes 0; "
-                       f"P(top) {ranked[0].p_top:.2f}, n={n_prompts} prompts){more}"
-                       + (f"; {warning}" if warning else ""))
+                       f"P(top) {ranked[0].p_top:.2f}, n={n_prompts} prompts)" + (f"; {warning}" if warning else ""))
     # The resamples themselves, kept so a comparison of two runs over the same prompts can be paired:
     # the same seed and the same sorted prompt ids give both runs the same resample weights; `keys` (prompt,
     # seed, noise draw) says whether the two runs' rows share their generation noise too.

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from analysis.intervals import N_BOOT
-
 from pathlib import Path
+
+from analysis.intervals import N_BOOT
 
 HELP = "compare a new run or checkpoint with a baseline run: exit 0 pass, 1 regression"
 DESCRIPTION = ("Rank agreement (Kendall tau, Spearman), candidate-set overlap, per-site effect drift with intervals "

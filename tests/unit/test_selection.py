@@ -11,7 +11,7 @@ from analysis.effects import DESIGN, GroupData, GroupRanking, rank_group, rank_r
 from analysis.rank import format_groups
 from analysis.runs import AnalysisError, open_run
 from analysis.selection import rule_for
-from analysis.threshold import split_prompts, widest_gap_threshold
+from analysis.threshold import widest_gap_threshold
 
 PROMPTS = [f"p{k}" for k in range(6)]
 
@@ -142,7 +142,7 @@ def null_group(seed: int, n_prompts: int = 10, n_sites: int = 4) -> GroupRanking
 
 def test_noise_is_not_selected_more_often_than_alpha_allows():
     # 200 null groups of 10 prompts: the best of 4 windows becomes a candidate in at most ~α = 5 % of them (t over
-    # prompts, Holm over the windows); "its percentile interval excludes 0" alone picked one in about a quarter
+    # prompts, Holm over the windows); "its percentile interval excludes 0" alone picked one in 15 %
     groups = [null_group(k) for k in range(200)]
     picked = sum(any(v.selected for v in g.variants) for g in groups)
     naive = sum(g.variants[0].ci_high < 0 for g in groups)
