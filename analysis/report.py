@@ -21,6 +21,7 @@ import duckdb
 from analysis.agreement import agreement_table
 from analysis.candidates import group_to_set
 from analysis.effects import GroupRanking, rank_run
+from analysis.intervals import N_BOOT
 from analysis.report_figures import attribute_heatmap, effect_curve, trace_bars, trace_text_grid
 from analysis.runs import AnalysisError, Run, open_runs
 from harness.results import provenance
@@ -129,7 +130,7 @@ class Figures:
                            config={"displaylogo": False, "responsive": True})
 
 
-def build_report(paths, n_boot: int = 1000, n_prompts: int = 2) -> str:
+def build_report(paths, n_boot: int = N_BOOT, n_prompts: int = 2) -> str:
     import plotly.offline
 
     runs = open_runs(paths)
@@ -170,7 +171,7 @@ def build_report(paths, n_boot: int = 1000, n_prompts: int = 2) -> str:
             f"<h1>{html.escape(title)}</h1><p>generated {provenance.now()}</p>{''.join(body)}</body></html>")
 
 
-def write_report(paths, out: str | Path | None = None, n_boot: int = 1000) -> Path:
+def write_report(paths, out: str | Path | None = None, n_boot: int = N_BOOT) -> Path:
     text = build_report(paths, n_boot)
     out = Path(out) if out else Path(paths[0]) / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ import numpy as np
 
 from analysis.bootstrap import cluster_bootstrap
 from analysis.effects import rank_run
+from analysis.intervals import N_BOOT, interval_text, p_top_text
 from analysis.runs import open_run
 from harness.toyworld import world
 
@@ -31,7 +32,7 @@ ATTRS = ("color", "shape", "background", "word")
 METHOD_NAMES = {"locogen": "LocoGen (P2)", "causal_trace": "causal tracing (P1)", "attn_patch": "attention patching (P3)"}
 
 
-def mean_ci(values: np.ndarray, clusters: np.ndarray, n_boot: int = 2000) -> tuple[float, float, float]:
+def mean_ci(values: np.ndarray, clusters: np.ndarray, n_boot: int = N_BOOT) -> tuple[float, float, float]:
     """Mean and 95% cluster-bootstrap interval (prompts resampled with their seeds)."""
     boot = cluster_bootstrap(values[None, None, :], clusters, n_boot=n_boot)
     return float(boot.value[0]), float(boot.ci_low[0]), float(boot.ci_high[0])
@@ -135,12 +136,13 @@ def localization_section(demo: Path, n_boot: int, top: int = 3) -> str:
     for group in sorted(groups, key=lambda g: (order.get(g.attribute, 9), g.method)):
         shown = group.variants[:top]
         named |= {v.variant: v.site for v in shown if v.site}
-        cells = "; ".join(f"{'*' if v.selected else ''}{v.variant} {v.effect:+.3f} [{v.ci_low:+.3f}, {v.ci_high:+.3f}]"
+        cells = "; ".join(f"{'*' if v.selected else ''}{v.variant} {v.effect:+.3f} "
+                          f"{interval_text(v.ci_low, v.ci_high, v.n_prompts, '+.3f').rsplit(' n=', 1)[0]}"
                           for v in shown)
         attr = "word" if group.attribute == "text" else group.attribute
         lines.append(f"| {attr} | {METHOD_NAMES.get(group.method, group.method)} | {group.rule.metric} | "
                      f"{group.rule.reference} {shown[0].reference:.2f} | {cells} | "
-                     f"{shown[0].p_top:.2f} | {shown[0].n_prompts} |")
+                     f"{p_top_text(shown[0].p_top)} | {shown[0].n_prompts} |")
     lines += ["", "The sites named above (indices count each kind in forward order: down blocks, mid, up blocks):", ""]
     lines += [f"- `{label}`: `{site}`" for label, site in sorted(named.items())]
     return "\n".join(lines)
@@ -161,7 +163,7 @@ def edit_section(demo: Path) -> str:
     return "\n".join(lines)
 
 
-def build_card(demo: Path, quality_rows: list[dict], render_acc: dict, weights: Path = WEIGHTS, n_boot: int = 2000) -> str:
+def build_card(demo: Path, quality_rows: list[dict], render_acc: dict, weights: Path = WEIGHTS, n_boot: int = N_BOOT) -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 cwd=Path(__file__).parent).stdout.strip()
@@ -185,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(WEIGHTS / "MODEL_CARD.md"))
     parser.add_argument("--seeds", type=int, default=2, help="samples per quality prompt (default 2)")
     parser.add_argument("--max-train", type=int, default=24, help="training combinations sampled (default 24)")
-    parser.add_argument("--bootstrap", type=int, default=2000)
+    parser.add_argument("--bootstrap", type=int, default=N_BOOT)
     args = parser.parse_args(argv)
     from harness.models import load_model, set_reproducible
     from harness.toyworld.probes import load_probes
