@@ -148,6 +148,74 @@ def localization_section(demo: Path, n_boot: int, top: int = 3) -> str:
     return "\n".join(lines)
 
 
+TEXT_STATE = "text_self_attn#0@last_subject"  # P1's one causal text-encoder state (METHODS.md §1.2)
+
+
+def noise_of(run_dir: Path) -> str:
+    """The corruption a causal-trace run used, read from its rows: σ rule and value(s), κ, noise draws."""
+    import duckdb
+
+    rule, scale, sigma, draws = duckdb.connect().execute(
+        "SELECT any_value(noise_rule), any_value(noise_scale), any_value(noise_std), max(noise_draw) + 1 "
+        "FROM read_parquet($g, hive_partitioning = true, union_by_name = true) WHERE role = 'corrupted'",
+        {"g": str(run_dir / "results" / "**" / "*.parquet")}).fetchone()
+    sigmas = ", ".join(f"{x:.3g}" for x in sigma or [])
+    return f"κ = {scale:g} × σ = {sigmas} (`noise_std: {rule}`), {draws} noise draw{'s' if draws != 1 else ''} per prompt"
+
+
+def _text_state(group) -> str:
+    """Where P1's text-encoder finding stands in a causal-trace group, and why it is or is not a candidate."""
+    state = next((v for v in group.variants if v.variant == TEXT_STATE), None)
+    if state is None:
+        return "not traced"
+    where = (f"rank {state.rank} of {len(group.variants)}, {state.effect:+.3f} "
+             f"{interval_text(state.ci_low, state.ci_high, state.n_prompts, '+.3f').rsplit(' n=', 1)[0]}")
+    if state.selected:
+        return f"**found**: {where}"
+    threshold = (group.threshold or {}).get("value")
+    if group.status != "ranked":
+        why = group.status
+    elif threshold is None or group.rule.sign * state.effect <= group.rule.sign * threshold:
+        why = "below the threshold"
+    else:
+        why = f"above the threshold but not distinguishable from 0 (Holm over {len(group.variants)} states)"
+    return f"not found ({why}): {where}"
+
+
+def causal_tracing_section(demo: Path, n_boot: int) -> str:
+    """Did each attribute's corruption work, which states cleared the threshold, and P1's text-encoder state."""
+    lines = ["## Causal tracing: did the corruption work?", "",
+             "Causal tracing can only find a state that brings back what the corruption took away. The corruption "
+             "*worked* when the corrupted run's P(the prompt's label) lies below the clean run's 95% interval over "
+             "prompts; otherwise the attribute is reported as *corruption ineffective* and yields no candidates. "
+             "Candidates are the states above a threshold chosen on held-out validation prompts whose effect is "
+             "distinguishable from 0 (`analysis/choose.py`). The last column is P1's text-encoder finding, the "
+             "layer-0 self-attention at the last subject token.", ""]
+    for run_dir in run_dirs(demo):
+        run = open_run(run_dir)
+        if run.method != "causal_trace" or not run.has_results:
+            continue
+        lines += [f"`{run_dir.name}`: {noise_of(run_dir)}.", "",
+                  "| attribute | prompts | clean → corrupted | corruption | threshold (validation / test prompts) "
+                  "| candidates | text_self_attn#0 at the last subject token |", "|---|---|---|---|---|---|---|"]
+        for group in rank_run(run, n_boot=n_boot, by_concept=False):
+            c = group.corruption or {}
+            clean = (f"{c['clean']:.2f} [{c['clean_ci_low']:.2f}, {c['clean_ci_high']:.2f}] → {c['corrupted']:.2f}"
+                     if c.get("clean_ci_low") is not None else f"{c.get('clean', float('nan')):.2f} → "
+                     f"{c.get('corrupted', float('nan')):.2f}")
+            worked = "—" if not c else ("worked" if c["effective"] else "**ineffective**")
+            t = group.threshold or {}
+            threshold = ("—" if t.get("value") is None else
+                         f"{t['value']:+.3f} ({len(t['validation_prompts'])} / {len(t['test_prompts'])})")
+            chosen = ", ".join(v.variant for v in group.variants if v.selected) or (
+                "none" if group.status == "ranked" else f"none ({group.status})")
+            attr = "word" if group.attribute == "text" else group.attribute
+            lines.append(f"| {attr} | {c.get('n_prompts', group.n_prompts)} | {clean} | {worked} | {threshold} | "
+                         f"{chosen} | {_text_state(group)} |")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
 def edit_section(demo: Path) -> str:
     summary = json.loads((demo / "edit-eval" / "summary.json").read_text())
     lines = ["## The demo's edit: LocoEdit red → blue", "",
@@ -177,7 +245,7 @@ def build_card(demo: Path, quality_rows: list[dict], render_acc: dict, weights: 
             "every number below is measured by that script."]
     return "\n\n".join(["\n".join(head), world_section(), training_section(weights),
                         probes_section(quality_rows, render_acc, n_boot), localization_section(demo, n_boot),
-                        edit_section(demo)]) + "\n"
+                        causal_tracing_section(demo, n_boot), edit_section(demo)]) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,9 @@ The toyworld model (`harness.toyworld`) was trained on a world whose facts we kn
 flow can be checked by eye and by the attribute probes (`harness.metrics.probe`):
 
 1. **localize** — three sweeps on one local Ray session, their jobs shipped beside this module:
-   LocoGen (`locogen.yaml`) and causal tracing (`causal_trace.yaml`) for colour and shape
-   (`objects.csv`), attention patching for the rendered word (`attn_patch.yaml`, `words.csv`);
+   LocoGen (`locogen.yaml`, `objects.csv`) and causal tracing (`causal_trace.yaml`, `trace.csv`: 12
+   prompts per attribute, so its threshold has a validation split) for colour, shape and background,
+   attention patching for the rendered word (`attn_patch.yaml`, `words.csv`);
 2. **rank** — each run per attribute under its paper's rule, read through the probes (`loco rank
    --by-attribute`), and the candidate layer sets of all three (`loco candidates`);
 3. **edit** — LocoEdit makes "red" draw blue in the window LocoGen ranked first for colour
