@@ -17,7 +17,8 @@ format is YAML (or JSON when FILE ends in .json), version ``loco-candidates/1``:
         sites: [unet.up_blocks.1.attentions.1.transformer_blocks.0.attn2]   # what an edit should touch
         indices: [8]
         separated: true           # false: the runner-up is as good; look at `evidence` before editing
-        status: ranked            # or "constant metric", "corruption ineffective": then `sites` is empty
+        status: selected          # or why `sites` is empty: "nothing distinguishable from 0", "one prompt",
+                                  # "constant metric", "corruption ineffective"
         n_prompts: 12             # the prompts behind every interval (none with 1; a warning below 10)
         warning: null
         threshold: null           # causal tracing: {value, how, validation_prompts, test_prompts}
@@ -61,7 +62,7 @@ class CandidateSet(BaseModel):
     sites: list[str]
     indices: list[int]
     separated: bool
-    status: str = "ranked"
+    status: str = "selected"
     n_prompts: int | None = None
     warning: str | None = None
     threshold: dict | None = None

@@ -12,9 +12,13 @@ variant enters it only when the evidence carries the claim:
 * **causal tracing** (P1): every state above a threshold chosen on held-out prompts
   (`analysis.threshold`), the threshold always > 0 in the direction of a restore, and the state's own
   interval excluding 0 — and only when the corruption worked. If the corrupted run does not lose the
-  attribute (its statistic lies within the interval of the clean run's, or is no worse), restoring a
-  state has nothing to bring back; ranking the states would rank noise, so the group is reported as
-  "corruption ineffective" and yields no candidates.
+  attribute (its statistic lies within the interval of the clean run's, is no worse, or is worse by
+  less than `MIN_LOSS` of the clean statistic: a probe reading 0.99999 instead of 1.0 has not lost the
+  colour), restoring a state has nothing to bring back; ranking the states would rank noise, so the
+  group is reported as "corruption ineffective" and yields no candidates.
+
+Every group leaves with a `status`: "selected", "nothing distinguishable from 0", "one prompt",
+"constant metric" or "corruption ineffective".
 * **a constant metric** ranks nothing: an attribute whose metric is one number on every row (CLIP with
   random weights reads 0 everywhere) is refused with one line naming the metric and the metrics that do
   vary; a concept group that is constant is reported as such, without candidates.
@@ -35,6 +39,10 @@ from analysis.selection import Rule
 
 CONSTANT = "constant metric"
 INEFFECTIVE = "corruption ineffective"
+SELECTED = "selected"
+NOTHING = "nothing distinguishable from 0"
+ONE_PROMPT = "one prompt"
+MIN_LOSS = 0.1  # a working corruption lowers the clean statistic by at least this share of its magnitude
 
 
 def distinguishable(v: RankedVariant, sign: int) -> bool:
@@ -81,11 +89,12 @@ def corruption_check(references: list[tuple], rule: Rule, n_boot: int, level: fl
     boot = cluster_bootstrap(clean[None], clean_prompts.astype(str), rule.aggregate, None, n_boot, level, seed)
     corrupted_value = float(aggregate(rule.aggregate, corrupted[:, None, :], np.ones((1, corrupted.shape[1])))[0, 0])
     clean_value, n = float(boot.value[0]), len(set(clean_prompts.tolist()))
-    worse = rule.sign * (clean_value - corrupted_value) > 0
+    loss = rule.sign * (clean_value - corrupted_value)
+    worse = loss > 0 and (clean_value == 0 or loss >= MIN_LOSS * abs(clean_value))
     low, high = (float(boot.ci_low[0]), float(boot.ci_high[0])) if has_interval(n) else (None, None)
     inside = low is not None and low <= corrupted_value <= high
     return {"metric": rule.metric, "clean": clean_value, "clean_ci_low": low, "clean_ci_high": high,
-            "corrupted": corrupted_value, "n_prompts": n, "effective": bool(worse and not inside)}
+            "corrupted": corrupted_value, "loss": loss, "n_prompts": n, "effective": bool(worse and not inside)}
 
 
 def corruption_text(c: dict) -> str:
@@ -104,7 +113,7 @@ def choose_candidates(group: GroupRanking, data: GroupData, references: list[tup
         group.note(f"{group.rule.metric} is the same number on every row of this group: nothing to rank, no candidates")
         return group
     if group.rule.select != "threshold":
-        return select_top(group)
+        return _settle(select_top(group))
     corruption = corruption_check(references, group.rule, n_boot, level, seed)
     if corruption is not None and not corruption["effective"]:
         group.status, group.corruption = INEFFECTIVE, corruption
@@ -112,8 +121,17 @@ def choose_candidates(group: GroupRanking, data: GroupData, references: list[tup
                    "restores have nothing to bring back, no candidates (raise noise_scale or use noise_std: subject)")
         return group
     fields = apply_threshold(data, group.rule, n_boot, level, seed)
-    return GroupRanking(group.run, group.method, group.attribute, group.concept, group.rule, corruption=corruption,
-                        **fields)
+    return _settle(GroupRanking(group.run, group.method, group.attribute, group.concept, group.rule,
+                                corruption=corruption, **fields))
+
+
+def _settle(group: GroupRanking) -> GroupRanking:
+    """The status of a group that was ranked: it has candidates, or why not."""
+    if any(v.selected for v in group.variants):
+        group.status = SELECTED
+    else:
+        group.status = ONE_PROMPT if group.n_prompts < 2 else NOTHING
+    return group
 
 
 def varying_metrics(con: duckdb.DuckDBPyConnection, run: Run, present: list[str]) -> list[str]:

@@ -77,7 +77,7 @@ class GroupRanking:
     warning: str | None = None
     threshold: dict | None = None  # causal tracing: the threshold and how it was chosen
     extra: dict = field(default_factory=dict)  # "resamples": the bootstrap draws per variant (analysis.regress pairs them)
-    status: str = "ranked"  # or "constant metric", "corruption ineffective": the group yields no candidates
+    status: str = "ranked"  # after analysis.choose: "selected", or why there are no candidates
     corruption: dict | None = None  # causal tracing: clean vs corrupted statistic, and whether the corruption worked
 
     @property

@@ -232,7 +232,7 @@ def format_groups(groups: list[GroupRanking], top: int | None = 10) -> str:
             ci = interval_text(v.ci_low, v.ci_high, v.n_prompts)
             lines.append(f"{v.rank:>4}  {v.variant:<{width}}  {v.value:>9.4g}  {v.effect:>9.4g}  {ci:>33}  "
                          f"{p_top_text(v.p_top):>6}{' *' if v.selected else ''}")
-        if g.status != "ranked":
+        if g.status != "selected":
             lines.append(f"no candidates: {g.status}")
         if g.threshold:
             value = g.threshold["value"]
