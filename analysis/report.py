@@ -22,6 +22,7 @@ from pathlib import Path
 
 from analysis.agreement import agreement_table
 from analysis.candidates import group_to_set
+from analysis.choose import corruption_text
 from analysis.effects import GroupRanking, rank_run
 from analysis.intervals import N_BOOT, interval_text, p_top_text
 from analysis.report_figures import attribute_heatmap, effect_curve, trace_bars, trace_text_grid
@@ -161,6 +162,10 @@ def run_html(run: Run, figures: Figures, n_boot: int, n_prompts: int) -> tuple[s
         if g.method == "causal_trace":
             parts.append(figures.html(trace_bars(g, site_order(run))))
             parts.append(figures.html(trace_text_grid(g)))
+            if g.corruption:  # restores can only bring back what the corruption took away
+                worked = "worked" if g.corruption["effective"] else "ineffective"
+                parts.append(f"<p class={'pass' if g.corruption['effective'] else 'fail'}>{html.escape(g.label)}: "
+                             f"corruption {worked} ({html.escape(corruption_text(g.corruption))})</p>")
         parts.append(figures.html(effect_curve(g)))
         if g.warning:
             parts.append(f"<p class=warn>{html.escape(g.label)}: {html.escape(g.warning)}</p>")

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.bootstrap import cluster_bootstrap
+from analysis.choose import CONSTANT, INEFFECTIVE, ONE_PROMPT
 from analysis.effects import rank_run
 from analysis.intervals import N_BOOT, interval_text, p_top_text
 from analysis.runs import open_run
@@ -173,7 +174,7 @@ def _text_state(group) -> str:
     if state.selected:
         return f"**found**: {where}"
     threshold = (group.threshold or {}).get("value")
-    if group.status != "ranked":
+    if group.status in (INEFFECTIVE, CONSTANT, ONE_PROMPT):
         why = group.status
     elif threshold is None or group.rule.sign * state.effect <= group.rule.sign * threshold:
         why = "below the threshold"
@@ -207,8 +208,7 @@ def causal_tracing_section(demo: Path, n_boot: int) -> str:
             t = group.threshold or {}
             threshold = ("—" if t.get("value") is None else
                          f"{t['value']:+.3f} ({len(t['validation_prompts'])} / {len(t['test_prompts'])})")
-            chosen = ", ".join(v.variant for v in group.variants if v.selected) or (
-                "none" if group.status == "ranked" else f"none ({group.status})")
+            chosen = ", ".join(v.variant for v in group.variants if v.selected) or f"none ({group.status})"
             attr = "word" if group.attribute == "text" else group.attribute
             lines.append(f"| {attr} | {c.get('n_prompts', group.n_prompts)} | {clean} | {worked} | {threshold} | "
                          f"{chosen} | {_text_state(group)} |")

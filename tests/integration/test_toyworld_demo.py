@@ -114,3 +114,5 @@ def test_causal_tracing_on_the_organism_finds_p1s_text_state_and_no_candidate_wi
     assert selected and all(v.effect > 0 and v.ci_low > 0 for v in selected), selected
     assert "text_self_attn#0@last_subject" in {v.variant for v in groups["color"].variants if v.selected}
     assert "text_self_attn#1@last_subject" not in {v.variant for v in selected}
+    html = (demo[0] / "report.html").read_text()
+    assert all(f"{a}: corruption worked (probe_p_prompt" in html for a in groups)  # the report says so too
