@@ -184,8 +184,7 @@ class JobSpec(Strict):
     metrics: list[str] = ["mse", "psnr", "ssim"]
     scorers: dict[str, dict[str, Any]] = {}  # per-scorer options, e.g. {clip: {model: ViT-B-32}}
     noise_scale: float = Field(3.0, gt=0)  # causal tracing: κ in κ·σ
-    # causal tracing: σ — ROME's subject-token rule (default), the whole embedding matrix, or a number
-    noise_std: Literal["embedding", "subject"] | float = "subject"
+    noise_std: Literal["embedding", "subject"] | float = "subject"  # causal tracing: σ, ROME's rule by default
     noise_seed: int = 0
     noise_draws: int = Field(1, ge=1)  # causal tracing: noise draws per prompt (ROME: 10), draw d seeds noise_seed + d
     positions: list[Literal["first_subject", "middle_subject", "last_subject", "last"]] = list(POSITIONS)
@@ -284,15 +283,12 @@ class JobSpec(Strict):
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where or how they are executed)."""
         # Keys added later are left out at their defaults, so fingerprints of jobs that do not set them stay.
-        # noise_std's old default (embedding) stays out; its new default (subject) changes results, so it is
-        # hashed, as is causal tracing's unset branch (its default halves moved from cond to both, issue 16).
+        # Causal tracing's new defaults (σ subject, both halves; issue 16) change results, so they are hashed.
         defaults = {"edit": None, "noise_std": "embedding", "restore": "output", "models": None, "noise_draws": 1}
         unset = {key for key, value in defaults.items() if getattr(self, key) == value}
-        if self.method != "causal_trace":
-            unset.add("noise_std")  # unused by the other methods
-        data = self.model_dump(mode="json", exclude={"executor", "save_images", "batch_size"} | unset)
-        if self.method == "causal_trace":
-            data["branch"] = self.effective_branch
+        trace = self.method == "causal_trace"
+        data = self.model_dump(mode="json", exclude={"executor", "save_images", "batch_size"} | unset
+                               | (set() if trace else {"noise_std"})) | ({"branch": self.effective_branch} if trace else {})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def prompt_ids(self) -> list[str]:
