@@ -12,7 +12,7 @@ flow can be checked by eye and by the attribute probes (`harness.metrics.probe`)
    (`edit_red_blue.yaml`, `loco edit`), evaluated on red prompts (should turn blue), red prompts in
    other phrasings (should too) and the other colours (should not move; `edit_eval.csv`, `loco edit-eval
    --metrics probe`);
-4. **report** — one HTML file of the three runs (`loco report`).
+4. **report** — one HTML file of the three runs and the edit's evaluation (`loco report`).
 
 Every step is the verb itself, called through the verb registry (`harness.cli.registry.call_verb`), so
 the demo exercises exactly what a user runs, and `harness` still never imports `analysis`.
@@ -137,6 +137,6 @@ def run_demo(out: str | Path, model: str | None = None, overrides: list[str] = (
     seconds["edit + evaluation"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     report = out / "report.html"
-    call_verb("report", [*(str(r) for r in runs.values()), "--out", str(report)])
+    call_verb("report", [*(str(r) for r in runs.values()), str(out / "edit-eval"), "--out", str(report)])
     seconds["report"] = time.perf_counter() - t0
     return DemoResult(out, runs, candidates, out / "edit", out / "edit-eval", report, seconds)
