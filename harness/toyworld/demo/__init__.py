@@ -71,7 +71,7 @@ def summarize_candidates(path: Path) -> str:
         layers = ", ".join(e["variant"] for e in s["evidence"] if e.get("selected")) or f"none ({s['status']})"
         ci = (f"[{top['ci_low']:+.3f}, {top['ci_high']:+.3f}]" if top.get("ci_low") is not None else "no interval")
         p_top = f"{top['p_top']:.2f}" if top.get("p_top") is not None else "—"
-        lines.append(f"  {s['method']:<13} {s['attribute']:<11} {layers[:26]:<26} {top['effect']:+.3f} "
+        lines.append(f"  {s['method']:<13} {s['attribute']:<11} {layers:<26} {top['effect']:+.3f} "
                      f"{ci} n={top['n_prompts']}   {p_top}")
     return "\n".join(lines)
 
@@ -130,7 +130,7 @@ def run_demo(out: str | Path, model: str | None = None, overrides: list[str] = (
     log(summarize_candidates(candidates) + f"\n(full rankings: {out / 'rankings.txt'})")
     seconds["rank + candidates"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    log("\n== edit: LocoEdit red → blue in LocoGen's first colour window")
+    log("\n== edit: LocoEdit red → blue in the window LocoGen found for red")
     call_verb("edit", [str(edit_spec(out, candidates, model)), "--out", str(out / "edit"), "--force"])
     call_verb("edit-eval", [str(out / "edit"), "--prompts", str(HERE / "edit_eval.csv"), "--out", str(out / "edit-eval"),
                             "--seeds", seeds, "--metrics", "probe", "--force"])
