@@ -6,9 +6,9 @@ flow can be checked by eye and by the attribute probes (`harness.metrics.probe`)
 1. **localize** — three sweeps on one local Ray session, their jobs shipped beside this module:
    LocoGen (`locogen.yaml`) and causal tracing (`causal_trace.yaml`) for colour and shape
    (`objects.csv`), attention patching for the rendered word (`attn_patch.yaml`, `words.csv`);
-2. **rank** — each run per attribute under its paper's rule, read through the probes (`loco rank
-   --by-attribute`), and the candidate layer sets of all three (`loco candidates`);
-3. **edit** — LocoEdit makes "red" draw blue in the window LocoGen ranked first for colour
+2. **rank** — each run per attribute under its paper's rule, read through the probes (`loco rank`),
+   and the candidate layer sets of all three (`loco candidates`);
+3. **edit** — LocoEdit makes "red" draw blue in the window LocoGen found for the concept red
    (`edit_red_blue.yaml`, `loco edit`), evaluated on red prompts (should turn blue), red prompts in
    other phrasings (should too) and the other colours (should not move; `edit_eval.csv`, `loco edit-eval
    --metrics probe`);
