@@ -196,6 +196,7 @@ class JobSpec(Strict):
     reproducible: bool = True  # batch-independent kernels: a row's image does not depend on its batch
     executor: ExecutorSpec = ExecutorSpec()
     edit: str | None = None  # an inference-time edit (edit.yaml from `loco edit`) installed on the model
+    lora: str | None = None  # a LoRA adapter directory (`loco finetune --out`) fused into the model first
     stage_ii: StageIISpec | None = None  # DeepFloyd IF's upsampler (harness.stage2); an error on other models
 
     @model_validator(mode="before")
@@ -221,6 +222,12 @@ class JobSpec(Strict):
         if isinstance(value, str):
             return parse_index(value)
         return value
+
+    @field_validator("lora")
+    @classmethod
+    def _lora(cls, value: str | None) -> str | None:  # a missing or foreign directory fails here, not in a worker
+        from harness.finetune.output import check_lora
+        return check_lora(value)
 
     @field_validator("metrics")
     @classmethod
@@ -284,7 +291,8 @@ class JobSpec(Strict):
         """Hash of everything that changes results (not where or how they are executed)."""
         # Keys added later are left out at their defaults, so fingerprints of jobs that do not set them stay.
         # Causal tracing's new defaults (σ subject, both halves; issue 16) change results, so they are hashed.
-        defaults = {"edit": None, "noise_std": "embedding", "restore": "output", "models": None, "noise_draws": 1}
+        defaults = {"edit": None, "lora": None, "noise_std": "embedding", "restore": "output", "models": None,
+                    "noise_draws": 1}
         unset = {key for key, value in defaults.items() if getattr(self, key) == value}
         trace = self.method == "causal_trace"
         data = self.model_dump(mode="json", exclude={"executor", "save_images", "batch_size"} | unset
@@ -392,8 +400,8 @@ def load_job(data: dict | str | Path, base_dir: Path | None = None, overrides: l
             data["prompts"] = read_prompt_file((base_dir or Path.cwd()) / data["prompts"])
         except JobError as exc:
             raise JobError(f"{source}: {exc}") from None
-    if isinstance(data.get("edit"), str):  # relative to the job file, as prompt files are
-        data["edit"] = str((base_dir or Path.cwd()) / data["edit"])
+    data.update({key: str((base_dir or Path.cwd()) / Path(data[key]).expanduser())  # relative to the job file,
+                 for key in ("edit", "lora") if isinstance(data.get(key), str)})  # as prompt files are
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:
