@@ -132,8 +132,7 @@ class PromptRow(Strict):
             raise ValueError(f"attribute: unknown attribute '{self.attribute}'"
                              f"{did_you_mean(self.attribute, ATTRIBUTES)}; expected one of {', '.join(ATTRIBUTES)}")
         if self.concept is not None and not in_prompt(self.concept):
-            raise ValueError(f"concept: {missing_words_message(self.prompt, self.concept)} (the concept is the "
-                             "words in the prompt that carry the attribute)")
+            raise ValueError(f"concept: {missing_words_message(self.prompt, self.concept)} (the words that carry it)")
         return self
 
 
@@ -254,8 +253,6 @@ class JobSpec(Strict):
                                  "(joint interventions are K/V swaps: locogen, attn_patch)")
             if not self.site_sets or any(not s for s in self.site_sets):
                 raise ValueError("site_sets: expected a non-empty list of non-empty lists of site names")
-        if not isinstance(self.noise_std, str) and not self.noise_std > 0:
-            raise ValueError(f"noise_std: expected 'embedding', 'subject' or a number > 0, got {self.noise_std}")
         if any(s < 0 for s in self.step_start):
             raise ValueError("step_start: expected steps >= 0")
         if len(set(self.seeds)) != len(self.seeds):
@@ -290,13 +287,10 @@ class JobSpec(Strict):
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where or how they are executed)."""
         # Keys added later are left out at their defaults, so fingerprints of jobs that do not set them stay.
-        # Causal tracing's new defaults (σ subject, both halves; issue 16) change results, so they are hashed.
-        defaults = {"edit": None, "lora": None, "noise_std": "embedding", "restore": "output", "models": None,
-                    "noise_draws": 1}
+        defaults = {"edit": None, "lora": None, "noise_std": "embedding", "restore": "output", "models": None, "noise_draws": 1}
         unset = {key for key, value in defaults.items() if getattr(self, key) == value}
-        trace = self.method == "causal_trace"
-        data = self.model_dump(mode="json", exclude={"executor", "save_images", "batch_size"} | unset
-                               | (set() if trace else {"noise_std"})) | ({"branch": self.effective_branch} if trace else {})
+        data = self.model_dump(mode="json", exclude={"executor", "save_images", "batch_size"} | unset)
+        data = get_method(self.method).hashed(self, data)  # what the method's results depend on
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def prompt_ids(self) -> list[str]:

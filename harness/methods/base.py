@@ -91,6 +91,11 @@ class Method:
         return {"step_start": None, "step_end": None, "steps_patched": None, "heads": None, "mode": None,
                 "noise_scale": None, "noise_rule": None, "noise_draw": None, "restore": None}
 
+    def hashed(self, job, data: dict) -> dict:
+        """The job fingerprint's data (`JobSpec.fingerprint`) for this method: without the noise σ rule, which
+        only causal tracing reads (its default changed, and other methods' fingerprints must not)."""
+        return {k: v for k, v in data.items() if k != "noise_std"}
+
     def noise_std(self, job, adapter) -> list[float] | None:
         """σ of the job's corruption noise per text encoder (causal tracing); None for methods without."""
         return None
