@@ -31,6 +31,7 @@ from harness.methods.registry import METHOD_NAMES, get_method
 from harness.metrics import check_metric, check_scorer_names
 from harness.metrics.text import quoted_text  # noqa: F401  (re-exported for prompt rows)
 from harness.model_list import model_slug  # noqa: F401  (re-exported)
+from harness.words import find_words, missing_words_message
 
 REQUIRED_KEYS = ("name", "method", "prompts")  # keys without a default; named when a job file is empty
 # The categories the papers group prompts by (a prompt row's `attribute`; see PromptRow).
@@ -119,7 +120,7 @@ class PromptRow(Strict):
 
     @model_validator(mode="after")
     def _vocabulary(self) -> PromptRow:
-        in_prompt = lambda words: bool(words) and words.lower() in self.prompt.lower()  # noqa: E731
+        in_prompt = lambda words: bool(words) and find_words(self.prompt, words) is not None  # noqa: E731
         old_form = ((self.attribute is not None and self.attribute not in ATTRIBUTES
                      and (in_prompt(self.attribute) or self.concept in ATTRIBUTES))
                     or (self.attribute is None and self.concept in ATTRIBUTES and not in_prompt(self.concept)))
@@ -131,8 +132,7 @@ class PromptRow(Strict):
             raise ValueError(f"attribute: unknown attribute '{self.attribute}'"
                              f"{did_you_mean(self.attribute, ATTRIBUTES)}; expected one of {', '.join(ATTRIBUTES)}")
         if self.concept is not None and not in_prompt(self.concept):
-            raise ValueError(f"concept: '{self.concept}' does not occur in prompt '{self.prompt}' (the concept is "
-                             "the words in the prompt that carry the attribute)")
+            raise ValueError(f"concept: {missing_words_message(self.prompt, self.concept)} (the words that carry it)")
         return self
 
 
@@ -183,8 +183,9 @@ class JobSpec(Strict):
     metrics: list[str] = ["mse", "psnr", "ssim"]
     scorers: dict[str, dict[str, Any]] = {}  # per-scorer options, e.g. {clip: {model: ViT-B-32}}
     noise_scale: float = Field(3.0, gt=0)  # causal tracing: κ in κ·σ
-    noise_std: Literal["embedding", "subject"] | float = "embedding"  # causal tracing: σ (harness.interventions)
+    noise_std: Literal["embedding", "subject"] | float = "subject"  # causal tracing: σ, ROME's rule by default
     noise_seed: int = 0
+    noise_draws: int = Field(1, ge=1)  # causal tracing: noise draws per prompt (ROME: 10), draw d seeds noise_seed + d
     positions: list[Literal["first_subject", "middle_subject", "last_subject", "last"]] = list(POSITIONS)
     restore: Literal["output", "state", "contribution"] = "output"  # causal tracing: output = P1 (harness.sites)
     save_images: bool = False
@@ -252,8 +253,6 @@ class JobSpec(Strict):
                                  "(joint interventions are K/V swaps: locogen, attn_patch)")
             if not self.site_sets or any(not s for s in self.site_sets):
                 raise ValueError("site_sets: expected a non-empty list of non-empty lists of site names")
-        if not isinstance(self.noise_std, str) and not self.noise_std > 0:
-            raise ValueError(f"noise_std: expected 'embedding', 'subject' or a number > 0, got {self.noise_std}")
         if any(s < 0 for s in self.step_start):
             raise ValueError("step_start: expected steps >= 0")
         if len(set(self.seeds)) != len(self.seeds):
@@ -269,8 +268,8 @@ class JobSpec(Strict):
 
     @property
     def effective_branch(self) -> str:
-        """The job's `branch`, else its method's default (P3 patches both CFG halves; LocoGen and causal
-        tracing intervene on the conditional half)."""
+        """The job's `branch`, else its method's default (P3 patches both CFG halves, causal tracing restores
+        both halves of the clean run; LocoGen swaps the conditional half)."""
         return self.branch or get_method(self.method).default_branch
 
     @property
@@ -288,9 +287,10 @@ class JobSpec(Strict):
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where or how they are executed)."""
         # Keys added later are left out at their defaults, so fingerprints of jobs that do not set them stay.
-        defaults = {"edit": None, "lora": None, "noise_std": "embedding", "restore": "output", "models": None}
+        defaults = {"edit": None, "lora": None, "noise_std": "embedding", "restore": "output", "models": None, "noise_draws": 1}
         unset = {key for key, value in defaults.items() if getattr(self, key) == value}
         data = self.model_dump(mode="json", exclude={"executor", "save_images", "batch_size"} | unset)
+        data = get_method(self.method).hashed(self, data)  # what the method's results depend on
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def prompt_ids(self) -> list[str]:
