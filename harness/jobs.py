@@ -157,6 +157,10 @@ class ExecutorSpec(Strict):
     prompts_per_unit: int = Field(1, ge=1)  # prompt shard size of a work unit
     variants_per_unit: int | None = Field(None, ge=1)  # None = every variant of a shard in one unit
     max_retries: int = Field(2, ge=0)  # re-runs of a unit whose actor died
+    # seconds queued units may wait with no worker able to run them (workers loading the model, or restarting
+    # after their node was lost, until the cluster replaces it) before the sweep stops, keeping finished
+    # units; the progress display shows the wait. A private Ray whose only node died stops at once.
+    node_wait: float = Field(600.0, gt=0)
 
 
 class JobSpec(Strict):

@@ -3,9 +3,7 @@ print the top of its ranking."""
 
 from __future__ import annotations
 
-import signal
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 from harness.cli.registry import call_verb
@@ -42,8 +40,7 @@ def run(args) -> int:
     backend = "local" if args.local else None
     if job.multi_model:
         return _multi(job, args, backend)
-    with stop_on_sigterm():
-        summary = run_sweep(job, out=args.out, force=args.force, backend=backend, quiet=args.quiet)
+    summary = run_sweep(job, out=args.out, force=args.force, backend=backend, quiet=args.quiet)
     repaired = f", {summary.units_repaired} damaged parts re-run" if summary.units_repaired else ""
     print(f"{job.name}: {summary.rows_written} rows from {summary.units_run - summary.units_failed} units "
           f"({summary.units_skipped} already done{repaired}) in {summary.seconds:.1f} s → {summary.run_dir}")
@@ -66,8 +63,7 @@ def _multi(job, args, backend) -> int:
     """A multi-model sweep: one summary line per model's run directory; exit 1 when any unit failed."""
     from harness.multisweep import run_multi_sweep
 
-    with stop_on_sigterm():
-        summaries = run_multi_sweep(job, out=args.out, force=args.force, backend=backend, quiet=args.quiet)
+    summaries = run_multi_sweep(job, out=args.out, force=args.force, backend=backend, quiet=args.quiet)
     for s in summaries:
         failed = f", {s.units_failed} failed (see {s.run_dir / 'failures.parquet'})" if s.failures else ""
         print(f"{job.name} [{s.model}]: {s.rows_written} rows from {s.units_run - s.units_failed} units "
@@ -78,24 +74,6 @@ def _multi(job, args, backend) -> int:
               "retry only those", file=sys.stderr)
         return 1
     return 0
-
-
-@contextmanager
-def stop_on_sigterm():
-    """SIGTERM (a scheduler, `kill`, a preempted driver node) stops the sweep as Ctrl-C does: finished units
-    kept, the manifest marked stopped, the actors killed and a private Ray stopped."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread (the verb called from a thread): leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _dry_run(job) -> int:
