@@ -31,6 +31,7 @@ from harness.methods.registry import METHOD_NAMES, get_method
 from harness.metrics import check_metric, check_scorer_names
 from harness.metrics.text import quoted_text  # noqa: F401  (re-exported for prompt rows)
 from harness.model_list import model_slug  # noqa: F401  (re-exported)
+from harness.paths import absolute, resolve_job_paths, resolve_override
 
 REQUIRED_KEYS = ("name", "method", "prompts")  # keys without a default; named when a job file is empty
 # The categories the papers group prompts by (a prompt row's `attribute`; see PromptRow).
@@ -344,7 +345,8 @@ def format_validation_error(exc: ValidationError, source: str, root: type[BaseMo
 
 
 def apply_overrides(data: dict, pairs: list[str]) -> dict:
-    """`--set key=value` pairs (dotted keys, YAML values) applied on top of a job's keys."""
+    """`--set key=value` pairs (dotted keys, YAML values) applied on top of a job's keys; a path in a value
+    is made absolute against the working directory, where it was typed (`harness.paths`)."""
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
@@ -358,19 +360,21 @@ def apply_overrides(data: dict, pairs: list[str]) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise JobError(f"--set {key}: '{'.'.join(parts[:depth + 1])}' is not a mapping of keys")
-        node[parts[-1]] = parsed
+        node[parts[-1]] = resolve_override(key, parsed)
     return data
 
 
 def load_job(data: dict | str | Path, base_dir: Path | None = None, overrides: list[str] = ()) -> JobSpec:
-    """Validate a job from a dict, YAML text or a YAML file, with `--set` `overrides` applied; prompts may
-    name a CSV/JSONL file (relative to the job file)."""
+    """Validate a job from a dict, YAML text or a YAML file, with `--set` `overrides` applied. Every path
+    in it is made absolute before anything travels (`harness.paths`): a path in the file against the
+    file's folder (`base_dir` for a dict; default the working directory), one in an override against the
+    working directory. Prompts may name a CSV/JSONL file."""
     source = "job"
     if isinstance(data, Path) or (isinstance(data, str) and "\n" not in data and data.endswith((".yaml", ".yml"))):
         path = Path(data)
         if not path.is_file():
             raise JobError(f"job file '{path}' does not exist")
-        source, base_dir = str(path), path.parent
+        source, base_dir = str(path), absolute(path).parent
         data = path.read_text(encoding="utf-8")
     if isinstance(data, str):
         try:
@@ -385,14 +389,12 @@ def load_job(data: dict | str | Path, base_dir: Path | None = None, overrides: l
                        "(see harness/default_job.yaml)")
     if not isinstance(data, dict):
         raise JobError(f"{source}: expected a mapping of job keys, got {type(data).__name__}")
-    data = apply_overrides(dict(data), list(overrides))
+    data = apply_overrides(resolve_job_paths(data, base_dir), list(overrides))
     if isinstance(data.get("prompts"), str):
         try:
-            data["prompts"] = read_prompt_file((base_dir or Path.cwd()) / data["prompts"])
+            data["prompts"] = read_prompt_file(Path(data["prompts"]))
         except JobError as exc:
             raise JobError(f"{source}: {exc}") from None
-    if isinstance(data.get("edit"), str):  # relative to the job file, as prompt files are
-        data["edit"] = str((base_dir or Path.cwd()) / data["edit"])
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.paths import cli_model, cli_path
+
 HELP = "compare a new run or checkpoint with a baseline run: exit 0 pass, 1 regression"
 DESCRIPTION = ("Rank agreement (Kendall tau, Spearman), candidate-set overlap, per-site effect drift with intervals "
                "and new failures between a baseline run and a candidate run (or the baseline's job re-run on "
@@ -12,10 +14,12 @@ DESCRIPTION = ("Rank agreement (Kendall tau, Spearman), candidate-set overlap, p
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--baseline", required=True, metavar="RUN_DIR", help="the reference run")
-    p.add_argument("--candidate", metavar="RUN_DIR", help="the run to check")
-    p.add_argument("--candidate-model", metavar="PATH", help="run the baseline's job on this model first")
-    p.add_argument("--candidate-out", metavar="DIR", help="run directory for --candidate-model (default BASELINE-candidate)")
+    p.add_argument("--baseline", type=cli_path, required=True, metavar="RUN_DIR", help="the reference run")
+    p.add_argument("--candidate", type=cli_path, metavar="RUN_DIR", help="the run to check")
+    p.add_argument("--candidate-model", type=cli_model, metavar="PATH",
+                   help="run the baseline's job on this model first")
+    p.add_argument("--candidate-out", type=cli_path, metavar="DIR",
+                   help="run directory for --candidate-model (default BASELINE-candidate)")
     p.add_argument("--local", action="store_true", help="run the --candidate-model sweep in this process, not on Ray")
     p.add_argument("--thresholds", metavar="FILE", help="regression file (YAML; see jobs/regression/thresholds.yaml)")
     p.add_argument("--markdown", metavar="FILE", help="write the Markdown report here (it is also printed)")

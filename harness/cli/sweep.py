@@ -8,6 +8,7 @@ from pathlib import Path
 
 from harness.cli.registry import call_verb
 from harness.errors import UserError
+from harness.paths import cli_path
 
 HELP = "run an intervention sweep and write per-row results to Parquet"
 DESCRIPTION = ("Run the sweep a job file describes (without one: the embedded default, a LocoGen sweep on the "
@@ -17,7 +18,7 @@ DESCRIPTION = ("Run the sweep a job file describes (without one: the embedded de
 
 def add_arguments(parser) -> None:
     parser.add_argument("job", nargs="?", help="job YAML file (default: the embedded default job)")
-    parser.add_argument("--out", help="run directory (default: runs/<job name>)")
+    parser.add_argument("--out", type=cli_path, help="run directory (default: runs/<job name>)")
     parser.add_argument("--force", action="store_true", help="replace a run directory that holds another job")
     parser.add_argument("--local", action="store_true", help="run in this process instead of on Ray")
     parser.add_argument("--address", help="join this Ray cluster (`auto`: the one started on this node with "

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.errors import UserError
 from harness.jobs import SiteSelector, format_validation_error
+from harness.paths import absolute, resolve_job_paths
 
 METHODS = ("diffquickfix", "locoedit", "uce", "time", "neurons", "text_patch")
 WEIGHT_METHODS = ("diffquickfix", "locoedit", "uce", "time")  # write a model; the others write a spec
@@ -174,13 +175,15 @@ class EditSpec(Strict):
 
 
 def load_edit(data: dict | str | Path) -> EditSpec:
-    """Validate an edit from a dict or a YAML file; relative file keys are resolved against its folder."""
+    """Validate an edit from a dict or a YAML file; paths in it (`model`, `candidates`, `words_file`) are
+    made absolute against its folder (`harness.paths`), so the manifest and the edited model record
+    where they are."""
     source, base = "edit", Path.cwd()
     if isinstance(data, (str, Path)):
         path = Path(data)
         if not path.is_file():
             raise EditSpecError(f"edit file '{path}' does not exist")
-        source, base = str(path), path.parent
+        source, base = str(path), absolute(path).parent
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
@@ -188,10 +191,7 @@ def load_edit(data: dict | str | Path) -> EditSpec:
     if not isinstance(data, dict):
         raise EditSpecError(f"{source}: expected a mapping of edit keys (model, method, edits, ...), "
                             f"got {type(data).__name__}")
-    data = dict(data)
-    for key in ("candidates", "words_file"):
-        if isinstance(data.get(key), str):
-            data[key] = str((base / data[key]).resolve())
+    data = resolve_job_paths(data, base)  # model, candidates, words_file: against the file's folder
     try:
         return EditSpec.model_validate(data)
     except ValidationError as exc:
