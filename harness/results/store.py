@@ -115,14 +115,18 @@ def _atomic_write(path: Path, write, needed: int = 0) -> None:
         raise
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
+
+
 def _disk_full(exc: OSError, path: Path, needed: int) -> DiskFull | None:
     """A one-line `DiskFull` for an out-of-space error (pyarrow reports it as an OSError too), else None."""
     if exc.errno not in (errno.ENOSPC, errno.EDQUOT) and "No space left on device" not in str(exc):
         return None
     folder = next((p for p in (path.parent, *path.parents) if p.exists()), Path("/"))
     free = shutil.disk_usage(folder).free
-    need = f"; writing it needs about {needed / 2**20:.1f} MiB" if needed else ""
-    return DiskFull(f"no space left on device writing {path} ({free / 2**20:.1f} MiB free in {folder}{need}); "
+    need = f"; writing it needs about {_size(needed)}" if needed else ""
+    return DiskFull(f"no space left on device writing {path} ({_size(free)} free in {folder}{need}); "
                     "free some space and run the same command again: finished units are kept")
 
 
@@ -210,8 +214,21 @@ class RunStore:
         return read_json(path) if path.is_file() else {}
 
     def write_manifest(self, manifest: dict) -> None:
+        """Write the manifest atomically. On a full disk, where even its temporary copy does not fit, it is
+        rewritten in place — the old copy's blocks are freed first — so a sweep stopped by the full disk
+        can still say `stopped` (a crash inside that rewrite is the one way to damage it)."""
         text = json.dumps(manifest, indent=2, sort_keys=True, default=str)
-        _atomic_write(self.root / "manifest.json", lambda tmp: Path(tmp).write_text(text))
+        path = self.root / "manifest.json"
+        try:
+            _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        except DiskFull:
+            if not path.is_file():
+                raise
+            with open(path, "r+", encoding="utf-8") as handle:
+                handle.truncate(0)
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
 
     def write_sites(self, records: list[dict]) -> None:
         def write(tmp):

@@ -36,6 +36,9 @@ import os
 log = logging.getLogger("loco")
 LOOPBACK = "127.0.0.1"
 NODE_PROCESSES = ("raylet", "gcs_server")  # a private Ray whose raylet or GCS is gone cannot run anything
+_private_node: list[int] = []  # those processes of the private Ray `init_ray` started; [] on a joined cluster
+_names: dict[int, str] = {}  # their names, for the message
+_session: dict[str, str] = {}  # {"gcs": address} of that Ray, so a later session (tests) is not mistaken for it
 
 
 def _set_ray_switch(name: str, value: bool) -> None:
@@ -75,6 +78,9 @@ def init_ray(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     _set_ray_switch("RAY_ENABLE_UV_RUN_RUNTIME_ENV", False)
+    # The pool takes the result of every call it needs; the ones it drops are pings and units of actors it
+    # is killing (a sweep stopping on a user error), whose errors Ray would print as tracebacks on the way out.
+    os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
     if address:
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
         reinstall()
@@ -114,10 +120,6 @@ def private_node_pids() -> list[int]:
     return found
 
 
-_private_node: list[int] = []  # the processes of the private Ray `init_ray` started; [] on a joined cluster
-_session: dict[str, str] = {}  # {"gcs": address} of that Ray, so a later session (tests) is not mistaken for it
-
-
 def node_lost() -> str | None:
     """What died, in words, when the private Ray's only node is gone; None while it lives (and always on a
     joined cluster, where another node can take the work: `executor.node_wait` bounds that wait)."""
@@ -135,9 +137,6 @@ def node_lost() -> str | None:
         if not alive:
             return f"the private Ray's node died (its {_names.get(pid, 'process')} {pid} is gone: out of memory, or killed)"
     return None
-
-
-_names: dict[int, str] = {}
 
 
 def check_node() -> None:
