@@ -37,9 +37,11 @@ class RunLock:
         self.root = Path(root)
         self.path = self.root / LOCK_NAME
         self.fd: int | None = None
+        self.made = False  # this lock made the file (`release(remove=True)` takes it away again)
 
     def acquire(self) -> RunLock:
         self.root.mkdir(parents=True, exist_ok=True)
+        self.made = not self.path.exists()
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -58,8 +60,11 @@ class RunLock:
         self.fd = fd
         return self
 
-    def release(self) -> None:
+    def release(self, remove: bool = False) -> None:
+        """Drop the lock; `remove`: also the file, when this lock made it (a sweep that wrote nothing)."""
         if self.fd is not None:
+            if remove and self.made:
+                self.path.unlink(missing_ok=True)
             os.close(self.fd)  # closing the descriptor drops the flock
             self.fd = None
 

@@ -191,7 +191,9 @@ class RunStore:
     def abandon(self) -> None:
         """The sweep ends before `start`: leave the directory as it was (removed if this sweep made it,
         emptied again if it was empty), and release the lock."""
-        self.close()
+        if self.lock is not None:
+            self.lock.release(remove=True)
+            self.lock = None
         if self.created == "dir":
             shutil.rmtree(self.root, ignore_errors=True)
         elif self.created == "files":
