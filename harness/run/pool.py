@@ -118,7 +118,7 @@ class ActorPool:
 
     def dispatch(self) -> None:
         """Give every idle worker the next unit; fail loudly when units wait and no worker can ever run
-        them (all gone, or none back within `stall_seconds`)."""
+        them (all gone)."""
         for slot in self.slots:
             if not self.queue:
                 break
@@ -130,10 +130,15 @@ class ActorPool:
             if all(s.state == "gone" for s in self.slots):
                 raise WorkersLost(f"every {self.name} died and none could be replaced; last causes: "
                                   f"{'; '.join(self.causes[-3:]) or 'unknown'} (see `ray logs`)")
-            if time.monotonic() - self.last_event > self.stall_seconds:
-                raise WorkersLost(f"no {self.name} has been able to start for {self.stall_seconds:.0f} s "
-                                  "(executor.node_wait: no node with free resources, or a lost node not replaced); "
-                                  "finished units are kept, run the same command again to resume")
+
+    def check_stalled(self) -> None:
+        """Called when nothing came back for a while: fail when units have waited `stall_seconds` with no
+        worker able to run them."""
+        waited = self.waiting()
+        if waited is not None and waited > self.stall_seconds:
+            raise WorkersLost(f"no {self.name} has been able to start for {self.stall_seconds:.0f} s "
+                              "(executor.node_wait: no node with free resources, or a lost node not replaced); "
+                              "finished units are kept, run the same command again to resume")
 
     def waiting(self) -> float | None:
         """Seconds units have waited with no worker able to run them (workers starting or restarting, e.g.
@@ -255,6 +260,9 @@ def wait_from(pools: list[ActorPool], timeout: float = 1.0) -> list[tuple[ActorP
     if not owners:
         return []
     ready, _ = ray.wait(list(owners), num_returns=1, timeout=timeout)
+    if not ready:  # nothing came back: is anything waiting longer than it may?
+        for pool in pools:
+            pool.check_stalled()
     return [(owners[ref], event) for ref in ready for event in owners[ref].handle(ref)]
 
 
