@@ -243,6 +243,7 @@ class JobSpec(Strict):
         method = get_method(self.method)
         for i, row in enumerate(self.prompts):
             method.check_prompt(i, row)
+        self._method_reads(method)
         method.check_job(self)
         if self.site_sets is not None:
             if not method.joint_sets:
@@ -264,6 +265,19 @@ class JobSpec(Strict):
             dup = next(i for i in ids if ids.count(i) > 1)
             raise ValueError(f"prompts: id '{dup}' is used by more than one row (ids name rows in the results)")
         return self
+
+    def _method_reads(self, method) -> None:
+        """A method-specific key the method does not read, set to anything but its default, is a mistake
+        (the user expects it to act): refused, naming the methods that read it."""
+        from harness.methods.base import METHOD_KEYS
+        from harness.methods.registry import METHODS
+
+        for key in METHOD_KEYS:
+            default = type(self).model_fields[key].get_default(call_default_factory=True)
+            if key not in method.reads and getattr(self, key) != default:
+                readers = [name for name, m in METHODS.items() if key in m.reads]
+                raise ValueError(f"{key}: method '{self.method}' does not read it (only {', '.join(readers)}); "
+                                 "remove it")
 
     @property
     def effective_branch(self) -> str:

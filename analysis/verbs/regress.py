@@ -25,6 +25,9 @@ def add_arguments(p) -> None:
     p.add_argument("--markdown", metavar="FILE", help="write the Markdown report here (it is also printed)")
     p.add_argument("--json", metavar="FILE", help="write the JSON report here")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
+    p.add_argument("--allow-different-jobs", action="store_true",
+                   help="compare runs of different jobs or model architectures (refused otherwise: their layer "
+                   "rankings need not agree, so a verdict would be meaningless)")
 
 
 def run(args) -> int:
@@ -36,6 +39,8 @@ def run(args) -> int:
     thresholds = load_thresholds(args.thresholds)
     open_run(args.baseline)  # a wrong baseline fails before a sweep starts
     candidate = args.candidate or run_candidate_model(args.baseline, args.candidate_model, args.candidate_out, args.local)
+    if not args.allow_different_jobs:
+        check_comparable(Path(args.baseline), Path(candidate))
     verdict = regress(args.baseline, candidate, thresholds, n_boot=args.bootstrap)
     markdown = verdict.to_markdown()
     for path, text in ((args.markdown, markdown), (args.json, verdict.to_json())):
@@ -44,3 +49,36 @@ def run(args) -> int:
             Path(path).write_text(text, encoding="utf-8")
     print(markdown, end="")
     return verdict.exit_code
+
+
+NOT_THE_JOB = ("name", "model", "models", "executor", "save_images", "batch_size")  # what a new checkpoint may change
+
+
+def check_comparable(baseline: Path, candidate: Path) -> None:
+    """Refuse, in one line, a candidate that ran another job (other than in its name, model and where it
+    ran) or a model of another architecture: a regression check compares one job on two checkpoints."""
+    import json
+
+    import yaml
+
+    from analysis.runs import AnalysisError
+
+    def job(run: Path) -> dict | None:
+        path = run / "job.yaml"
+        return yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def arch(run: Path) -> str | None:
+        path = run / "manifest.json"
+        return (json.loads(path.read_text()).get("model") or {}).get("arch") if path.is_file() else None
+
+    a, b = job(baseline), job(candidate)
+    if a is not None and b is not None:
+        differ = sorted(k for k in {*a, *b} - set(NOT_THE_JOB) if a.get(k) != b.get(k))
+        if differ:
+            raise AnalysisError(f"regress: '{candidate}' ran a different job than the baseline '{baseline}' (they "
+                                f"differ in {', '.join(differ)}); compare runs of one job, or pass "
+                                "--allow-different-jobs")
+    if arch(baseline) and arch(candidate) and arch(baseline) != arch(candidate):
+        raise AnalysisError(f"regress: the baseline is a {arch(baseline)} model and '{candidate}' a "
+                            f"{arch(candidate)} model; their layers do not correspond (pass --allow-different-jobs "
+                            "to compare anyway)")

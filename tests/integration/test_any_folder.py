@@ -22,9 +22,9 @@ import duckdb
 import pytest
 import yaml
 
-from tests.conftest import tiny
 from harness.jobs import load_job
 from harness.sweep import run_sweep
+from tests.conftest import tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = "prompt,target,attribute,concept\na house in the style of van gogh,a house,style,van gogh\n"
