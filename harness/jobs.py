@@ -403,6 +403,9 @@ def load_job(data: dict | str | Path, base_dir: Path | None = None, overrides: l
                        "(see harness/default_job.yaml)")
     if not isinstance(data, dict):
         raise JobError(f"{source}: expected a mapping of job keys, got {type(data).__name__}")
+    if "edits" in data and "prompts" not in data:
+        raise JobError(f"{source}: this is an edit file (it has `edits:`), not a sweep job; run it with "
+                       f"`loco edit {source} --out DIR`")
     data = apply_overrides(resolve_job_paths(data, base_dir), list(overrides))
     if isinstance(data.get("prompts"), str):
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sys
 
+from harness.cli.registry import add_bootstrap, add_quiet
+
 HELP = "candidate layer sets per attribute and concept, with evidence"
 DESCRIPTION = ("Rank each attribute (and concept) of the runs under the paper's selection rule (LocoGen: CLIP to "
                "the original prompt, lowest, for style/object; to the target, highest, for facts; P3: OCR F1 to the "
@@ -17,7 +19,7 @@ def add_arguments(p) -> None:
     p.add_argument("--out", help="file to write (.yaml, or .json for JSON); default: print YAML")
     p.add_argument("--metric", help="rank by this column instead of the paper's metric")
     p.add_argument("--top", type=int, default=1, help="variants per set for top-k rules (default 1)")
-    p.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap resamples (default 2000)")
+    add_bootstrap(p)
     p.add_argument("--minimal-set", action="store_true",
                    help="also find the smallest layer set reaching --fraction of the all-layer effect, verified by a "
                    "follow-up sweep the harness runs itself")
@@ -25,6 +27,7 @@ def add_arguments(p) -> None:
     p.add_argument("--max-size", type=int, default=8, help="largest set the minimal-set sweep tries (default 8)")
     p.add_argument("--minimal-out", help="run directory of the follow-up sweep (default: RUN_DIR-minimal)")
     p.add_argument("--local", action="store_true", help="run the follow-up sweep in this process instead of on Ray")
+    add_quiet(p)
 
 
 def run(args) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.cli.registry import add_bootstrap, add_quiet
 from harness.paths import cli_model, cli_path
 
 HELP = "compare a new run or checkpoint with a baseline run: exit 0 pass, 1 regression"
@@ -24,7 +25,8 @@ def add_arguments(p) -> None:
     p.add_argument("--thresholds", metavar="FILE", help="regression file (YAML; see jobs/regression/thresholds.yaml)")
     p.add_argument("--markdown", metavar="FILE", help="write the Markdown report here (it is also printed)")
     p.add_argument("--json", metavar="FILE", help="write the JSON report here")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
+    add_bootstrap(p)
+    add_quiet(p)
     p.add_argument("--allow-different-jobs", action="store_true",
                    help="compare runs of different jobs or model architectures (refused otherwise: their layer "
                    "rankings need not agree, so a verdict would be meaningless)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from harness.cli.registry import add_quiet
 from harness.paths import cli_model, cli_path
 
 HELP = "the whole flow on the built-in toyworld model: sweeps, ranking, candidates, an edit, the report"
@@ -18,6 +19,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                         help="a job override for every sweep, e.g. --set seeds=[0]")
     parser.add_argument("--local", action="store_true", help="run the sweeps in this process instead of on Ray")
+    add_quiet(parser)
 
 
 def run(args) -> int:

@@ -12,7 +12,7 @@ DESCRIPTION = ("Carry out the edit an EDIT.yaml describes (method diffquickfix |
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("spec", nargs="?", help="edit YAML file")
+    parser.add_argument("spec", nargs="?", metavar="EDIT", help="edit YAML file")
     parser.add_argument("--out", type=cli_path, help="output directory")
     parser.add_argument("--force", action="store_true", help="replace a non-empty --out")
     parser.add_argument("--revert", type=cli_path, metavar="EDITED_DIR", help="write the original model back from an edited one")

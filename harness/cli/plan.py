@@ -13,7 +13,7 @@ DESCRIPTION = ("Validate a job and print its plan: work units, generations, deno
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("job", nargs="?", help="job YAML file (default: the embedded default job)")
+    parser.add_argument("job", nargs="?", metavar="JOB", help="job YAML file (default: the embedded default job)")
     parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                         help="override a job key (dotted keys, YAML values)")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from harness.cli.registry import call_verb
+from harness.cli.registry import add_quiet, call_verb
 from harness.errors import UserError
 from harness.paths import cli_path
 
@@ -17,14 +17,14 @@ DESCRIPTION = ("Run the sweep a job file describes (without one: the embedded de
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("job", nargs="?", help="job YAML file (default: the embedded default job)")
+    parser.add_argument("job", nargs="?", metavar="JOB", help="job YAML file (default: the embedded default job)")
     parser.add_argument("--out", type=cli_path, help="run directory (default: runs/<job name>)")
     parser.add_argument("--force", action="store_true", help="replace a run directory that holds another job")
     parser.add_argument("--local", action="store_true", help="run in this process instead of on Ray")
     parser.add_argument("--address", help="join this Ray cluster (`auto`: the one started on this node with "
                         "`ray start`/`ray up`; default: executor.address, else RAY_ADDRESS, else a private "
                         "Ray started and stopped here)")
-    parser.add_argument("--quiet", action="store_true", help="no live progress display (logs, CI)")
+    add_quiet(parser)
     parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                         help="override a job key (dotted keys, YAML values), e.g. --set model=tiny:sdxl")
     parser.add_argument("--dry-run", action="store_true", help="validate the job and print the plan; generate nothing")
