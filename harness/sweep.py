@@ -80,6 +80,8 @@ class SweepRun:
         job.yaml, the site table and the manifest (status running)."""
         self.started = time.perf_counter()  # a model's time starts with its own backend (models run in waves)
         info = runner.describe()
+        for warning in info.get("warnings", ()):  # found by the worker that loaded the model (it may be remote)
+            log.warning("%s", warning)
         self.store.start()
         self.failures = {f.unit_id: f for f in self.store.read_failures()}  # none left after --force
         self.store.write_sites(info["sites"])

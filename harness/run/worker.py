@@ -22,6 +22,7 @@ from harness.methods import Variant, get_method, plan_variants, references
 from harness.metrics import ScoreBatch, build_scorers, score_all
 from harness.metrics.text import quoted_text
 from harness.models import load_model, resolve_device, set_reproducible
+from harness.prompt_limits import check_token_limits
 from harness.results import provenance
 from harness.results.schema import build_row
 from harness.run.packing import Comparison, pack
@@ -47,6 +48,9 @@ class Worker:
 
         self.edit_id = prepare_job_model(self.adapter, job.edit, job.model)  # an edit installed, or an edited model
         stage2.attach(self.adapter, job)  # IF: the stage II that upsamples before scoring (P3)
+        tokenizers = {name: (tok, self.adapter.max_text_length(name))
+                      for name, (_, tok) in self.adapter.text_encoders().items()}
+        self.warnings = check_token_limits(job, tokenizers, self.adapter.pipeline_text)
         self.variants = plan_variants(job, self.adapter.sites)
         self.references = references(job)
         self.mode = self.method.resolve_mode(job, self.adapter)
@@ -78,7 +82,7 @@ class Worker:
         """What the driver needs before dispatching: the site table, the plan and the model's identity."""
         return {"sites": self.adapter.sites.to_records(), "variants": self.variants,
                 "model": self.adapter.info, "config": self.config, "mode": self.mode,
-                "batch_size": self.batch_size, "static": self.run_part}
+                "batch_size": self.batch_size, "static": self.run_part, "warnings": self.warnings}
 
     # ---- one unit ----------------------------------------------------------------------------------
     def run_unit(self, unit: WorkUnit) -> UnitResult:
