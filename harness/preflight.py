@@ -12,7 +12,7 @@ or, when it is not cached, from a table of the papers' hub ids. The variant list
 own planner (`harness.methods.plan_variants`) over a stand-in site table with those counts, so a plan
 counts exactly what the sweep will run.
 
-GPU-hours are *estimates* (METHODS.md §8): seconds per denoising step of one image on one H100 in fp16 at
+GPU-hours are *estimates* (docs/methods.md §8): seconds per denoising step of one image on one H100 in fp16 at
 the architecture's paper resolution, scaled by pixel count, times every row's steps. They ignore what
 batching saves (loco carries many variants per pass), so they are an upper bound for planning a booking.
 """
@@ -307,7 +307,7 @@ def plan(job: JobSpec) -> Plan:
         seconds = generations * (steps * per_step + extra_seconds)
         basis = (f"H100 fp16 estimate {per_step:.3g} s per image-step at {size}×{width}"
                  + (f" + {extra_seconds} s stage II per image" if extra_seconds else "")
-                 + "; METHODS.md §8; batching makes it less")
+                 + "; docs/methods.md §8; batching makes it less")
     return Plan(job.name, job.method, job.model, arch, tiny, len(variants), refs, len(job.prompts),
                 len(job.seeds), len(units), generations, steps, generations * (steps + extra_steps), generations,
                 round(seconds / 3600, 4), basis, checkpoints(job, arch, tiny),

@@ -3,7 +3,7 @@
 P3 localizes text in IF's *stage I* (the 22 AttnAddedKV attentions are intervened on there and nowhere
 else), then upsamples every stage-I image with IF-II-L — conditioned on the row's own clean prompt (for
 causal tracing too: the corruption and text restores act on stage I only), with its own fixed noise, no
-intervention — and computes every metric on the 256² result (METHODS.md §3.1,
+intervention — and computes every metric on the 256² result (docs/methods.md §3.1,
 §7.5). OCR on a 64² image reads almost nothing, and CLIP at 64² is far from its 224² training input, so
 numbers scored on stage I are not comparable with P3's.
 

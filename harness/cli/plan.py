@@ -8,7 +8,7 @@ from pathlib import Path
 
 HELP = "print a job's units, generations, steps, rows, GPU-hour estimate and checkpoints; load nothing"
 DESCRIPTION = ("Validate a job and print its plan: work units, generations, denoising steps, expected result "
-    "rows, an estimate of GPU-hours from a per-architecture cost table (METHODS.md §8), and each checkpoint "
+    "rows, an estimate of GPU-hours from a per-architecture cost table (docs/methods.md §8), and each checkpoint "
     "the sweep will look for in the local cache (found or missing). No model is loaded.")
 
 

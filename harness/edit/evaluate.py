@@ -1,6 +1,6 @@
 """Evaluate an edit: the same prompts and seeds through the original and the edited model.
 
-Three prompt sets, as the editing papers evaluate (METHODS.md §1.4, §7.3 step 4, §11.1):
+Three prompt sets, as the editing papers evaluate (docs/methods.md §1.4, §7.3 step 4, §11.1):
 
 * ``efficacy`` — the prompts the edit was fitted on (its augmentations): they should move;
 * ``generalization`` — other prompts with the concept (the concept-ablation evaluation prompts when the

@@ -7,7 +7,7 @@
       - {concept: "van gogh", target: "painting"}
     lambda: 0.01
 
-Every key not given takes the method's paper default (`DEFAULTS`, METHODS.md §4.4, §11). A key that the
+Every key not given takes the method's paper default (`DEFAULTS`, docs/methods.md §4.4, §11). A key that the
 chosen method does not use is refused rather than silently ignored (the reference LocoEdit code's unused
 ``reg_value`` is the mistake this prevents). Errors are one line naming the key.
 """
@@ -29,7 +29,7 @@ from harness.paths import absolute, resolve_job_paths
 METHODS = ("diffquickfix", "locoedit", "uce", "time", "neurons", "text_patch")
 WEIGHT_METHODS = ("diffquickfix", "locoedit", "uce", "time")  # write a model; the others write a spec
 
-# Paper defaults per method (METHODS.md §1.3, §2.3, §2.4, §3.3, §11.1, §11.2).
+# Paper defaults per method (docs/methods.md §1.3, §2.3, §2.4, §3.3, §11.1, §11.2).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "diffquickfix": {"lam": 0.01, "use_eos": True, "templates": "diffquickfix"},
     "locoedit": {"lam": 0.01, "use_eos": False, "templates": "style"},
