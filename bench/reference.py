@@ -16,6 +16,7 @@ import torch
 from torch.nn.functional import linear
 
 from harness.interventions import embedding_std, input_embedding_modules, stable_seed, token_positions
+from harness.sites import TEXT_KINDS
 
 
 @contextmanager
@@ -74,8 +75,7 @@ def patching_loop(adapter, pairs, seed, cfg, step_start: int) -> list[np.ndarray
     step on the CPU, run A once, then for each layer run A again replacing that layer's K/V with B's from
     step `step_start` on."""
     pipe = adapter.pipe
-    kind = "joint_attn" if adapter.arch == "sd3" else "cross_attn"
-    sites = [s.name for s in adapter.sites.of_kind(kind)]
+    sites = [s.name for kind in TEXT_KINDS for s in adapter.sites.of_kind(kind)]  # SD3: joint_attn; UNets: cross_attn
     images = []
     for prompt, target in pairs:
         cache: dict[tuple[int, int], torch.Tensor] = {}

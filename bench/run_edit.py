@@ -100,7 +100,7 @@ def bench_encoders(repeats: int) -> dict:
     """Key extraction at real size: encode the 8 prompts of a 4-template edit with the real text towers."""
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from harness.tiny import clip_tokenizer
+    from harness.models.parts import clip_tokenizer
 
     def tower(hidden, layers, heads, inter, proj, act):
         cfg = CLIPTextConfig(vocab_size=49408, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,

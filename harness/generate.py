@@ -138,12 +138,13 @@ def generate_rows(adapter, rows: list[Sample], config: GenerationConfig, cache: 
         # stage I carries the corruption and the text restores.
         clean = cache.many([r.prompt for r in run_rows])
         upsample_cond = {k: torch.cat([c[k] for c in clean]) for k in clean[0]}
-    negative = adapter.encode_negative(len(run_rows)) if config.cfg else None
-    hooks, counter = denoiser_hooks(adapter, rows, config.cfg, cache)
+    cfg = adapter.cfg_batch(config.guidance_scale)  # the architecture's CFG layout, not guidance_scale alone
+    negative = adapter.encode_negative(len(run_rows)) if cfg else None
+    hooks, counter = denoiser_hooks(adapter, rows, cfg, cache)
     callback = None
     if at:
-        counter.expected_batch = len(run_rows) * (2 if config.cfg else 1)
-        callback = _Branch(adapter, index, len(run_rows), config.cfg, at, counter)
+        counter.expected_batch = len(run_rows) * (2 if cfg else 1)
+        callback = _Branch(adapter, index, len(run_rows), cfg, at, counter)
     with torch.no_grad(), hooks:
         return adapter.generate(cond, negative, [r.seed for r in run_rows], config.steps, config.guidance_scale,
                                 config.height, config.width, as_float=as_float, callback=callback,

@@ -139,7 +139,7 @@ class PromptRow(Strict):
 
 class StageIISpec(Strict):
     """DeepFloyd IF only: the stage II that upsamples stage I's 64² images before scoring (P3 scores the
-    256² output; see `harness.stage2`). Defaults: IF-II-L from the local cache (a tiny stage II for
+    256² output; see `harness.models.deepfloyd_if`). Defaults: IF-II-L from the local cache (a tiny stage II for
     `tiny:if`), IFSuperResolutionPipeline's sampler defaults (10 steps on tiny models)."""
 
     model: str | None = None  # local dir or cached hub id; None = DeepFloyd/IF-II-L-v1.0; "none" = score stage I
@@ -199,7 +199,7 @@ class JobSpec(Strict):
     reproducible: bool = True  # batch-independent kernels: a row's image does not depend on its batch
     executor: ExecutorSpec = ExecutorSpec()
     edit: str | None = None  # an inference-time edit (edit.yaml from `loco edit`) installed on the model
-    stage_ii: StageIISpec | None = None  # DeepFloyd IF's upsampler (harness.stage2); an error on other models
+    stage_ii: StageIISpec | None = None  # DeepFloyd IF's upsampler (harness.models.deepfloyd_if); an error on other models
 
     @model_validator(mode="before")
     @classmethod

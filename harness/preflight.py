@@ -5,10 +5,11 @@ how many work units, generations (images), denoising steps and result rows the j
 GPU-hours that is, and whether every checkpoint it will look for (the pipeline, IF's stage II, the CLIP and
 OCR weights) is already in the local cache.
 
-Nothing here builds or loads a network. The site counts come from a per-architecture table (`ARCHS`: the
-block structure of each pipeline, the same counts `loco sites` finds by tracing; a unit test keeps the
-table equal to the traced tiny models), the architecture of a model id from its cached ``model_index.json``
-or, when it is not cached, from a table of the papers' hub ids. The variant list is built by the engine's
+Nothing here builds or loads a network. The site counts come from each architecture's cost table (declared
+in its module, `harness.models.<arch>`, and found through `harness.models.registry`: the block structure of
+each pipeline, the same counts `loco sites` finds by tracing; each architecture's tester keeps the tiny
+counts equal to the traced tiny models), the architecture of a model id from its cached ``model_index.json``
+or, when it is not cached, from the papers' hub ids the architectures list. The variant list is built by the engine's
 own planner (`harness.methods.plan_variants`) over a stand-in site table with those counts, so a plan
 counts exactly what the sweep will run.
 
@@ -25,57 +26,28 @@ from pathlib import Path
 
 from harness.errors import UserError
 from harness.jobs import JobSpec
+from harness.models import registry
+from harness.models.registry import ArchCost
 from harness.sites import Site, SiteTable
 
-
-@dataclass(frozen=True)
-class ArchCost:
-    """One architecture: its defaults, its site counts per kind, and its cost per denoising step."""
-
-    steps: int
-    guidance_scale: float
-    resolution: int
-    step_seconds: float  # H100 fp16, one image, one denoising step at `resolution`² (estimate)
-    sites: dict[str, int | tuple[int, ...]]  # kind -> count (text-encoder kinds: one count per encoder)
-    extra_seconds: float = 0.0  # per image, outside the swept denoiser (IF's stage II upsampling)
-    note: str = ""
-
-
-_UNET15 = {"cross_attn": 16, "self_attn": 16, "ff": 16, "resnet": 22}
-ARCHS: dict[str, ArchCost] = {
-    "sd15": ArchCost(50, 7.5, 512, 0.025, {**_UNET15, "text_self_attn": (12,), "text_mlp": (12,)},
-                     note="SD1.x / OpenJourney, CLIP ViT-L text (12 layers); ~1.3 s per 50-step image"),
-    "sd21": ArchCost(50, 7.5, 512, 0.025, {**_UNET15, "text_self_attn": (23,), "text_mlp": (23,)},
-                     note="SD2.x, OpenCLIP ViT-H text (23 layers); LocoGen samples 512²"),
-    "sdxl": ArchCost(50, 5.0, 1024, 0.10, {"cross_attn": 70, "self_attn": 70, "ff": 70, "resnet": 17,
-                                           "text_self_attn": (12, 32), "text_mlp": (12, 32)},
-                     note="SDXL base, CLIP-L (12) + OpenCLIP bigG (32) text; ~5 s per 50-step image"),
-    "if": ArchCost(50, 7.0, 64, 0.03, {"cross_attn": 22, "resnet": 36, "text_self_attn": (24,), "text_mlp": (24,)},
-                   extra_seconds=2.5,
-                   note="DeepFloyd IF stage I (T5-XXL, 24 layers) + stage II 64→256 (~2.5 s per image)"),
-    "sd3": ArchCost(28, 7.0, 1024, 0.15, {"joint_attn": 24, "ff": 24, "ff_context": 23, "text_self_attn": (12, 32, 24),
-                                          "text_mlp": (12, 32, 24)},
-                    note="SD3-medium MM-DiT, CLIP-L (12) + CLIP-G (32) + T5-XXL (24) text; ~4 s per image"),
-}
 TINY_STEP_SECONDS = 0.02  # a tiny model's step on one CPU core (measured order of magnitude)
-TINY_SITES = {"sd15": {**_UNET15, "text_self_attn": (4,), "text_mlp": (4,)},
-              "sdxl": {"cross_attn": 70, "self_attn": 70, "ff": 70, "resnet": 17, "text_self_attn": (4, 4),
-                       "text_mlp": (4, 4)},
-              "if": {"cross_attn": 22, "resnet": 36, "text_self_attn": (2,), "text_mlp": (2,)},
-              "sd3": {"joint_attn": 24, "ff": 24, "ff_context": 23, "text_self_attn": (4, 4, 2),
-                      "text_mlp": (4, 4, 2)}}
 
-# The papers' checkpoints, for planning a job whose model is not cached here yet.
-KNOWN_MODELS = {
-    "CompVis/stable-diffusion-v1-4": "sd15", "runwayml/stable-diffusion-v1-5": "sd15",
-    "stable-diffusion-v1-5/stable-diffusion-v1-5": "sd15", "prompthero/openjourney": "sd15",
-    "stabilityai/stable-diffusion-2-1": "sd21", "stabilityai/stable-diffusion-2-1-base": "sd21",
-    "stabilityai/stable-diffusion-xl-base-1.0": "sdxl", "DeepFloyd/IF-I-XL-v1.0": "if",
-    "DeepFloyd/IF-I-L-v1.0": "if", "stabilityai/stable-diffusion-3-medium-diffusers": "sd3",
-    "stabilityai/stable-diffusion-3.5-medium": "sd3", "stabilityai/stable-diffusion-3.5-large": "sd3",
-}
-_CLASS_ARCH = {"StableDiffusionPipeline": "sd15", "StableDiffusionXLPipeline": "sdxl", "IFPipeline": "if",
-               "StableDiffusion3Pipeline": "sd3"}
+
+def __getattr__(name: str):
+    """Compatibility views of the registry (the tables moved to the architecture modules): `ARCHS` (cost
+    variant -> ArchCost), `TINY_SITES` (arch -> tiny site counts), `KNOWN_MODELS` (hub id -> variant)."""
+    if name == "ARCHS":
+        return {variant: cost for a in registry.architectures() for variant, cost in a.costs.items()}
+    if name == "TINY_SITES":
+        return {a.name: a.tiny_sites for a in registry.architectures()}
+    if name == "KNOWN_MODELS":
+        return _known_models()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _known_models() -> dict[str, str]:
+    """The papers' checkpoints (hub id -> cost variant), for planning a job whose model is not cached yet."""
+    return {hub_id: variant for a in registry.architectures() for hub_id, variant in a.hub_ids.items()}
 
 
 class PlanError(UserError):
@@ -137,27 +109,25 @@ class Plan:
 
 
 def model_arch(model: str) -> tuple[str, bool]:
-    """(architecture, tiny) of a model id, from its name, its cached model_index.json or the known ids."""
+    """(cost variant, tiny) of a model id, from its name, its cached model_index.json or the known ids."""
     base = model.partition("+planted=")[0]
     if base.startswith(("tiny:", "random:")):
         arch = base.split(":", 1)[1]
-        if arch not in TINY_SITES:
+        if registry.get(arch) is None:
             kind = base.split(":", 1)[0]
             raise PlanError(f"model '{model}': unknown {kind} model; expected one of "
-                            + ", ".join(f"{kind}:{a}" for a in TINY_SITES))
+                            + ", ".join(f"{kind}:{a}" for a in registry.names()))
         return arch, base.startswith("tiny:")
     index = _model_index(base)
     if index is not None:
         class_name = index[0].get("_class_name", "")
-        if class_name not in _CLASS_ARCH:
+        arch = registry.for_pipeline(class_name)
+        if arch is None:
             raise PlanError(f"model '{model}': pipeline class '{class_name}' is not supported")
-        arch = _CLASS_ARCH[class_name]
-        text = index[1] / "text_encoder" / "config.json"
-        if arch == "sd15" and text.is_file() and json.loads(text.read_text()).get("hidden_size") == 1024:
-            arch = "sd21"
-        return arch, False
-    if base in KNOWN_MODELS:
-        return KNOWN_MODELS[base], False
+        return (arch.variant_of and arch.variant_of(index[1])) or arch.default_variant, False
+    known = _known_models()
+    if base in known:
+        return known[base], False
     if base.startswith((".", "/", "~")) or base.count("/") != 1:
         raise PlanError(f"model '{model}': no such directory")
     raise PlanError(f"model '{model}' is not a local directory and is not in the local Hugging Face cache, "
@@ -194,9 +164,12 @@ def _cached(repo: str, filename: str) -> str | None:
 def stand_in_sites(counts: dict[str, int | tuple[int, ...]], arch: str = "") -> SiteTable:
     """A site table with the given counts per kind (names `<kind>.<index>`; text-encoder kinds numbered per
     encoder as `harness.sites` numbers them), for counting variants; what each kind's output holds as on the
-    real model (`harness.sites`: ResNets and IF's attentions: the state)."""
+    real model (the architecture's `state_kinds`: ResNets and IF's attentions hold the state)."""
+    found = registry.get(arch) or registry.for_variant(arch)
+    state_kinds = found.state_kinds if found else ("resnet",)
+
     def semantics(kind: str) -> dict:
-        state = kind == "resnet" or (arch == "if" and kind == "cross_attn")
+        state = kind in state_kinds
         return {"output": "state", "contribution": "conv2" if kind == "resnet" else "to_out.0"} if state else {}
 
     def components(n: int | tuple[int, ...]) -> list[tuple[str, int]]:
@@ -219,12 +192,10 @@ def checkpoints(job: JobSpec, arch: str, tiny: bool) -> list[Checkpoint]:
         index = _model_index(base)
         out.append(Checkpoint("model", base, index is not None,
                               str(index[1]) if index else f"{constants.HF_HUB_CACHE} (local_files_only)"))
-    if arch == "if" and not tiny:
-        from harness.stage2 import stage_ii_id
-
-        second = stage_ii_id(job)
+    extra = registry.for_variant(arch).checkpoints
+    for role, second in (extra(job) if extra and not tiny else []):  # IF: its stage II
         index = _model_index(second)
-        out.append(Checkpoint("stage_ii", second, index is not None, str(index[1]) if index else constants.HF_HUB_CACHE))
+        out.append(Checkpoint(role, second, index is not None, str(index[1]) if index else constants.HF_HUB_CACHE))
     if "clip_score" in job.metrics:
         out.append(_clip_checkpoint(job.scorers.get("clip", {})))
     if {"ocr", "image_notext"} & set(job.metrics):
@@ -267,8 +238,9 @@ def plan(job: JobSpec) -> Plan:
     from harness.run.plan import plan_units
 
     arch, tiny = model_arch(job.model)
-    cost = ARCHS[arch]
-    counts = TINY_SITES[arch] if tiny else cost.sites
+    declared = registry.for_variant(arch)
+    cost: ArchCost = declared.costs[arch]
+    counts = declared.tiny_sites if tiny else cost.sites
     if job.sites and job.sites.names and not tiny:
         raise PlanError("sites.names: a plan counts sites by kind and index; name lists and globs need the "
                         "model's site table (`loco sites MODEL`); select by {kind, index} to plan")
@@ -281,23 +253,13 @@ def plan(job: JobSpec) -> Plan:
     refs = len(references(job))
     units = plan_units(job, variants)
     if tiny:
-        steps, size = job.steps or 10, job.height or (16 if arch == "if" else 64)
+        steps, size = job.steps or 10, job.height or declared.adapter.tiny_size
     else:
         steps, size = job.steps or cost.steps, job.height or cost.resolution
     if max(job.step_start) >= steps:
         raise PlanError(f"step_start: {max(job.step_start)} is not below the {steps} denoising steps")
     generations = len(job.prompts) * len(job.seeds) * (len(variants) + refs)
-    extra_steps, extra_seconds = 0, cost.extra_seconds
-    if arch == "if":
-        from harness.stage2 import check_stage_i_metrics, stage_ii_id
-
-        check_stage_i_metrics(job)
-        if stage_ii_id(job, tiny) == "none":
-            extra_seconds = 0.0
-        else:
-            extra_steps = (job.stage_ii.steps if job.stage_ii else None) or (10 if tiny else 50)
-    elif job.stage_ii is not None:
-        raise PlanError(f"stage_ii: only DeepFloyd IF has a stage II; model '{job.model}' is {arch}")
+    extra_steps, extra_seconds = _stage_ii_cost(job, arch, tiny)
     width = job.width or size
     if tiny:
         seconds = generations * (steps + extra_steps) * TINY_STEP_SECONDS
@@ -312,6 +274,19 @@ def plan(job: JobSpec) -> Plan:
                 len(job.seeds), len(units), generations, steps, generations * (steps + extra_steps), generations,
                 round(seconds / 3600, 4), basis, checkpoints(job, arch, tiny),
                 [v.label for v in variants[:10]])
+
+
+def _stage_ii_cost(job: JobSpec, arch: str, tiny: bool) -> tuple[int, float]:
+    """(denoising steps, seconds) per image of a second stage that upsamples before scoring (IF), or (0, 0)."""
+    declared = registry.for_variant(arch)
+    cost = declared.costs[arch]
+    if declared.plan_stage_ii is None:
+        if job.stage_ii is not None:
+            having = [a.title for a in registry.architectures() if a.plan_stage_ii is not None]
+            raise PlanError(f"stage_ii: only {' and '.join(having)} has a stage II; model '{job.model}' is {arch}")
+        return 0, cost.extra_seconds
+    steps = declared.plan_stage_ii(job, tiny)
+    return (0, 0.0) if steps is None else (steps, cost.extra_seconds)
 
 
 def plan_models(job: JobSpec) -> list[Plan]:

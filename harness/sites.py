@@ -230,14 +230,15 @@ class SiteTable:
         return "\n".join(lines)
 
 
-def discover(components: dict[str, torch.nn.Module], run_once) -> SiteTable:
-    """Build the table: hook every candidate module of `components`, call `run_once()` (one short
-    generation), and number the sites in the order they were first called: per kind (per encoder for
-    text-encoder kinds) and across all sites of a component (`forward_index`)."""
+def discover(components: dict[str, torch.nn.Module], run_once, kind_of=classify) -> SiteTable:
+    """Build the table: hook every candidate module of `components` (`kind_of(component, path, module)`: the
+    architecture's classifier, default `classify`), call `run_once()` (one short generation), and number the
+    sites in the order they were first called: per kind (per encoder for text-encoder kinds) and across all
+    sites of a component (`forward_index`)."""
     candidates = []
     for component, root in components.items():
         for path, module in root.named_modules():
-            kind = classify(component, path, module)
+            kind = kind_of(component, path, module)
             if kind is not None:
                 candidates.append((f"{component}.{path}", kind, component, module))
     calls: list[str] = []

@@ -11,7 +11,8 @@ DESCRIPTION = ("Every site with its kind, its index in forward-call order within
     "text-encoder kinds), its forward index among all sites of its component, name, module type, whether its "
     "output is the hidden state or a contribution to it (what a causal-tracing restore copies), and parameter "
     "count. "
-    "MODEL is tiny:sd15|sdxl|if|sd3, a diffusers directory or a cached hub id.")
+    "MODEL is tiny:<arch> or random:<arch> (an architecture module of harness/models: sd15, if, sdxl, sd3, ...), "
+    "a diffusers directory or a cached hub id.")
 
 
 def add_arguments(parser) -> None:

@@ -180,7 +180,7 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
         images = []
         for model in (original, edited):
             cond = model.encode([row["prompt"]] * len(seed_list))
-            negative = model.encode_negative(len(seed_list)) if d.guidance_scale > 1 else None
+            negative = model.encode_negative(len(seed_list)) if model.cfg_batch(d.guidance_scale) else None
             images.append(model.generate(cond, negative, seed_list, steps or d.steps, d.guidance_scale, d.height,
                                          d.width))
         m = mse(images[1], images[0])

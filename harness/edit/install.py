@@ -17,7 +17,12 @@ pipelines batch [uncond × B, cond × B]) or on every row. *text_patch* wraps th
 pair (A's embedding, B's embedding); the K/V hooks then recompute K and V from B for every batch row
 whose input equals a remembered A embedding, exactly — so it works for CFG, several images per prompt,
 and prompts encoded long before the denoising call (the harness caches encodings). The denoising step
-is read from the timestep the denoiser receives (step 0 = the scheduler's first timestep).
+is read from the timestep the denoiser receives (step 0 = the scheduler's first timestep). Where the K/V do
+not read the prompt embeddings, the architecture's adapter says how to patch (`install_text_patch`:
+DeepFloyd IF swaps the projected text states a layer reads; SD3 refuses).
+
+The hooks are named hooks of the engine the sweeps use (`harness.hooks`): ``handle.names()`` lists them
+(``neurons/<site>.<projection>``, ``text_patch/<site>.to_k``, ``text_patch/encode_prompt``, ...).
 """
 
 from __future__ import annotations
@@ -30,15 +35,17 @@ import torch
 import yaml
 
 from harness.errors import UserError
+from harness.hooks import Hooks
 
 SPEC_FILE = "edit.yaml"
-INJECTION_ARCHS = ("sd15", "sdxl", "if")
-_PROJECTIONS = {"StableDiffusionPipeline": ("to_k", "to_v"), "StableDiffusionXLPipeline": ("to_k", "to_v"),
-                "IFPipeline": ("add_k_proj", "add_v_proj"), "StableDiffusion3Pipeline": ("add_k_proj", "add_v_proj")}
 
 
 def supports_injection(arch: str) -> bool:
-    return arch in INJECTION_ARCHS
+    """Whether a text patch can be installed on `arch`'s bare pipeline (its adapter's `installs_text_patch`)."""
+    from harness.models import registry
+
+    found = registry.get(arch)
+    return found is not None and found.adapter.installs_text_patch
 
 
 def write_spec(produced: dict, folder: Path, manifest: dict) -> dict:
@@ -68,35 +75,17 @@ def read_spec(source: str | Path | dict) -> dict:
     return data
 
 
-class EditHandle:
-    """The installed hooks; `remove()` (or leaving a `with` block) restores the pipeline."""
+class EditHandle(Hooks):
+    """The installed hooks (`harness.hooks`); `remove()` (or leaving a `with` block) restores the pipeline."""
 
     def __init__(self, pipe, spec: dict):
+        super().__init__()
         self.pipe, self.spec = pipe, spec
         self.edit_id = spec.get("edit_id")
-        self._handles: list = []
-        self._encode = None
-
-    def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        if self._encode is not None:
-            del self.pipe.encode_prompt  # the instance attribute; the class method shows again
-            self._encode = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
 
 
-def _denoiser(pipe):
-    return getattr(pipe, "unet", None) or pipe.transformer
-
-
-def _module(pipe, name: str) -> torch.nn.Module:
+def find_module(pipe, name: str) -> torch.nn.Module:
+    """The module a site name (``unet.up_blocks.0...attn2``) names in a bare pipeline."""
     component, _, path = name.partition(".")
     root = getattr(pipe, component, None)
     if root is None:
@@ -105,6 +94,10 @@ def _module(pipe, name: str) -> torch.nn.Module:
         return root.get_submodule(path)
     except AttributeError:
         raise UserError(f"edit: site '{name}' does not exist in this pipeline (edit made for another model?)") from None
+
+
+def _denoiser(pipe):
+    return getattr(pipe, "unet", None) or pipe.transformer
 
 
 def _cond_rows(pipe, batch: int) -> slice:
@@ -116,7 +109,7 @@ def _cond_rows(pipe, batch: int) -> slice:
 def _install_neurons(handle: EditHandle, spec: dict) -> None:
     pipe = handle.pipe
     for site, projections in spec["sites"].items():
-        attn = _module(pipe, site)
+        attn = find_module(pipe, site)
         for proj_name, entry in projections.items():
             proj = getattr(attn, proj_name)
             index = torch.tensor(entry["indices"])
@@ -129,7 +122,7 @@ def _install_neurons(handle: EditHandle, spec: dict) -> None:
                 out[rows, ..., index.to(out.device)] = values.to(out.device, out.dtype)
                 return out
 
-            handle._handles.append(proj.register_forward_hook(hook))
+            handle.forward(f"neurons/{site}.{proj_name}", proj, hook)
 
 
 class _StepTracker:
@@ -167,12 +160,14 @@ def patched_prompt(prompt: str, rules) -> str | None:
 
 
 def _install_text_patch(handle: EditHandle, spec: dict) -> None:
+    from harness.models import registry
+
     pipe = handle.pipe
-    arch = {"StableDiffusionPipeline": "sd15", "StableDiffusionXLPipeline": "sdxl", "IFPipeline": "if"}.get(
-        type(pipe).__name__)
-    if arch is None:
-        raise UserError(f"edit: text_patch installs on SD1.x/2.x, SDXL and DeepFloyd IF pipelines (K/V injection), "
-                        f"not {type(pipe).__name__}")
+    arch = registry.for_pipeline(type(pipe).__name__)
+    if arch is None or not arch.adapter.installs_text_patch:
+        able = [a.title for a in registry.architectures() if a.adapter.installs_text_patch]
+        raise UserError(f"edit: text_patch installs on {', '.join(able[:-1])} and {able[-1]} pipelines (K/V "
+                        f"injection), not {type(pipe).__name__}")
     rules = triggers(spec)
     pairs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (A embedding, B embedding), 77 × d each
     original = pipe.encode_prompt
@@ -198,30 +193,30 @@ def _install_text_patch(handle: EditHandle, spec: dict) -> None:
                     pairs.append((embeds[i * per + r].detach().clone(), b_embeds[j * per + r].detach().clone()))
         return out
 
-    pipe.encode_prompt = encode_prompt
-    handle._encode = encode_prompt
+    handle.replace("text_patch/encode_prompt", pipe, "encode_prompt", encode_prompt)
     tracker = _StepTracker(pipe)
-    handle._handles.append(_denoiser(pipe).register_forward_pre_hook(tracker, with_kwargs=True))
-    start = int(spec.get("step_start", 0))
-    if arch == "if":
-        _if_layer_hooks(handle, spec["sites"], pairs, tracker, start)
-        return
-    for site in spec["sites"]:
-        attn = _module(pipe, site)
-        for proj_name in _PROJECTIONS[type(pipe).__name__]:
-            proj = getattr(attn, proj_name)
+    handle.pre_forward("text_patch/step_tracker", _denoiser(pipe), tracker, with_kwargs=True)
+    arch.adapter.install_text_patch(handle, pipe, spec["sites"], pairs, tracker, int(spec.get("step_start", 0)))
 
+
+def kv_text_patch(hooks: Hooks, pipe, sites: list[str], projections: tuple[str, ...], pairs: list, tracker,
+                  step_start: int) -> None:
+    """K and V of each site recomputed from B's embedding for every batch row that is A's, from
+    `step_start` on: exact where the projections read the prompt embeddings (SD1.x/2.x, SDXL)."""
+    for site in sites:
+        attn = find_module(pipe, site)
+        for proj_name in projections:
             def hook(m, args, out):
-                if tracker.step < start or not pairs:
+                if tracker.step < step_start or not pairs:
                     return out
-                for row, b in _rows_of_a(args[0], pairs).items():
-                    out[row] = _linear(m, b)
+                for row, b in rows_of_a(args[0], pairs).items():
+                    out[row] = linear(m, b)
                 return out
 
-            handle._handles.append(proj.register_forward_hook(hook))
+            hooks.forward(f"text_patch/{site}.{proj_name}", getattr(attn, proj_name), hook)
 
 
-def _rows_of_a(x: torch.Tensor, pairs: list) -> dict[int, torch.Tensor]:
+def rows_of_a(x: torch.Tensor, pairs: list) -> dict[int, torch.Tensor]:
     """Batch rows of `x` that are exactly a remembered A embedding, each with that A's B embedding."""
     found = {}
     for row in range(x.shape[0]):
@@ -232,40 +227,9 @@ def _rows_of_a(x: torch.Tensor, pairs: list) -> dict[int, torch.Tensor]:
     return found
 
 
-def _linear(m: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+def linear(m: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     """`m` applied to `x` without firing `m`'s hooks (they are what calls this)."""
     return torch.nn.functional.linear(x.to(m.weight.dtype), m.weight, m.bias)
-
-
-def _if_layer_hooks(handle: EditHandle, sites: list[str], pairs: list, tracker: _StepTracker, start: int) -> None:
-    """DeepFloyd IF: every text layer reads the same text states — the T5 embeddings through
-    `unet.encoder_hid_proj` — and computes its K/V from them (group norm, then add_k/add_v_proj). A hook on
-    that projection notes, per denoiser call, which batch rows carry a remembered A embedding and B's
-    projected states; a pre-hook on each patched layer swaps those rows of the states it reads, so the
-    layer's K/V are B's and every other layer (and the text-time embedding) still sees A."""
-    unet = handle.pipe.unet
-    proj = getattr(unet, "encoder_hid_proj", None)
-    if not isinstance(proj, torch.nn.Linear):
-        raise UserError("edit: text_patch on IF needs the UNet's linear encoder_hid_proj (IF-I's text projection)")
-    swap: dict[int, torch.Tensor] = {}  # batch row -> B's projected text states, for the current call
-
-    def on_projection(m, args, out):
-        swap.clear()
-        swap.update({row: _linear(m, b) for row, b in _rows_of_a(args[0], pairs).items()})
-        return out
-
-    def on_layer(m, args, kwargs):
-        states = kwargs.get("encoder_hidden_states")
-        if tracker.step < start or not swap or states is None:
-            return None
-        states = states.clone()
-        for row, b in swap.items():
-            states[row] = b.to(states.dtype)
-        return args, {**kwargs, "encoder_hidden_states": states}
-
-    handle._handles.append(proj.register_forward_hook(on_projection))
-    for site in sites:
-        handle._handles.append(_module(handle.pipe, site).register_forward_pre_hook(on_layer, with_kwargs=True))
 
 
 def install_edit(pipe, spec: str | Path | dict) -> EditHandle:

@@ -1,9 +1,10 @@
 """Which layers an edit touches: `sites` or a candidates file, checked against what each method can edit.
 
-Defaults are the papers' layers (docs/methods.md §2.2, §3.2, §4.4): LocoEdit and neuron edits on SD1.x/2.x
-cross-attention layers 8–9 (P2's style window; `up_blocks.1.attentions.{1,2}`), on SDXL 45–47 (P2's
-window start 45, the blog's "45–48"); UCE and TIME on every cross-attention layer; DiffQuickFix on the
-first text encoder's layer-0 self-attention; text patching on SDXL 55–57, IF 17, SD3 joint block 10 (P3).
+Defaults are the papers' layers (docs/methods.md §2.2, §3.2, §4.4), declared by each architecture's module
+(`Architecture.edit_sites`, by method group): LocoEdit and neuron edits on SD1.x/2.x cross-attention layers
+8–9 (P2's style window; `up_blocks.1.attentions.{1,2}`), on SDXL 45–47 (P2's window start 45, the blog's
+"45–48"); UCE and TIME on every cross-attention layer; DiffQuickFix on the first text encoder's layer-0
+self-attention; text patching on SDXL 55–57, IF 17, SD3 joint block 10 (P3).
 """
 
 from __future__ import annotations
@@ -16,17 +17,16 @@ import yaml
 from harness.errors import UserError, did_you_mean
 from harness.sites import Site
 
-DEFAULT_INDICES = {  # (method group, arch) → (kind, forward indices); None = every site of the kind
-    ("window", "sd15"): ("cross_attn", [8, 9]),
-    ("window", "sdxl"): ("cross_attn", [45, 46, 47]),
-    ("all", "sd15"): ("cross_attn", None),
-    ("all", "sdxl"): ("cross_attn", None),
-    ("text", "sd15"): ("text_self_attn", [0]),
-    ("text", "sdxl"): ("text_self_attn", [0]),
-    ("patch", "sdxl"): ("cross_attn", [55, 56, 57]),
-    ("patch", "if"): ("cross_attn", [17]),
-    ("patch", "sd3"): ("joint_attn", [10]),
-}
+
+def __getattr__(name: str):
+    """Compatibility view: `DEFAULT_INDICES` ((group, arch) -> (kind, indices)) moved to the architectures."""
+    if name == "DEFAULT_INDICES":
+        from harness.models import registry
+
+        return {(group, a.name): where for a in registry.architectures() for group, where in a.edit_sites.items()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 GROUP = {"locoedit": "window", "neurons": "window", "uce": "all", "time": "all", "diffquickfix": "text",
          "text_patch": "patch"}
 
@@ -80,11 +80,13 @@ def resolve_sites(spec, adapter) -> list[Site]:
         sel = spec.sites
         sites = table.select(sel.kind, sel.index, sel.names)
     else:
-        key = (GROUP[spec.method], adapter.arch)
-        if key not in DEFAULT_INDICES:
+        from harness.models import registry
+
+        defaults = registry.get(adapter.arch).edit_sites
+        if GROUP[spec.method] not in defaults:
             raise EditSiteError(f"sites: method '{spec.method}' has no default layers for {adapter.arch} "
                                 "models; name them with sites: (e.g. {kind: cross_attn, index: \"8-9\"})")
-        kind, indices = DEFAULT_INDICES[key]
+        kind, indices = defaults[GROUP[spec.method]]
         sites = table.select([kind], indices)
         if kind.startswith("text_"):  # text-encoder layers count per encoder: the default is the first's (CLIP-L)
             sites = [s for s in sites if s.component == "text_encoder"]

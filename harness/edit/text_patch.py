@@ -24,7 +24,14 @@ from harness.edit.delta import sha256
 from harness.edit.targets import resolve_sites
 from harness.errors import UserError
 
-STEP_START = {"sdxl": 4, "if": 2, "sd3": 2, "sd15": 0}  # P3's edit defaults (t_s = steps − step_start)
+
+def __getattr__(name: str):
+    """Compatibility view: `STEP_START` (arch -> P3's edit step_start) moved to the architectures."""
+    if name == "STEP_START":
+        from harness.models import registry
+
+        return {a.name: a.text_patch_step_start for a in registry.architectures()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def read_words(path: str) -> list[str]:
@@ -47,7 +54,7 @@ def run(spec, adapter) -> dict:
                         "model")
     sites = resolve_sites(spec, adapter)
     out = {"kind": "text_patch", "sites": [s.name for s in sites],
-           "step_start": spec.step_start if spec.step_start is not None else STEP_START.get(adapter.arch, 0)}
+           "step_start": spec.step_start if spec.step_start is not None else _default_step_start(adapter.arch)}
     if spec.words_file:
         read_words(spec.words_file)  # fail now, not at install time
         out |= {"words_file": spec.words_file, "words_sha256": sha256(Path(spec.words_file)),
@@ -55,3 +62,10 @@ def run(spec, adapter) -> dict:
     else:
         out["swaps"] = [{"concept": e.concept, "target": e.target} for e in spec.edits]
     return out
+
+
+def _default_step_start(arch: str) -> int:
+    """P3's text-edit step_start for `arch` (t_s = steps − step_start), as its module declares."""
+    from harness.models import registry
+
+    return registry.get(arch).text_patch_step_start

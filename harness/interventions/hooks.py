@@ -1,7 +1,8 @@
 """Denoiser-side hooks: carry out every sample's KV swaps and restores in one batched pass.
 
 See the package docstring (`harness.interventions`) for the moves; this module installs them as forward
-hooks addressed by batch index, merged per module so one hook does one gather/scatter per step.
+hooks addressed by batch index, merged per module so one hook does one gather/scatter per step. The hooks
+are named (`harness.hooks`: ``moves/<module name>``, ``step_counter``), on the engine edits use too.
 """
 
 from __future__ import annotations
@@ -11,26 +12,10 @@ from dataclasses import dataclass, field
 import torch
 
 from harness.errors import UserError
+from harness.hooks import Hooks
 from harness.interventions.spec import Branch, Sample, StepWindow
 
-# ---- hook plumbing -----------------------------------------------------------------------------------
-
-class Hooks:
-    """A set of registered hooks removed together on exit."""
-
-    def __init__(self):
-        self._handles: list = []
-
-    def add(self, handle) -> None:
-        self._handles.append(handle)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+__all__ = ["Hooks", "Move", "StepCounter", "apply_moves", "denoiser_hooks"]
 
 
 @dataclass
@@ -120,7 +105,7 @@ def denoiser_hooks(adapter, rows: list[Sample], cfg: bool, embeddings) -> tuple[
     try:
         counter = _install_denoiser_hooks(hooks, adapter, rows, cfg, embeddings)
     except BaseException:
-        hooks.__exit__()
+        hooks.remove()
         raise
     return hooks, counter
 
@@ -150,12 +135,12 @@ def _install_denoiser_hooks(hooks: Hooks, adapter, rows: list[Sample], cfg: bool
     # The site table (found by its own short generation) before any hook is in place.
     table = adapter.sites if any(r.what for row in rows for r in row.denoiser_restores) else None
     counter = StepCounter(2 * n if cfg else n)
-    hooks.add(adapter.denoiser.register_forward_pre_hook(counter, with_kwargs=True))
-    moves: dict[int, tuple[torch.nn.Module, list[Move]]] = {}
+    hooks.pre_forward("step_counter", adapter.denoiser, counter, with_kwargs=True)
+    moves: dict[str, tuple[torch.nn.Module, list[Move]]] = {}  # module name -> (module, its moves)
     injected: dict[tuple[int, str], torch.Tensor] = {}  # (projection, source prompt) -> its K or V, once
 
-    def add(module, move):
-        moves.setdefault(id(module), (module, []))[1].append(move)
+    def add(name, module, move):
+        moves.setdefault(name, (module, []))[1].append(move)
 
     def inject_value(proj, source: str) -> torch.Tensor:
         key = (id(proj), source)
@@ -169,26 +154,27 @@ def _install_denoiser_hooks(hooks: Hooks, adapter, rows: list[Sample], cfg: bool
             donor = (_find_row(rows, swap.source, row.seed, "donor", r) if swap.mode == "patch" else None)
             for site in swap.sites:
                 attn = adapter.module(site)
-                for proj in adapter.kv_modules(site):
+                for proj_name, proj in zip(adapter.kv_projections, adapter.kv_modules(site)):
+                    name = f"{site}.{proj_name}"
                     cols = _head_columns(proj, swap.heads, attn.heads)
                     if donor is None:
                         # Injection swaps the conditional half only: both rows' unconditional halves hold
                         # the same empty-prompt K/V, so `branch: both` would copy them onto themselves.
                         tgt = torch.tensor(_branch_indices([r], n, cfg, "cond"))
-                        add(proj, Move(tgt, source=inject_value(proj, swap.source), cols=cols, steps=swap.steps))
+                        add(name, proj, Move(tgt, source=inject_value(proj, swap.source), cols=cols,
+                                             steps=swap.steps))
                     else:
                         tgt = torch.tensor(_branch_indices([r], n, cfg, swap.branch))
                         src = torch.tensor(_branch_indices([donor], n, cfg, swap.branch))
-                        add(proj, Move(tgt, src, cols=cols, steps=swap.steps))
+                        add(name, proj, Move(tgt, src, cols=cols, steps=swap.steps))
         for restore in row.denoiser_restores:
             clean = _find_row(rows, row.prompt, row.seed, "clean", r)
             tgt = torch.tensor(_branch_indices([r], n, cfg, restore.branch))
             src = torch.tensor(_branch_indices([clean], n, cfg, restore.branch))
             target = restore.site if restore.what is None else table[restore.site].restore_module(restore.what)
-            add(adapter.module(target), Move(tgt, src, steps=restore.steps))
-    for module, module_moves in moves.values():
+            add(target, adapter.module(target), Move(tgt, src, steps=restore.steps))
+    for name, (module, module_moves) in moves.items():
         merged = _merge(module_moves, next(module.parameters()).device)
-        hooks.add(module.register_forward_hook(
-            lambda _m, _a, out, merged=merged: apply_moves(merged, out, counter.step)))
+        hooks.forward(f"moves/{name}", module, lambda _m, _a, out, merged=merged: apply_moves(merged, out, counter.step))
     return counter
 

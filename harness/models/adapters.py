@@ -6,6 +6,10 @@ wants in one batch, and calls the pipeline with `prompt_embeds=` and one seeded 
 That is what lets one denoising pass carry many variants, and it is exactly what the pipeline does
 inside a plain call, so an un-intervened row equals the plain pipeline's image. Whatever differs by
 architecture (text lengths, pooled text paths, dtypes, sizes) is a method or attribute of its adapter.
+
+This module holds the interface; each architecture's adapter lives in its own module with the rest of what
+loco knows about it (`harness.models.sd15`, `sdxl`, `deepfloyd_if`, `sd3`; found through
+`harness.models.registry`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 import torch
 
 from harness.errors import UserError
-from harness.sites import SiteTable, discover
+from harness.sites import SiteTable, classify, discover
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -35,10 +39,6 @@ class GenerationConfig:
     guidance_scale: float
     height: int
     width: int
-
-    @property
-    def cfg(self) -> bool:
-        return self.guidance_scale > 1
 
     def with_job(self, job) -> GenerationConfig:
         """These defaults with the job's sampler keys applied where the job sets them."""
@@ -77,6 +77,12 @@ class ModelAdapter:
     # Per-row tensors the pipeline's callback_on_step_end can replace; None: the pipeline has no such
     # callback, so a batch cannot branch mid-trajectory (see harness.generate).
     branch_tensors: tuple[str, ...] | None = ("latents", "prompt_embeds")
+    # True when a guided call (guidance_scale > 1) runs classifier-free guidance as a doubled denoiser batch
+    # [uncond × B, cond × B]; False for guidance-distilled models, whose guidance is an input (FLUX.1-dev).
+    has_cfg_batch: bool = True
+    # True when an inference-time text patch can be installed on the bare pipeline (`install_text_patch`):
+    # the layers' text K/V can be recomputed from prompt B without a donor run.
+    installs_text_patch: bool = True
 
     def __init__(self, pipe, info: ModelInfo, tiny: bool):
         self.pipe = pipe
@@ -122,6 +128,11 @@ class ModelAdapter:
         attn = self.module(site_name)
         return getattr(attn, self.kv_projections[0]), getattr(attn, self.kv_projections[1])
 
+    def cfg_batch(self, guidance_scale: float) -> bool:
+        """Whether a call at `guidance_scale` runs the [uncond × B, cond × B] CFG batch (diffusers' SD, SDXL,
+        IF and SD3 pipelines guide when guidance_scale > 1; a guidance-distilled model never does)."""
+        return self.has_cfg_batch and guidance_scale > 1
+
     # Sampler defaults shipped with the weights (the toyworld's `toyworld.json`); None: as above.
     generation_override: GenerationConfig | None = None
 
@@ -165,6 +176,26 @@ class ModelAdapter:
         """Cut the text paths that bypass the text-attention sites (pooled embeddings, text time
         embeddings), in place; `harness.planted` calls it. SD1.x has none."""
 
+    def prepare_for_job(self, job) -> None:
+        """Attach what a job configures beyond the pipeline (DeepFloyd IF: its stage II); here, refuse a
+        `stage_ii` key on an architecture that has none."""
+        if job.stage_ii is not None:
+            from harness.errors import JobError
+            from harness.models.registry import architectures
+
+            having = [a.title for a in architectures() if a.plan_stage_ii is not None]
+            raise JobError(f"stage_ii: only {' and '.join(having)} has a stage II; model '{job.model}' is "
+                           f"{self.arch}")
+
+    @classmethod
+    def install_text_patch(cls, hooks, pipe, sites: list[str], pairs: list, tracker, step_start: int) -> None:
+        """Carry out an inference-time text patch (`harness.edit.install`) on a bare pipeline: the text K/V
+        of each site recomputed from prompt B for the batch rows that carry prompt A's embedding — exact
+        where the K/V projections read the prompt embeddings (`kv_input_is_prompt_embeds`)."""
+        from harness.edit.install import kv_text_patch
+
+        kv_text_patch(hooks, pipe, sites, cls.kv_projections, pairs, tracker, step_start)
+
     @functools.cached_property
     def sites(self) -> SiteTable:
         """The site table, found by one short traced generation (forward-call order)."""
@@ -175,7 +206,14 @@ class ModelAdapter:
             self.generate(cond, neg, seeds=[0], steps=1, guidance_scale=2.0, height=size, width=size,
                           decode=False)
 
-        return discover(self.components(), run_once)
+        return discover(self.components(), run_once, self.site_kind)
+
+    @staticmethod
+    def site_kind(component: str, path: str, module: torch.nn.Module) -> str | None:
+        """The kind of one of this architecture's modules, or None when it is not a site. The default,
+        `harness.sites.classify`, knows diffusers' UNet and MM-DiT blocks and the CLIP/T5 text encoders; an
+        architecture whose modules it does not cover overrides this."""
+        return classify(component, path, module)
 
     # ---- text ------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -211,21 +249,26 @@ class ModelAdapter:
         Returns uint8 images (N, H, W, 3), rounded as the pipelines' own PIL conversion does (float32 in
         [0, 1] with `as_float`, for tight numerical comparisons).
         """
-        kwargs = dict(cond)
-        if guidance_scale > 1 and negative is not None:
-            kwargs.update(negative)
-        generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+        kwargs = self._call_kwargs(cond, negative, seeds, guidance_scale)
         if callback is not None:
             kwargs.update(callback_on_step_end=callback, callback_on_step_end_tensor_inputs=list(self.branch_tensors))
         out = self.pipe(**kwargs, num_inference_steps=steps, guidance_scale=guidance_scale,
-                        height=height, width=width, generator=generators,
-                        output_type=self._output_type(decode))
+                        height=height, width=width, output_type=self._output_type(decode))
         if not decode:
             return None
         images = np.asarray(out.images, dtype=np.float32)
         if as_float:
             return images
         return (images * 255).round().clip(0, 255).astype(np.uint8)
+
+    def _call_kwargs(self, cond: dict, negative: dict | None, seeds: list[int], guidance_scale: float) -> dict:
+        """The conditioning (with the negative half when the call runs a CFG batch) and one seeded CPU
+        generator per row, as pipeline keywords."""
+        kwargs = dict(cond)
+        if self.cfg_batch(guidance_scale) and negative is not None:
+            kwargs.update(negative)
+        kwargs["generator"] = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+        return kwargs
 
     def _output_type(self, decode: bool) -> str:
         return "np" if decode else "latent"
@@ -246,148 +289,20 @@ class ModelAdapter:
         return {"scored_stage": "final", "scored_height": config.height, "scored_width": config.width}
 
 
-class SD15Adapter(ModelAdapter):
-    """SD 1.x / 2.x: one CLIP text encoder; K/V of `attn2` read prompt_embeds directly."""
-
-    arch = "sd15"
-
-    def _encode(self, prompts):
-        embeds, _ = self.pipe.encode_prompt(prompts, self.device, 1, False)
-        return {"prompt_embeds": embeds}
-
-    def _encode_negative(self):
-        _, neg = self.pipe.encode_prompt([""], self.device, 1, True)
-        return {"negative_prompt_embeds": neg}
+# ---- compatibility shims (delete once no branch imports them from here) ---------------------------------
+_MOVED = {"SD15Adapter": "sd15", "SDXLAdapter": "sdxl", "IFAdapter": "deepfloyd_if", "SD3Adapter": "sd3"}
 
 
-class SDXLAdapter(ModelAdapter):
-    """SDXL: two CLIP encoders concatenated for attn2; pooled text embedding as added conditioning."""
+def __getattr__(name: str):
+    """The adapters moved to their architecture modules; `ADAPTERS`/`TINY_CLASS` are the registry's."""
+    import importlib
 
-    arch = "sdxl"
-    branch_tensors = ("latents", "prompt_embeds", "add_text_embeds", "add_time_ids")
-    text_encoder_names = ("text_encoder", "text_encoder_2")
-    tokenizer_names = ("tokenizer", "tokenizer_2")
-    paper_defaults = GenerationConfig(50, 5.0, 1024, 1024)
+    from harness.models import registry
 
-    @torch.no_grad()
-    def cut_pooled_text(self) -> None:
-        pooled = self.pipe.text_encoder_2.config.projection_dim
-        self.denoiser.add_embedding.linear_1.weight[:, :pooled] = 0
-
-    def _encode(self, prompts):
-        embeds, _, pooled, _ = self.pipe.encode_prompt(prompt=prompts, device=self.device,
-                                                        num_images_per_prompt=1,
-                                                        do_classifier_free_guidance=False)
-        return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
-
-    def _encode_negative(self):
-        _, neg, _, neg_pooled = self.pipe.encode_prompt(prompt=[""], device=self.device,
-                                                         num_images_per_prompt=1,
-                                                         do_classifier_free_guidance=True)
-        return {"negative_prompt_embeds": neg,
-                "negative_pooled_prompt_embeds": neg_pooled}
-
-
-class IFAdapter(ModelAdapter):
-    """DeepFloyd IF stage I: pixel-space UNet, T5 text; text enters AttnAddedKV attentions through
-    add_k_proj/add_v_proj after encoder_hid_proj and a per-layer norm, so injection needs a donor row."""
-
-    arch = "if"
-    branch_tensors = None  # IFPipeline has no callback_on_step_end
-    kv_input_is_prompt_embeds = False
-    kv_projections = ("add_k_proj", "add_v_proj")
-    paper_defaults = GenerationConfig(50, 7.0, 64, 64)
-    tiny_size = 16
-
-    def probe_size(self) -> int:
-        return 16
-
-    @torch.no_grad()
-    def cut_pooled_text(self) -> None:
-        self.denoiser.add_embedding.proj.weight.zero_()
-
-    def pipeline_text(self, prompt: str) -> str:
-        # IFPipeline.encode_prompt(clean_caption=False) lower-cases and strips; T5's tokenizer is cased.
-        return prompt.lower().strip()
-
-    def _encode(self, prompts):
-        embeds, _ = self.pipe.encode_prompt(prompts, do_classifier_free_guidance=False, device=self.device,
-                                            clean_caption=False)
-        return {"prompt_embeds": embeds}
-
-    def _encode_negative(self):
-        _, neg = self.pipe.encode_prompt([""], do_classifier_free_guidance=True, device=self.device,
-                                         clean_caption=False)
-        return {"negative_prompt_embeds": neg}
-
-    def _output_type(self, decode):
-        return "np" if decode else "pt"
-
-    stage_ii = None  # harness.stage2.StageII: set by the worker for the job (None = score stage I)
-
-    def generate(self, cond, negative, seeds, steps, guidance_scale, height, width, decode=True, as_float=False,
-                 callback=None, upsample_cond=None):
-        """Stage I (the swept UNet); with a stage II attached, its output upsampled (harness.stage2) with
-        `upsample_cond` (the rows' clean prompts) when given, else with `cond`."""
-        if not decode or self.stage_ii is None:
-            return super().generate(cond, negative, seeds, steps, guidance_scale, height, width, decode, as_float,
-                                    callback)
-        kwargs = dict(cond)
-        if guidance_scale > 1 and negative is not None:
-            kwargs.update(negative)
-        generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
-        stage_i = self.pipe(**kwargs, num_inference_steps=steps, guidance_scale=guidance_scale, height=height,
-                            width=width, generator=generators, output_type="pt").images
-        neg = negative.get("negative_prompt_embeds") if negative else None
-        text = (upsample_cond or cond)["prompt_embeds"]
-        return self.stage_ii.upsample(stage_i, text, neg, seeds, as_float=as_float)
-
-    def scored_columns(self, config: GenerationConfig) -> dict:
-        if self.stage_ii is None:
-            return {"scored_stage": "stage_i", "scored_height": config.height, "scored_width": config.width}
-        scale = self.stage_ii.scale
-        return {"scored_stage": "stage_ii", "scored_height": config.height * scale,
-                "scored_width": config.width * scale}
-
-
-class SD3Adapter(ModelAdapter):
-    """SD3: MMDiT joint attention; the text stream evolves block to block, so text-side K/V are
-    patched from a donor row run in the same batch rather than injected from embeddings."""
-
-    arch = "sd3"
-    branch_tensors = ("latents", "prompt_embeds", "pooled_prompt_embeds")
-    denoiser_name = "transformer"
-    text_encoder_names = ("text_encoder", "text_encoder_2", "text_encoder_3")
-    tokenizer_names = ("tokenizer", "tokenizer_2", "tokenizer_3")
-    kv_input_is_prompt_embeds = False
-    kv_projections = ("add_k_proj", "add_v_proj")
-    paper_defaults = GenerationConfig(28, 7.0, 1024, 1024)
-    gpu_dtype = "bf16"  # its reference runs tolerate it best
-
-    def max_text_length(self, encoder_name: str) -> int:
-        return 256 if encoder_name == "text_encoder_3" else 77  # T5 encodes 256 tokens
-
-    @torch.no_grad()
-    def cut_pooled_text(self) -> None:
-        self.denoiser.time_text_embed.text_embedder.linear_1.weight.zero_()
-
-    def _encode(self, prompts):
-        embeds, _, pooled, _ = self.pipe.encode_prompt(prompt=prompts, prompt_2=None, prompt_3=None,
-                                                        device=self.device, do_classifier_free_guidance=False)
-        return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
-
-    def _encode_negative(self):
-        _, neg, _, neg_pooled = self.pipe.encode_prompt(prompt=[""], prompt_2=None, prompt_3=None,
-                                                         device=self.device, do_classifier_free_guidance=True)
-        return {"negative_prompt_embeds": neg,
-                "negative_pooled_prompt_embeds": neg_pooled}
-
-
-ADAPTERS: dict[str, type[ModelAdapter]] = {
-    "StableDiffusionPipeline": SD15Adapter,
-    "StableDiffusionXLPipeline": SDXLAdapter,
-    "IFPipeline": IFAdapter,
-    "StableDiffusion3Pipeline": SD3Adapter,
-}
-TINY_CLASS = {"sd15": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline", "if": "IFPipeline",
-               "sd3": "StableDiffusion3Pipeline"}
+    if name in _MOVED:
+        return getattr(importlib.import_module(f"harness.models.{_MOVED[name]}"), name)
+    if name == "ADAPTERS":
+        return {p: a.adapter for a in registry.architectures() for p in a.pipelines}
+    if name == "TINY_CLASS":
+        return {a.name: a.pipelines[0] for a in registry.architectures()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,8 +2,8 @@
 
 A local diffusers directory, or a hub id resolved from the local Hugging Face cache with
 `local_files_only=True`; weights from safetensors only; never remote code. `tiny:<arch>` builds a tiny
-random model (`harness.tiny`), `random:<arch>` a full-size one (`harness.fullsize`), and a
-``+planted=<site>`` suffix plants a known answer (`harness.planted`).
+random model and `random:<arch>` a full-size one, with the builders the architecture's module declares
+(`harness.models.registry`), and a ``+planted=<site>`` suffix plants a known answer (`harness.planted`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from harness.models.adapters import ADAPTERS, DTYPES, TINY_CLASS, ModelAdapter, ModelInfo, ModelLoadError
+from harness.models import registry
+from harness.models.adapters import DTYPES, ModelAdapter, ModelInfo, ModelLoadError
 
 
 def resolve_device(device: str) -> str:
@@ -131,40 +132,16 @@ def load_model(model: str, device: str = "auto", dtype: str = "auto") -> ModelAd
 
 def _load(model: str, device: str, dtype: str) -> ModelAdapter:
     device = resolve_device(device)
-    if model.startswith("random:"):
-        from harness.fullsize import FULLSIZE_ARCHS, build_fullsize
-
-        arch = model.split(":", 1)[1]
-        if arch not in FULLSIZE_ARCHS:
-            raise ModelLoadError(f"model '{model}': unknown full-size random model; expected one of "
-                                 + ", ".join(f"random:{a}" for a in FULLSIZE_ARCHS))
-        dtype = resolve_dtype(dtype, device, ADAPTERS[TINY_CLASS[arch]])
-        pipe = build_fullsize(arch, device, DTYPES[dtype])
-        info = ModelInfo(model, arch, TINY_CLASS[arch], "random", "random-weights", dtype, device)
-        return ADAPTERS[TINY_CLASS[arch]](pipe, info, tiny=False)
-    if model.startswith("tiny:"):
-        from harness.tiny import build_tiny
-
-        arch = model.split(":", 1)[1]
-        if arch not in TINY_CLASS:
-            raise ModelLoadError(f"model '{model}': unknown tiny model; expected one of "
-                                 + ", ".join(f"tiny:{a}" for a in TINY_CLASS))
-        pipe = build_tiny(arch)
-        cls = ADAPTERS[TINY_CLASS[arch]]
-        dtype = resolve_dtype(dtype, device, cls)
-        pipe.to(device)
-        if dtype != "fp32":
-            pipe.to(dtype=DTYPES[dtype])
-        fingerprint = _state_fingerprint({n: m for n, m in _pipe_modules(pipe).items()})
-        info = ModelInfo(model, arch, TINY_CLASS[arch], "tiny", fingerprint, dtype, device)
-        return cls(pipe, info, tiny=True)
+    if model.startswith(("random:", "tiny:")):
+        return _build(model, device, dtype)
     path = locate(model)
     index = json.loads((path / "model_index.json").read_text())
     class_name = index.get("_class_name", "")
-    if class_name not in ADAPTERS:
+    arch = registry.for_pipeline(class_name)
+    if arch is None:
         raise ModelLoadError(f"model '{model}': pipeline class '{class_name}' is not supported; expected one of "
-                             + ", ".join(ADAPTERS))
-    cls = ADAPTERS[class_name]
+                             + ", ".join(p for a in registry.architectures() for p in a.pipelines))
+    cls = arch.adapter
     dtype = resolve_dtype(dtype, device, cls)
     pipe = _from_pretrained(path, class_name, index, DTYPES[dtype])
     pipe.to(device)
@@ -174,6 +151,32 @@ def _load(model: str, device: str, dtype: str) -> ModelAdapter:
     adapter = cls(pipe, info, tiny=False)
     adapter.generation_override = _sidecar_defaults(path)
     return adapter
+
+
+def _build(model: str, device: str, dtype: str) -> ModelAdapter:
+    """``tiny:<arch>`` (fixed-seed weights, built on the CPU) or ``random:<arch>`` (full size, random weights
+    drawn on `device`), from the architecture module's builders."""
+    from harness.models.parts import build_random, seeded
+
+    kind, _, name = model.partition(":")
+    arch = registry.get(name)
+    builder = arch and (arch.tiny if kind == "tiny" else arch.fullsize)
+    if builder is None:
+        known = [a.name for a in registry.architectures() if (a.tiny if kind == "tiny" else a.fullsize)]
+        label = "tiny" if kind == "tiny" else "full-size random"
+        raise ModelLoadError(f"model '{model}': unknown {label} model; expected one of "
+                             + ", ".join(f"{kind}:{a}" for a in known))
+    cls, pipeline_class = arch.adapter, arch.pipelines[0]
+    dtype = resolve_dtype(dtype, device, cls)
+    if kind == "random":
+        pipe = build_random(builder, device, DTYPES[dtype])
+        return cls(pipe, ModelInfo(model, name, pipeline_class, "random", "random-weights", dtype, device), tiny=False)
+    pipe = seeded(builder)
+    pipe.to(device)
+    if dtype != "fp32":
+        pipe.to(dtype=DTYPES[dtype])
+    fingerprint = _state_fingerprint({n: m for n, m in _pipe_modules(pipe).items()})
+    return cls(pipe, ModelInfo(model, name, pipeline_class, "tiny", fingerprint, dtype, device), tiny=True)
 
 
 def _sidecar_defaults(path: Path):

@@ -15,7 +15,6 @@ import time
 import numpy as np
 import torch
 
-from harness import stage2
 from harness.generate import PromptCache, generate_rows
 from harness.interventions import Sample
 from harness.methods import Variant, get_method, plan_variants, references
@@ -47,7 +46,7 @@ class Worker:
         from harness.edit.install import prepare_job_model
 
         self.edit_id = prepare_job_model(self.adapter, job.edit, job.model)  # an edit installed, or an edited model
-        stage2.attach(self.adapter, job)  # IF: the stage II that upsamples before scoring (P3)
+        self.adapter.prepare_for_job(job)  # IF: the stage II that upsamples before scoring (P3)
         tokenizers = {name: (tok, self.adapter.max_text_length(name))
                       for name, (_, tok) in self.adapter.text_encoders().items()}
         self.warnings = check_token_limits(job, tokenizers, self.adapter.pipeline_text)

@@ -74,7 +74,7 @@ def build_vae(cfg: ToyModelConfig):
 def build_text_encoder(cfg: ToyModelConfig):
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from harness.tiny import CLIP_MAX_LENGTH
+    from harness.models.parts import CLIP_MAX_LENGTH
 
     config = CLIPTextConfig(
         vocab_size=49408, hidden_size=cfg.text_hidden, intermediate_size=cfg.text_hidden * 4,
@@ -117,7 +117,7 @@ def assemble_pipeline(vae, text_encoder, unet):
     """The StableDiffusionPipeline the harness loads (no safety checker, as every tiny model)."""
     from diffusers import StableDiffusionPipeline
 
-    from harness.tiny import clip_tokenizer
+    from harness.models.parts import clip_tokenizer
 
     pipe = StableDiffusionPipeline(
         vae=vae.eval(), text_encoder=text_encoder.eval(), tokenizer=clip_tokenizer(), unet=unet.eval(),

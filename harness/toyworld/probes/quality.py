@@ -48,7 +48,7 @@ def generated_accuracy(adapter, prompts: list[QualityPrompt], seeds: list[int], 
         texts = [q.prompt for q in chunk for _ in seeds]
         seed_list = [s for _ in chunk for s in seeds]
         cond = adapter.encode(texts)
-        negative = adapter.encode_negative(len(texts)) if d.guidance_scale > 1 else None
+        negative = adapter.encode_negative(len(texts)) if adapter.cfg_batch(d.guidance_scale) else None
         images = adapter.generate(cond, negative, seed_list, d.steps, d.guidance_scale, d.height, d.width)
         predicted = probes.predict(np.asarray(images))
         for i, text in enumerate(texts):
