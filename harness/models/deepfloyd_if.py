@@ -312,6 +312,7 @@ DEEPFLOYD_IF = register(Architecture(
     costs={"if": ArchCost(50, 7.0, 64, 0.03, {"cross_attn": 22, "resnet": 36, "text_self_attn": (24,),
                                                 "text_mlp": (24,)}, extra_seconds=2.5,
                           note="DeepFloyd IF stage I (T5-XXL, 24 layers) + stage II 64→256 (~2.5 s per image)")},
+    tiny_step_seconds=0.06,  # CPU s per image-step (bench/run_tiny_jobs.py)
     tiny_sites={"cross_attn": 22, "resnet": 36, "text_self_attn": (2,), "text_mlp": (2,)},
     hub_ids={"DeepFloyd/IF-I-XL-v1.0": "if", "DeepFloyd/IF-I-L-v1.0": "if"},
     state_kinds=("resnet", "cross_attn"),

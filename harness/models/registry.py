@@ -58,6 +58,9 @@ class Architecture:
     tiny: Callable[[], object]  # builds the tiny pipeline (seeded; `harness.models.parts.seeded`)
     costs: dict[str, ArchCost]  # loco plan's cost table, by variant (the first is the default variant)
     tiny_sites: SiteCounts  # the tiny model's site counts (a tester keeps them equal to the traced table)
+    # `loco plan`'s CPU cost of the tiny model: seconds of one core per image per denoising step (a second
+    # stage's steps included), measured by bench/run_tiny_jobs.py
+    tiny_step_seconds: float = 0.02
     fullsize: Callable[[], object] | None = None  # builds the full-size pipeline (random weights)
     hub_ids: dict[str, str] = field(default_factory=dict)  # the papers' checkpoints -> cost variant
     # The cost variant of a checkpoint from its folder (e.g. SD2.x's 1024-d text encoder), None: the default.

@@ -86,6 +86,7 @@ SD15 = register(Architecture(
         "sd21": ArchCost(50, 7.5, 512, 0.025, {**_UNET15, "text_self_attn": (23,), "text_mlp": (23,)},
                          note="SD2.x, OpenCLIP ViT-H text (23 layers); LocoGen samples 512²"),
     },
+    tiny_step_seconds=0.011,  # CPU s per image-step (bench/run_tiny_jobs.py)
     tiny_sites={**_UNET15, "text_self_attn": (4,), "text_mlp": (4,)},
     hub_ids={"CompVis/stable-diffusion-v1-4": "sd15", "runwayml/stable-diffusion-v1-5": "sd15",
              "stable-diffusion-v1-5/stable-diffusion-v1-5": "sd15", "prompthero/openjourney": "sd15",

@@ -95,6 +95,7 @@ SDXL = register(Architecture(
     pipelines=("StableDiffusionXLPipeline",), tiny=tiny_pipeline, fullsize=fullsize_pipeline,
     costs={"sdxl": ArchCost(50, 5.0, 1024, 0.10, {**_UNETXL, "text_self_attn": (12, 32), "text_mlp": (12, 32)},
                             note="SDXL base, CLIP-L (12) + OpenCLIP bigG (32) text; ~5 s per 50-step image")},
+    tiny_step_seconds=0.015,  # CPU s per image-step (bench/run_tiny_jobs.py)
     tiny_sites={**_UNETXL, "text_self_attn": (4, 4), "text_mlp": (4, 4)},
     hub_ids={"stabilityai/stable-diffusion-xl-base-1.0": "sdxl"},
     edit_sites={"window": ("cross_attn", [45, 46, 47]), "all": ("cross_attn", None),
