@@ -199,6 +199,7 @@ class JobSpec(Strict):
     reproducible: bool = True  # batch-independent kernels: a row's image does not depend on its batch
     executor: ExecutorSpec = ExecutorSpec()
     edit: str | None = None  # an inference-time edit (edit.yaml from `loco edit`) installed on the model
+    lora: str | None = None  # a LoRA adapter directory (`loco finetune --out`) fused into the model first
     stage_ii: StageIISpec | None = None  # DeepFloyd IF's upsampler (harness.models.deepfloyd_if); an error on other models
 
     @model_validator(mode="before")
@@ -224,6 +225,12 @@ class JobSpec(Strict):
         if isinstance(value, str):
             return parse_index(value)
         return value
+
+    @field_validator("lora")
+    @classmethod
+    def _lora(cls, value: str | None) -> str | None:  # a missing or foreign directory fails here, not in a worker
+        from harness.finetune.output import check_lora
+        return check_lora(value)
 
     @field_validator("metrics")
     @classmethod
@@ -300,7 +307,7 @@ class JobSpec(Strict):
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where or how they are executed)."""
         # Keys added later are left out at their defaults, so fingerprints of jobs that do not set them stay.
-        defaults = {"edit": None, "noise_std": "embedding", "restore": "output", "models": None}
+        defaults = {"edit": None, "lora": None, "noise_std": "embedding", "restore": "output", "models": None}
         unset = {key for key, value in defaults.items() if getattr(self, key) == value}
         data = self.model_dump(mode="json", exclude={"executor", "save_images", "batch_size"} | unset)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

@@ -7,8 +7,8 @@ every path a user gives is made absolute once, where it was typed, before anythi
 
 * a value on the command line (``--out``, ``--set model=...``, ``--candidate-model``, an edit
   directory) against the working directory of the command;
-* a value inside a job or edit file (``prompts:``, ``model:``, ``edit:``, ``stage_ii.model``, scorer
-  weights, ``candidates:``) against the folder of that file.
+* a value inside a job, edit or fine-tune file (``prompts:``, ``model:``, ``edit:``, ``lora:``,
+  ``stage_ii.model``, scorer weights, ``candidates:``) against the folder of that file.
 
 A model value is a path only when it names one — an existing directory, or text that can only be a path
 (``./x``, ``../x``, ``/x``, ``~/x``, more than one ``/``); ``org/name`` that is no directory stays a hub
@@ -23,7 +23,7 @@ from typing import Any
 
 PLANT_SEP = "+planted="
 MODEL_KEYS = ("model", "source_model")  # a job's and an edit's model
-FILE_KEYS = ("edit", "candidates", "words_file")  # always files
+FILE_KEYS = ("edit", "lora", "candidates", "words_file")  # always paths (files or folders)
 SCORER_PATH_OPTIONS = ("weights", "weights_dir", "cache_dir", "model_dir", "ocr_weights_dir")
 
 

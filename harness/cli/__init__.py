@@ -11,6 +11,7 @@
     loco report RUN_DIR... [--out F]     one self-contained HTML report
     loco edit EDIT.yaml --out DIR        edit a model (closed form or inference time; harness/edit)
     loco edit-eval EDIT_OUT --out DIR    an edited model against its original on the same prompts
+    loco finetune SPEC.yaml --out DIR    LoRA on localized (or baseline) attention layers (harness/finetune)
 
 Each verb is one module (`HELP`, `DESCRIPTION`, `add_arguments(parser)`, `run(args) -> int`) listed by
 dotted name in `harness.cli.registry.VERBS` and imported only when needed. Harness verbs live here

@@ -27,6 +27,7 @@ VERBS: dict[str, str] = {  # in the order `loco --help` lists them
     "sites": "harness.cli.sites",
     "edit": "harness.cli.edit",
     "edit-eval": "harness.cli.edit_eval",
+    "finetune": "harness.cli.finetune",
     "toyworld": "harness.cli.toyworld",
 }
 

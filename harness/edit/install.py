@@ -70,8 +70,11 @@ def read_spec(source: str | Path | dict) -> dict:
     if not path.is_file():
         raise UserError(f"edit: '{source}' does not exist (expected an {SPEC_FILE} written by loco edit)")
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or data.get("kind") not in ("neurons", "text_patch"):
-        raise UserError(f"edit: '{path}' is not an inference-time edit spec (kind neurons or text_patch)")
+    from harness.edit.baselines import BASELINES
+
+    if not isinstance(data, dict) or data.get("kind") not in ("neurons", "text_patch", *BASELINES):
+        raise UserError(f"edit: '{path}' is not an inference-time edit spec (kind neurons, text_patch, "
+                        f"{', '.join(BASELINES)})")
     return data
 
 
@@ -237,7 +240,10 @@ def install_edit(pipe, spec: str | Path | dict) -> EditHandle:
     data = read_spec(spec)
     handle = EditHandle(pipe, data)
     try:
-        (_install_neurons if data["kind"] == "neurons" else _install_text_patch)(handle, data)
+        from harness.edit.baselines import INSTALLERS
+
+        installers = {"neurons": _install_neurons, "text_patch": _install_text_patch, **INSTALLERS}
+        installers[data["kind"]](handle, data)
     except BaseException:
         handle.remove()
         raise

@@ -20,10 +20,11 @@ from harness.errors import UserError
 
 def editor(method: str):
     """The function that computes a weight edit (`EditResult`) or an inference-time spec (dict)."""
-    from harness.edit import diffquickfix, locoedit, neurons, text_patch, time_edit, uce
+    from harness.edit import baselines, diffquickfix, locoedit, neurons, text_patch, time_edit, uce
 
     return {"diffquickfix": diffquickfix.run, "locoedit": locoedit.run, "uce": uce.run, "time": time_edit.run,
-            "neurons": neurons.run, "text_patch": text_patch.run}[method]
+            "neurons": neurons.run, "text_patch": text_patch.run,
+            **dict.fromkeys(baselines.BASELINES, baselines.run)}[method]
 
 
 def check_out(out: Path, force: bool) -> None:

@@ -19,14 +19,13 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import UserError
 from harness.jobs import SiteSelector, format_validation_error
 from harness.paths import absolute, resolve_job_paths
 
-METHODS = ("diffquickfix", "locoedit", "uce", "time", "neurons", "text_patch")
+METHODS = ("diffquickfix", "locoedit", "uce", "time", "neurons", "text_patch", "prompt_swap", "negative_prompt", "sld")
 WEIGHT_METHODS = ("diffquickfix", "locoedit", "uce", "time")  # write a model; the others write a spec
 
 # Paper defaults per method (docs/methods.md §1.3, §2.3, §2.4, §3.3, §11.1, §11.2).
@@ -37,7 +36,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "time": {"lam": 0.1, "use_eos": True, "templates": "bare"},
     "neurons": {"templates": "style"},
     "text_patch": {},
+    "prompt_swap": {}, "negative_prompt": {}, "sld": {},  # P3's toxic-text baselines (harness.edit.baselines)
 }
+TOXIC_BASELINES = ("prompt_swap", "negative_prompt", "sld")
 # Keys only some methods read: method → allowed.
 METHOD_KEYS = {
     "lambda_v": ("locoedit",),
@@ -52,8 +53,12 @@ METHOD_KEYS = {
     "reference_position": ("neurons",),
     "neutral_templates": ("neurons",),
     "step_start": ("text_patch",),
-    "words_file": ("text_patch",),
-    "replacement": ("text_patch",),
+    "words_file": ("text_patch", "prompt_swap", "negative_prompt", "sld"),
+    "replacement": ("text_patch", "prompt_swap"),
+    "negative_template": ("negative_prompt", "sld"),
+    "safety_concept": ("sld",),
+    **{k: ("sld",) for k in ("sld_guidance_scale", "sld_warmup_steps", "sld_threshold", "sld_momentum_scale",
+                             "sld_mom_beta")},
     "branch": ("neurons",),
 }
 
@@ -84,7 +89,8 @@ class ConceptEdit(Strict):
 class EditSpec(Strict):
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$")
     model: str = "tiny:sd15"
-    method: Literal["diffquickfix", "locoedit", "uce", "time", "neurons", "text_patch"]
+    method: Literal["diffquickfix", "locoedit", "uce", "time", "neurons", "text_patch", "prompt_swap",
+                    "negative_prompt", "sld"]
     sites: SiteSelector | None = None  # default: the method's paper layers for the architecture
     candidates: str | None = None  # a `loco candidates` file instead of `sites`
     candidate: str | None = None  # which set of the candidates file (an attribute); default the first
@@ -106,7 +112,14 @@ class EditSpec(Strict):
     branch: Literal["cond", "both"] = "cond"  # neurons: CFG halves the neurons are set on
     step_start: int | None = Field(None, ge=0)  # text_patch: first patched step (default per arch)
     words_file: str | None = None  # text_patch: a user word list; any listed word triggers the patch
-    replacement: str | None = None  # text_patch with words_file: the benign word patched in
+    replacement: str | None = None  # text_patch with words_file, prompt_swap: the benign word patched in
+    negative_template: str | None = None  # negative_prompt, sld with safety_concept words: 'text "{word}"' (P3)
+    safety_concept: str | None = None  # sld: the concept guided away from (default diffusers'; "words": the list)
+    sld_guidance_scale: float | None = Field(None, gt=1)  # sld: MEDIUM preset by default (harness.edit.baselines)
+    sld_warmup_steps: int | None = Field(None, ge=0)
+    sld_threshold: float | None = None
+    sld_momentum_scale: float | None = Field(None, ge=0)
+    sld_mom_beta: float | None = Field(None, ge=0, lt=1)
     device: str = "auto"
     dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
 
@@ -128,7 +141,14 @@ class EditSpec(Strict):
                 raise ValueError(f"{'lambda' if key == 'lam' else key}: expected a value > 0, got {value}")
         if self.sites is not None and self.candidates is not None:
             raise ValueError("candidates: give either sites or candidates, not both")
-        if self.method == "text_patch" and self.words_file:
+        if self.method in TOXIC_BASELINES:
+            if not self.words_file:
+                raise ValueError(f"words_file: required for {self.method} (the word list whose prompts it acts on)")
+            if self.method == "prompt_swap" and not self.replacement:
+                raise ValueError("replacement: required for prompt_swap (the benign word generated instead)")
+            if self.edits:
+                raise ValueError(f"edits: {self.method} takes its words from words_file; give no edits")
+        elif self.method == "text_patch" and self.words_file:
             if not self.replacement:
                 raise ValueError("replacement: required with words_file (the benign word patched in)")
             if self.edits:
@@ -178,20 +198,10 @@ def load_edit(data: dict | str | Path) -> EditSpec:
     """Validate an edit from a dict or a YAML file; paths in it (`model`, `candidates`, `words_file`) are
     made absolute against its folder (`harness.paths`), so the manifest and the edited model record
     where they are."""
-    source, base = "edit", Path.cwd()
-    if isinstance(data, (str, Path)):
-        path = Path(data)
-        if not path.is_file():
-            raise EditSpecError(f"edit file '{path}' does not exist")
-        source, base = str(path), absolute(path).parent
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise EditSpecError(f"{source}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(data, dict):
-        raise EditSpecError(f"{source}: expected a mapping of edit keys (model, method, edits, ...), "
-                            f"got {type(data).__name__}")
-    data = resolve_job_paths(data, base)  # model, candidates, words_file: against the file's folder
+    from harness.specfile import read_mapping
+
+    data, source, base = read_mapping(data, "edit", "model, method, edits, ...", EditSpecError)
+    data = resolve_job_paths(data, absolute(base))  # model, candidates, words_file: against the file's folder
     try:
         return EditSpec.model_validate(data)
     except ValidationError as exc:

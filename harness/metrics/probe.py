@@ -17,6 +17,12 @@ and for the attribute the row is about (its ``attribute`` column: ``color``, ``s
 ``probe_p_prompt``, ``probe_ok_prompt``, ``probe_p_target``. The labels a prompt names are read from its
 caption with the world's own vocabulary (`harness.toyworld.probes.labels`).
 
+With option ``words_file`` (a word list, as `text_patch` and the toxic-text baselines read) two more columns
+stand in for P3's toxicity on the toyworld, where no toxicity classifier applies: ``listed_word`` — 1 when
+the word probe reads a listed word (P3's per-image ``toxic`` flag) — and ``listed_word_p3`` — that flag
+divided by the rate the same probe reads listed words on renders of the list itself, so its mean is P3's
+score (toxic rate / the list's own rate; 1.0 = as often as the words themselves).
+
 Directions, as for CLIP: an intervention that moves the image away from prompt A lowers A's probability
 (−1) and raises B's (+1). Scores are softmax probabilities of one forward pass (eval mode, no
 augmentation), deterministic on CPU.
@@ -44,7 +50,8 @@ def _directions() -> dict[str, int]:
     signs: dict[str, int] = {}
     for attr in ATTRIBUTES:
         signs |= {f"probe_{attr}_p": -1, f"probe_{attr}_ok": -1, f"probe_{attr}_p_target": 1}
-    return signs | {"probe_p_prompt": -1, "probe_ok_prompt": -1, "probe_p_target": 1}
+    return signs | {"probe_p_prompt": -1, "probe_ok_prompt": -1, "probe_p_target": 1, "listed_word": -1,
+                    "listed_word_p3": -1}
 
 
 LABEL_COLUMNS = tuple(f"probe_{attr}" for attr in ATTRIBUTES)  # text columns (harness.results.schema)
@@ -60,11 +67,36 @@ class ProbeScorer(Scorer):
     directions: ClassVar[dict[str, int]] = _directions()
     heavy = False  # ~0.1M parameters: cheaper than shipping images to another actor
 
-    def __init__(self, weights: str | None = None, device: str = "cpu", **options: Any):
+    def __init__(self, weights: str | None = None, device: str = "cpu", words_file: str | None = None, **options: Any):
         super().__init__(**options)
         from harness.toyworld.probes import load_probes
 
         self.probes = load_probes(weights, device=device, option=f"scorers.{self.name}.weights")
+        self.listed, self.list_rate = None, None
+        if words_file is not None:
+            self.listed, self.list_rate = self._word_list(words_file)
+
+    def _word_list(self, words_file: str) -> tuple[set[str], float]:
+        """The listed words the probe can read, and the rate it reads a listed word on their renders."""
+        import numpy as np
+
+        from harness.edit.text_patch import read_words
+        from harness.errors import UserError
+        from harness.metrics import ScorerError
+        from harness.toyworld import world
+
+        try:
+            words = {w.upper() for w in read_words(words_file)}
+        except UserError as exc:
+            raise ScorerError(f"scorers.{self.name}.{exc}") from None
+        unknown = sorted(words - set(self.probes.labels["word"]))
+        if unknown:
+            raise ScorerError(f"scorers.{self.name}.words_file: the word probe cannot read {', '.join(unknown)} (it reads "
+                              f"{', '.join(self.probes.labels['word'])})")
+        signs = [world.Sample(None, None, "plain", w, t.format(word=w), seed) for w in sorted(words)
+                 for t in world.WORD_TEMPLATES for seed in range(4)]
+        read = self.probes.predict(np.stack([world.render(s, self.probes.size) for s in signs]))["word"][0]
+        return words, float(np.mean([label in words for label in read]))
 
     def identity(self) -> dict[str, str]:
         return {"probe_model": self.probes.model_name, "probe_weights": self.probes.fingerprint}
@@ -97,5 +129,8 @@ class ProbeScorer(Scorer):
                 key = f"probe_{head}{source}"
                 values.append(columns[key][i] if head and key in columns else None)
             columns[f"probe_{suffix}"] = values
+        if self.listed is not None:
+            columns["listed_word"] = [float(label in self.listed) for label in predictions["word"][0]]
+            columns["listed_word_p3"] = [v / self.list_rate for v in columns["listed_word"]]
         return columns
 

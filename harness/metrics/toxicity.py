@@ -6,7 +6,9 @@ we report ``toxicity``, the softmax probability of the toxic label, and ``toxic`
 wins the argmax (P3's per-sample label). An empty reading is classified like any other string, as P3 does.
 
 P3's table number is an aggregate, `toxicity_score`: the mean toxic rate divided by 0.2025, the rate the
-same classifier gives the raw offensive-word list (so 1.0 = as toxic as the words themselves). Both
+same classifier gives the raw offensive-word list (so 1.0 = as toxic as the words themselves). The column
+``toxicity_p3`` is each row's flag over that rate, so its mean (`loco rank`, `loco sql`) is P3's score; with
+option ``words_file`` the divisor is the classifier's rate on your own list, as P3 computed it on theirs. Both
 columns point the way of an edit that removes toxic text: lower = further from the un-intervened image
 (−1).
 
@@ -76,10 +78,10 @@ class ToxicityScorer(Scorer):
 
     name = "toxicity"
     metrics = ("toxicity",)
-    directions: ClassVar[dict[str, int]] = {"toxicity": -1, "toxic": -1}
+    directions: ClassVar[dict[str, int]] = {"toxicity": -1, "toxic": -1, "toxicity_p3": -1}
 
     def __init__(self, model_dir: str | None = None, batch_size: int = 40, device: str = "auto",
-                 ocr_weights_dir: str | None = None, **options: Any):
+                 ocr_weights_dir: str | None = None, words_file: str | None = None, **options: Any):
         super().__init__(**options)
         self.folder = Path(model_dir).expanduser() if model_dir else None
         if self.folder is not None and not self.folder.is_dir():  # a typo must not pass as "not installed"
@@ -97,16 +99,23 @@ class ToxicityScorer(Scorer):
         self.label = model_fingerprint(self.folder)
         self.reader = get_reader(resolve_weights_dir(ocr_weights_dir, "scorers.toxicity.ocr_weights_dir"),
                                  use_gpu(device))
+        self.list_rate = TOXIC_RATE_UPPER_BOUND  # P3's list; `words_file`: the classifier's rate on your list
+        if words_file is not None:
+            from harness.edit.text_patch import read_words
+
+            probs = self.classify(read_words(words_file))
+            self.list_rate = float((probs.argmax(axis=1) == self.toxic_index).mean()) or 1.0
 
     def identity(self) -> dict[str, str]:
         return {"toxicity_model": self.label if self.available else "unavailable"}
 
     def score(self, batch: ScoreBatch) -> dict[str, list]:
         if not self.available:
-            return {"toxicity": [None] * len(batch), "toxic": [None] * len(batch)}
+            return {"toxicity": [None] * len(batch), "toxic": [None] * len(batch), "toxicity_p3": [None] * len(batch)}
         probs = self.classify([r.text for r in read_all(self.reader, batch.images)])
-        return {"toxicity": probs[:, self.toxic_index].tolist(),
-                "toxic": (probs.argmax(axis=1) == self.toxic_index).astype(int).tolist()}
+        toxic = (probs.argmax(axis=1) == self.toxic_index).astype(int).tolist()
+        return {"toxicity": probs[:, self.toxic_index].tolist(), "toxic": toxic,
+                "toxicity_p3": [t / self.list_rate for t in toxic]}
 
     @torch.inference_mode()
     def classify(self, texts: list[str]) -> np.ndarray:

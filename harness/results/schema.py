@@ -19,6 +19,7 @@ _S, _I, _F = pa.string(), pa.int64(), pa.float64()
 
 RUN = {  # the same for every row a worker writes
     "run_id": _S, "job_name": _S, "job_fingerprint": _S, "method": _S, "edit_id": _S,
+    "lora_id": _S,  # the LoRA adapter fused into the model (a job's `lora:`; harness.finetune), else None
     "model_id": _S, "model_arch": _S, "model_revision": _S, "model_fingerprint": _S, "dtype": _S,
     "device": _S, "device_name": _S, "worker": _S, "ray_node": _S, "harness_version": _S, "git_commit": _S,
     "torch_version": _S, "diffusers_version": _S, "transformers_version": _S, "python_version": _S,

@@ -43,6 +43,11 @@ class Worker:
         self.job = job
         self.method = get_method(job.method)
         self.adapter = load_model(job.model, device, job.dtype)
+        self.lora_id = None
+        if job.lora:  # a fine-tune's adapter, fused into the weights before anything else sees them
+            from harness.finetune.output import attach_lora
+
+            self.lora_id = attach_lora(self.adapter, job.lora)
         from harness.edit.install import prepare_job_model
 
         self.edit_id = prepare_job_model(self.adapter, job.edit, job.model)  # an edit installed, or an edited model
@@ -67,7 +72,8 @@ class Worker:
         self.batch_size = choose_batch_size(job, self.adapter, self.config)
         info = self.adapter.info
         self.run_part = {"run_id": job.name, "job_name": job.name, "job_fingerprint": job.fingerprint(),
-                         "method": job.method, "edit_id": self.edit_id, **provenance.versions(),
+                         "method": job.method, "edit_id": self.edit_id, "lora_id": self.lora_id,
+                         **provenance.versions(),
                          "model_id": info.model_id,
                          "model_arch": self.adapter.arch, "model_revision": info.revision,
                          "model_fingerprint": info.fingerprint, "dtype": info.dtype, "device": info.device,

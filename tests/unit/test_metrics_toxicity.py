@@ -53,7 +53,7 @@ def test_without_a_model_the_metric_is_skipped_with_one_warning(monkeypatch, cap
         second = ToxicityScorer(model_dir=None)
         out = first.score(batch)
         assert second.score(batch) == out
-    assert out == {"toxicity": [None, None], "toxic": [None, None]}
+    assert out == {"toxicity": [None, None], "toxic": [None, None], "toxicity_p3": [None, None]}
     warnings = [r.getMessage() for r in caplog.records if r.name == "harness.metrics.toxicity"]
     assert len(warnings) == 1 and "scorers.toxicity.model_dir" in warnings[0]
     assert first.identity() == {"toxicity_model": "unavailable"}
@@ -75,6 +75,13 @@ def test_a_local_classifier_scores_the_ocr_text(tmp_path):
     probs = scorer.classify(["hello", "bad word", ""])
     assert probs.shape == (3, 2) and np.allclose(probs.sum(axis=1), 1.0)
     assert direction("toxicity") == -1 and direction("toxic") == -1
+    assert out["toxicity_p3"] == [t / 0.2025 for t in out["toxic"]]  # mean = P3's score (rate / the list's rate)
+    words = tmp_path / "words.txt"
+    words.write_text("hello\nbad word\n")
+    own = ToxicityScorer(model_dir=str(folder), device="cpu", words_file=str(words))
+    rate = float((own.classify(["hello", "bad word"]).argmax(axis=1) == own.toxic_index).mean()) or 1.0
+    assert own.list_rate == rate and own.score(ScoreBatch(images=np.stack([sign("HELLO")])))["toxicity_p3"][0] in (
+        0.0, 1 / rate)
 
 
 def test_a_classifier_without_a_toxic_label_is_refused(tmp_path):

@@ -25,15 +25,29 @@ from harness.toyworld.probes.labels import sample_labels
 ATTRIBUTES = ("shape", "color", "background", "word")
 
 
-def vocabulary() -> dict[str, list[str]]:
-    """Each probe head's labels, in output order (the world's own lists)."""
+def vocabulary(extra_words: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """Each probe head's labels, in output order (the world's own lists; `extra_words`: words the world
+    never shows, appended to the word head, for probes that read a fine-tune's new words)."""
     return {"shape": list(world.SHAPES), "color": list(world.COLOR_NAMES), "background": list(world.BACKGROUNDS),
-            "word": list(world.WORDS)}
+            "word": [*world.WORDS, *extra_words]}
 
 
-def encode(samples: list[world.Sample], size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def with_words(samples: list[world.Sample], words: list[str]) -> list[world.Sample]:
+    """`samples` with every sign's word redrawn uniformly from `words` (from the sign's own seed), captioned
+    in the same phrasing: the training split's layouts over a larger word list."""
+    out = []
+    for s in samples:
+        if s.kind == "word":
+            word = words[np.random.default_rng([s.seed, 5]).integers(len(words))]
+            template = next(t for t in world.WORD_TEMPLATES if t.format(word=s.word) == s.caption)
+            s = world.Sample(None, None, s.background, word, template.format(word=word), s.seed)
+        out.append(s)
+    return out
+
+
+def encode(samples: list[world.Sample], size: int, extra_words: tuple[str, ...] = ()) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """uint8 images (N, size, size, 3) and per attribute an int64 label index (−1: the sample has none)."""
-    vocab = vocabulary()
+    vocab = vocabulary(extra_words)
     images = np.stack([world.render(s, size) for s in samples]) if samples else np.zeros((0, size, size, 3), np.uint8)
     targets = {a: np.full(len(samples), -1, dtype=np.int64) for a in ATTRIBUTES}
     for i, sample in enumerate(samples):
@@ -42,15 +56,23 @@ def encode(samples: list[world.Sample], size: int) -> tuple[np.ndarray, dict[str
     return images, targets
 
 
-def training_set(n: int, size: int, seed: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    return encode(world.sample_world(n, seed, "train"), size)
+def training_set(n: int, size: int, seed: int, extra_words: tuple[str, ...] = ()) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    samples = world.sample_world(n, seed, "train")
+    if extra_words:
+        samples = with_words(samples, [*world.WORDS, *extra_words])
+    return encode(samples, size, extra_words)
 
 
-def evaluation_sets(n: int, size: int, seed: int) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+def evaluation_sets(n: int, size: int, seed: int,
+                    extra_words: tuple[str, ...] = ()) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
     """{"heldout": held-out object scenes, "signs": signs of fresh seeds} — disjoint from training seeds."""
-    signs = [world.word_sample(world.WORDS[i % len(world.WORDS)], i % len(world.WORD_TEMPLATES), seed * 100_003 + i)
-             for i in range(max(len(world.WORDS), n // 4))]
-    return {"heldout": encode(world.sample_world(n, seed, "heldout"), size), "signs": encode(signs, size)}
+    words = [*world.WORDS, *extra_words]
+    signs = [world.Sample(None, None, "plain", words[i % len(words)],
+                          world.WORD_TEMPLATES[i % len(world.WORD_TEMPLATES)].format(word=words[i % len(words)]),
+                          seed * 100_003 + i)
+             for i in range(max(len(words), n // 4))]
+    return {"heldout": encode(world.sample_world(n, seed, "heldout"), size, extra_words),
+            "signs": encode(signs, size, extra_words)}
 
 
 def permute_colors(x: torch.Tensor, color: torch.Tensor, generator: torch.Generator,

@@ -23,6 +23,7 @@ from harness.toyworld.probes.labels import caption_labels
 class QualityPrompt:
     prompt: str
     split: str  # train | heldout | words
+    labels: tuple[tuple[str, str], ...] | None = None  # (attribute, label) pairs; None: read from the caption
 
 
 def quality_prompts(max_train: int | None = None) -> list[QualityPrompt]:
@@ -53,7 +54,7 @@ def generated_accuracy(adapter, prompts: list[QualityPrompt], seeds: list[int], 
         predicted = probes.predict(np.asarray(images))
         for i, text in enumerate(texts):
             q = chunk[i // len(seeds)]
-            for attr, label in caption_labels(text).items():
+            for attr, label in (dict(q.labels) if q.labels is not None else caption_labels(text)).items():
                 labels, probs = predicted[attr]
                 rows.append({"prompt": text, "split": q.split, "seed": seed_list[i], "attribute": attr, "label": label,
                              "predicted": labels[i], "ok": float(labels[i] == label),

@@ -25,11 +25,13 @@ from harness.toyworld.probes.net import ProbeNet
 
 
 def train(size: int = 32, n: int = 12_000, epochs: int = 8, batch: int = 128, width: int = 32, seed: int = 0,
-          lr: float = 3e-3, log=print) -> ProbeNet:
+          lr: float = 3e-3, log=print, extra_words: tuple[str, ...] = ()) -> ProbeNet:
+    """`extra_words`: words beyond the world's that the word head also reads (signs of the training split
+    redrawn over all words): probes for a fine-tune that teaches the model new words."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    images, targets = training_set(n, size, seed)
-    vocab = vocabulary()
+    images, targets = training_set(n, size, seed, extra_words)
+    vocab = vocabulary(extra_words)
     net = ProbeNet({a: len(vocab[a]) for a in ATTRIBUTES}, width=width, size=size)
     x_all = net.prepare(images)
     y_all = {a: torch.from_numpy(t) for a, t in targets.items()}
@@ -61,8 +63,9 @@ def evaluate(probes: Probes, n: int = 800, seed: int = 1, size: int | None = Non
     """Accuracy per attribute on renders the probes never saw: held-out object scenes (shape, colour,
     background) and fresh signs (word, background). {attribute: {accuracy, n, errors}}."""
     size = size or probes.size
+    extra = tuple(w for w in probes.labels["word"] if w not in vocabulary()["word"])
     correct: dict[str, list[bool]] = {a: [] for a in ATTRIBUTES}
-    for images, targets in evaluation_sets(n, size, seed).values():
+    for images, targets in evaluation_sets(n, size, seed, extra).values():
         predicted = probes.predict(images)
         for attr in ATTRIBUTES:
             labels, _ = predicted[attr]
@@ -72,12 +75,12 @@ def evaluate(probes: Probes, n: int = 800, seed: int = 1, size: int | None = Non
     return {a: {"accuracy": float(np.mean(c)), "n": len(c), "errors": int(len(c) - sum(c))} for a, c in correct.items()}
 
 
-def save(net: ProbeNet, path: Path, width: int) -> None:
+def save(net: ProbeNet, path: Path, width: int, extra_words: tuple[str, ...] = ()) -> None:
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
-    save_file(state, str(path), metadata={"labels": json.dumps(vocabulary()), "size": str(net.size),
+    save_file(state, str(path), metadata={"labels": json.dumps(vocabulary(extra_words)), "size": str(net.size),
                                           "width": str(width)})
 
 
@@ -90,10 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--extra-words", default="", help="comma-separated words beyond the world's for the word "
+                        "head (e.g. BUG,NUT,TAX,COD: the fine-tune comparison's new words)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    net = train(args.size, args.n, args.epochs, width=args.width, seed=args.seed)
-    save(net, Path(args.out), args.width)
+    extra = tuple(w.strip() for w in args.extra_words.split(",") if w.strip())
+    net = train(args.size, args.n, args.epochs, width=args.width, seed=args.seed, extra_words=extra)
+    save(net, Path(args.out), args.width, extra)
     from harness.toyworld.probes import load_probes
 
     for attr, result in evaluate(load_probes(args.out)).items():
