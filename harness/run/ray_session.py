@@ -88,6 +88,9 @@ def init_ray(address: str | None) -> bool:
         return False
     # address="local": a new private instance even when `ray start` left one running on this machine (a bare
     # ray.init() would join that one, and its resources and its lifetime are not ours).
+    # The raylet aborts when its agents have not started within 15 s; on a loaded machine (a shared CI host)
+    # importing their Python takes longer, so a private Ray gives them a minute.
+    os.environ.setdefault("RAY_agent_register_timeout_ms", "60000")
     with _single_machine():
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
                  logging_level=logging.ERROR, _node_ip_address=LOOPBACK)
