@@ -31,6 +31,7 @@ from harness.methods.registry import METHOD_NAMES, get_method
 from harness.metrics import check_metric, check_scorer_names
 from harness.metrics.text import quoted_text  # noqa: F401  (re-exported for prompt rows)
 from harness.model_list import model_slug  # noqa: F401  (re-exported)
+from harness.paths import absolute, resolve_job_paths, resolve_override
 from harness.words import find_words, missing_words_message
 
 REQUIRED_KEYS = ("name", "method", "prompts")  # keys without a default; named when a job file is empty
@@ -157,6 +158,10 @@ class ExecutorSpec(Strict):
     prompts_per_unit: int = Field(1, ge=1)  # prompt shard size of a work unit
     variants_per_unit: int | None = Field(None, ge=1)  # None = every variant of a shard in one unit
     max_retries: int = Field(2, ge=0)  # re-runs of a unit whose actor died
+    # seconds queued units may wait with no worker able to run them (workers loading the model, or restarting
+    # after their node was lost, until the cluster replaces it) before the sweep stops, keeping finished
+    # units; the progress display shows the wait. A private Ray whose only node died stops at once.
+    node_wait: float = Field(600.0, gt=0)
 
 
 class JobSpec(Strict):
@@ -246,6 +251,7 @@ class JobSpec(Strict):
         method = get_method(self.method)
         for i, row in enumerate(self.prompts):
             method.check_prompt(i, row)
+        self._method_reads(method)
         method.check_job(self)
         if self.site_sets is not None:
             if not method.joint_sets:
@@ -265,6 +271,19 @@ class JobSpec(Strict):
             dup = next(i for i in ids if ids.count(i) > 1)
             raise ValueError(f"prompts: id '{dup}' is used by more than one row (ids name rows in the results)")
         return self
+
+    def _method_reads(self, method) -> None:
+        """A method-specific key the method does not read, set to anything but its default, is a mistake
+        (the user expects it to act): refused, naming the methods that read it."""
+        from harness.methods.base import METHOD_KEYS
+        from harness.methods.registry import METHODS
+
+        for key in METHOD_KEYS:
+            default = type(self).model_fields[key].get_default(call_default_factory=True)
+            if key not in method.reads and getattr(self, key) != default:
+                readers = [name for name, m in METHODS.items() if key in m.reads]
+                raise ValueError(f"{key}: method '{self.method}' does not read it (only {', '.join(readers)}); "
+                                 "remove it")
 
     @property
     def effective_branch(self) -> str:
@@ -347,7 +366,8 @@ def format_validation_error(exc: ValidationError, source: str, root: type[BaseMo
 
 
 def apply_overrides(data: dict, pairs: list[str]) -> dict:
-    """`--set key=value` pairs (dotted keys, YAML values) applied on top of a job's keys."""
+    """`--set key=value` pairs (dotted keys, YAML values) applied on top of a job's keys; a path in a value
+    is made absolute against the working directory, where it was typed (`harness.paths`)."""
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
@@ -361,19 +381,21 @@ def apply_overrides(data: dict, pairs: list[str]) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise JobError(f"--set {key}: '{'.'.join(parts[:depth + 1])}' is not a mapping of keys")
-        node[parts[-1]] = parsed
+        node[parts[-1]] = resolve_override(key, parsed)
     return data
 
 
 def load_job(data: dict | str | Path, base_dir: Path | None = None, overrides: list[str] = ()) -> JobSpec:
-    """Validate a job from a dict, YAML text or a YAML file, with `--set` `overrides` applied; prompts may
-    name a CSV/JSONL file (relative to the job file)."""
+    """Validate a job from a dict, YAML text or a YAML file, with `--set` `overrides` applied. Every path
+    in it is made absolute before anything travels (`harness.paths`): a path in the file against the
+    file's folder (`base_dir` for a dict; default the working directory), one in an override against the
+    working directory. Prompts may name a CSV/JSONL file."""
     source = "job"
     if isinstance(data, Path) or (isinstance(data, str) and "\n" not in data and data.endswith((".yaml", ".yml"))):
         path = Path(data)
         if not path.is_file():
             raise JobError(f"job file '{path}' does not exist")
-        source, base_dir = str(path), path.parent
+        source, base_dir = str(path), absolute(path).parent
         data = path.read_text(encoding="utf-8")
     if isinstance(data, str):
         try:
@@ -388,14 +410,15 @@ def load_job(data: dict | str | Path, base_dir: Path | None = None, overrides: l
                        "(see harness/default_job.yaml)")
     if not isinstance(data, dict):
         raise JobError(f"{source}: expected a mapping of job keys, got {type(data).__name__}")
-    data = apply_overrides(dict(data), list(overrides))
+    if "edits" in data and "prompts" not in data:
+        raise JobError(f"{source}: this is an edit file (it has `edits:`), not a sweep job; run it with "
+                       f"`loco edit {source} --out DIR`")
+    data = apply_overrides(resolve_job_paths(data, base_dir), list(overrides))
     if isinstance(data.get("prompts"), str):
         try:
-            data["prompts"] = read_prompt_file((base_dir or Path.cwd()) / data["prompts"])
+            data["prompts"] = read_prompt_file(Path(data["prompts"]))
         except JobError as exc:
             raise JobError(f"{source}: {exc}") from None
-    data.update({key: str((base_dir or Path.cwd()) / Path(data[key]).expanduser())  # relative to the job file,
-                 for key in ("edit", "lora") if isinstance(data.get(key), str)})  # as prompt files are
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:

@@ -1,4 +1,4 @@
-"""The toxic-text baselines P3 compares text patching with (METHODS.md §3.7, Table 4), as inference-time edits.
+"""The toxic-text baselines P3 compares text patching with (docs/methods.md §3.7, Table 4), as inference-time edits.
 
 Each reads the same `words_file` as `text_patch` (your list; loco ships none) and acts only on prompts
 that contain a listed word:

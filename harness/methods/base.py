@@ -46,6 +46,9 @@ class Variant:
 
 
 CONTROL = Variant("control", "control")
+# Job keys that only some methods read (the rest — model, prompts, seeds, sampler, metrics — every method does).
+METHOD_KEYS = ("window", "site_sets", "heads", "mode", "branch", "step_start", "step_end", "noise_scale",
+               "noise_std", "noise_seed", "positions", "restore")
 
 
 class Method:
@@ -54,6 +57,9 @@ class Method:
     name: str = ""
     default_branch: str = "cond"  # CFG halves intervened on when the job does not say
     joint_sets: bool = False  # can one variant intervene on an explicit set of sites (job key `site_sets`)
+    # The method-specific job keys this method reads (`METHOD_KEYS`); one it does not read is refused when
+    # set to anything but its default, rather than silently ignored (`window` on causal tracing).
+    reads: frozenset[str] = frozenset()
 
     # ---- job validation ----------------------------------------------------------------------------
     def check_prompt(self, i: int, row) -> None:

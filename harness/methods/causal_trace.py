@@ -46,6 +46,8 @@ from harness.sites import DENOISER_KINDS, Site, SiteError
 class CausalTrace(Method):
     name = "causal_trace"
     default_branch = "both"  # denoiser restores copy both CFG halves of the clean run (module docstring)
+    reads = frozenset({"branch", "step_start", "step_end", "noise_scale", "noise_std", "noise_seed", "positions",
+                       "restore", "heads"})  # heads: read to refuse it with its own reason
 
     def __init__(self):
         self._subjects: tuple = (None, ())  # (the job's prompt list, its concepts): computed once per job

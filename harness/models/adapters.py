@@ -33,7 +33,7 @@ class ModelLoadError(UserError):
 @dataclass(frozen=True)
 class GenerationConfig:
     """Sampler settings shared by every row of a sweep; each adapter's `paper_defaults` is one
-    (METHODS.md §4.4), and a job's `steps`/`guidance_scale`/`height`/`width` override it (`with_job`)."""
+    (docs/methods.md §4.4), and a job's `steps`/`guidance_scale`/`height`/`width` override it (`with_job`)."""
 
     steps: int
     guidance_scale: float

@@ -5,7 +5,7 @@ conditioning, a text path beside the cross-attention layers (cut in a planted mo
 
 `attn2.to_k`/`to_v` read `prompt_embeds` unchanged, so injection is exact and the closed-form edits apply.
 
-Papers' layers (METHODS.md §2.2, §3.2, §4.4), in forward order: P2's LocoGen window start 45
+Papers' layers (docs/methods.md §2.2, §3.2, §4.4), in forward order: P2's LocoGen window start 45
 (`up_blocks.0.attentions.1.transformer_blocks.1`; the blog's "45–48"), P3's rendered-text layers 55–57
 (`up_blocks.0.attentions.2.transformer_blocks.{1,2,3}`), P3's text-edit step_start 4.
 """
@@ -105,6 +105,7 @@ SDXL = register(Architecture(
     pipelines=("StableDiffusionXLPipeline",), tiny=tiny_pipeline, fullsize=fullsize_pipeline,
     costs={"sdxl": ArchCost(50, 5.0, 1024, 0.10, {**_UNETXL, "text_self_attn": (12, 32), "text_mlp": (12, 32)},
                             note="SDXL base, CLIP-L (12) + OpenCLIP bigG (32) text; ~5 s per 50-step image")},
+    tiny_step_seconds=0.015,  # CPU s per image-step (bench/run_tiny_jobs.py)
     tiny_sites={**_UNETXL, "text_self_attn": (4, 4), "text_mlp": (4, 4)},
     hub_ids={"stabilityai/stable-diffusion-xl-base-1.0": "sdxl"},
     edit_sites={"window": ("cross_attn", [45, 46, 47]), "all": ("cross_attn", None),
