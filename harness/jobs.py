@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,7 +30,8 @@ from harness.methods.registry import METHOD_NAMES, get_method
 from harness.metrics import check_metric, check_scorer_names
 from harness.metrics.text import quoted_text  # noqa: F401  (re-exported for prompt rows)
 from harness.model_list import model_slug  # noqa: F401  (re-exported)
-from harness.paths import absolute, resolve_job_paths, resolve_override
+from harness.paths import absolute, resolve_job_paths
+from harness.specfile import apply_overrides, format_validation_error
 from harness.words import find_words, missing_words_message
 
 REQUIRED_KEYS = ("name", "method", "prompts")  # keys without a default; named when a job file is empty
@@ -335,56 +335,6 @@ def read_prompt_file(path: Path) -> list[dict]:
     raise JobError(f"prompts: '{path}' must be a .csv or .jsonl file")
 
 
-def _model_at(loc: tuple, root: type[BaseModel]) -> type[BaseModel]:
-    """The pydantic model that owns the field at `loc` (to suggest a close key for a typo)."""
-    model = root
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        fields = {f.alias or n: f for n, f in model.model_fields.items()}
-        annotation = fields[part].annotation
-        candidates = [annotation, *typing.get_args(annotation)]
-        candidates += [a for c in candidates for a in typing.get_args(c)]
-        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), model)
-    return model
-
-
-def format_validation_error(exc: ValidationError, source: str, root: type[BaseModel] | None = None) -> str:
-    """One line for the first error of validating a `root` model (default `JobSpec`; edit files use it
-    too): ``SOURCE: key.path: what was expected``, with a close key suggested for an unknown one."""
-    err = exc.errors()[0]
-    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        names = [f.alias or n for n, f in _model_at(err["loc"][:-1], root or JobSpec).model_fields.items()]
-        msg = "unknown key" + did_you_mean(err["loc"][-1], names)
-    elif err["type"] == "missing":
-        msg = "required"
-    elif err["type"] == "literal_error":
-        msg = f"got {err['input']!r}, {msg[0].lower()}{msg[1:]}"
-    return f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}"
-
-
-def apply_overrides(data: dict, pairs: list[str]) -> dict:
-    """`--set key=value` pairs (dotted keys, YAML values) applied on top of a job's keys; a path in a value
-    is made absolute against the working directory, where it was typed (`harness.paths`)."""
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise JobError(f"--set: expected KEY=VALUE, got '{pair}'")
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise JobError(f"--set {key}: value '{value}' is not valid YAML ({getattr(exc, 'problem', exc)})") from None
-        node, parts = data, key.split(".")
-        for depth, part in enumerate(parts[:-1]):
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise JobError(f"--set {key}: '{'.'.join(parts[:depth + 1])}' is not a mapping of keys")
-        node[parts[-1]] = resolve_override(key, parsed)
-    return data
-
-
 def load_job(data: dict | str | Path, base_dir: Path | None = None, overrides: list[str] = ()) -> JobSpec:
     """Validate a job from a dict, YAML text or a YAML file, with `--set` `overrides` applied. Every path
     in it is made absolute before anything travels (`harness.paths`): a path in the file against the
@@ -422,7 +372,7 @@ def load_job(data: dict | str | Path, base_dir: Path | None = None, overrides: l
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:
-        raise JobError(format_validation_error(exc, source)) from None
+        raise JobError(format_validation_error(exc, source, JobSpec)) from None
 
 
 DEFAULT_JOB = Path(__file__).with_name("default_job.yaml")

@@ -129,7 +129,7 @@ def pipeline_folder(base: str) -> Path | None:
 def _from_config(model: str, folder: Path) -> ModelShape:
     """Every component the sites live in, built from its config on the meta device; the real scheduler,
     tokenizers and shipped sampler defaults."""
-    from harness.models.loading import _sidecar_defaults
+    from harness.models.loading import sidecar_defaults
 
     index = json.loads((folder / "model_index.json").read_text())
     class_name = index.get("_class_name", "")
@@ -145,7 +145,7 @@ def _from_config(model: str, folder: Path) -> ModelShape:
     pipe = SimpleNamespace(**{n: parts.get(n) for n in (cls.denoiser_name, *cls.text_encoder_names,
                                                         *cls.tokenizer_names, "scheduler")})
     adapter = cls(pipe, ModelInfo(model, arch.name, class_name, "config", "-", "fp32", "meta"), tiny=False)
-    adapter.generation_override = _sidecar_defaults(folder)
+    adapter.generation_override = sidecar_defaults(folder)
     variant = (arch.variant_of and arch.variant_of(folder)) or arch.default_variant
     return ModelShape(arch, variant, False, _counts(adapter), adapter, "config")
 

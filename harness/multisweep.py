@@ -125,6 +125,7 @@ def _run_wave(sweeps: list[SweepRun], job: JobSpec, quiet: bool, open_backend, r
 
                 run_groups([PoolGroup(s.todo, r.generate, r.score, s.on_result, s.on_failure)
                             for s, r in zip(sweeps, runners)], progress)
+        summaries = [sweep.finish() for sweep in sweeps]  # before Ray stops, which an interrupt may cut
     except BaseException:
         for sweep in sweeps:
             sweep.stop()
@@ -132,4 +133,4 @@ def _run_wave(sweeps: list[SweepRun], job: JobSpec, quiet: bool, open_backend, r
     finally:
         for runner in runners:
             runner.close()
-    return [sweep.finish() for sweep in sweeps]
+    return summaries

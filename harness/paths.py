@@ -34,6 +34,16 @@ def absolute(path: str | os.PathLike, base: Path | None = None) -> Path:
     return Path(os.path.abspath(path if path.is_absolute() else (base or Path.cwd()) / path))
 
 
+def shown(path: str | os.PathLike) -> str:
+    """`path` as a message shows it: relative to the working directory when it lies inside it (the way
+    the user typed it, since command-line paths were made absolute on the way in), else as it is."""
+    path = Path(path)
+    try:
+        return str(path.relative_to(Path.cwd())) if path.is_absolute() else str(path)
+    except ValueError:
+        return str(path)
+
+
 def cli_path(value: str) -> str:
     """An argparse ``type=`` for a path argument: absolute against the working directory."""
     return str(absolute(value))

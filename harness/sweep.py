@@ -170,10 +170,11 @@ def run_sweep(job: JobSpec, out: str | Path | None = None, force: bool = False,
         sweep.plan(runner)
         with SweepProgress(job.name, len(sweep.todo), sweep.todo_rows, quiet) as sweep.progress:
             runner.run(sweep.todo, sweep.on_result, sweep.on_failure, sweep.progress)
+        summary = sweep.finish()  # every unit accounted for: said before Ray stops, which an interrupt may cut
     except BaseException:
         sweep.stop()
         raise
     finally:
         if runner is not None:
             runner.close()
-    return sweep.finish()
+    return summary

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import sys
 
-from harness.cli.registry import add_bootstrap, add_quiet
+from analysis.verbs import add_bootstrap
+from harness.cli.registry import add_quiet
 
 HELP = "candidate layer sets per attribute and concept, with evidence"
 DESCRIPTION = ("Rank each attribute (and concept) of the runs under the paper's selection rule (LocoGen: CLIP to "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.cli.registry import add_bootstrap
+from analysis.verbs import add_bootstrap
 
 HELP = "rank sites per attribute under the paper's rule, with intervals over prompts and P(top)"
 DESCRIPTION = ("Each attribute (and concept) of a run ranked under its paper's rule: paired effects with "

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.cli.registry import add_bootstrap, add_quiet
+from analysis.verbs import add_bootstrap
+from harness.cli.registry import add_quiet
 from harness.paths import cli_model, cli_path
 
 HELP = "compare a new run or checkpoint with a baseline run: exit 0 pass, 1 regression"
@@ -36,13 +37,15 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from analysis.regress import load_thresholds, regress, run_candidate_model
+    from analysis.regress import check_enough_prompts, load_thresholds, regress, run_candidate_model
     from analysis.runs import AnalysisError, open_run
 
     if (args.candidate is None) == (args.candidate_model is None):
         raise AnalysisError("regress: give exactly one of --candidate RUN_DIR or --candidate-model PATH")
     thresholds = load_thresholds(args.thresholds)
     open_run(args.baseline)  # a wrong baseline fails before a sweep starts
+    if args.candidate_model is not None:
+        check_enough_prompts(args.baseline)
     candidate = args.candidate or run_candidate_model(args.baseline, args.candidate_model, args.candidate_out, args.local)
     if not args.allow_different_jobs:
         check_comparable(Path(args.baseline), Path(candidate))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.cli.registry import add_bootstrap
+from analysis.verbs import add_bootstrap
 
 HELP = "one self-contained HTML report of runs (plots, images, candidates, verdict)"
 DESCRIPTION = ("Heatmaps and effect-vs-layer curves with interval bands, the papers' figures, image grids (with "

@@ -37,18 +37,12 @@ def verb_module(name: str):
 
 
 QUIET_HELP = "no live progress display (logs, CI); warnings and the summary still print"
-RESAMPLES = 2000  # every verb's default number of bootstrap resamples (--bootstrap)
 
 
 def add_quiet(parser) -> None:
     """``--quiet``, the same on every verb that runs a sweep (sweep, demo, regress, candidates)."""
     parser.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 
-
-def add_bootstrap(parser) -> None:
-    """``--bootstrap N``, with one default for every verb that draws intervals."""
-    parser.add_argument("--bootstrap", type=int, default=RESAMPLES, metavar="N",
-                        help=f"bootstrap resamples (default {RESAMPLES})")
 
 
 def run_verb(module, args) -> int:

@@ -22,8 +22,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import UserError
-from harness.jobs import SiteSelector, format_validation_error
+from harness.jobs import SiteSelector
 from harness.paths import absolute, resolve_job_paths
+from harness.specfile import format_validation_error
 
 METHODS = ("diffquickfix", "locoedit", "uce", "time", "neurons", "text_patch", "prompt_swap", "negative_prompt", "sld")
 WEIGHT_METHODS = ("diffquickfix", "locoedit", "uce", "time")  # write a model; the others write a spec

@@ -27,7 +27,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import UserError
-from harness.jobs import SiteSelector, format_validation_error
+from harness.jobs import SiteSelector
+from harness.specfile import format_validation_error
 
 P3_SDXL: dict[str, Any] = {  # P3's launched settings (docs/methods.md §3.8, issue #17): the spec's defaults
     "rank": 64, "lr": 1e-6, "steps": 7254, "batch": 128, "seed": 42, "resolution": 512,
@@ -154,9 +155,8 @@ class FinetuneSpec(Strict):
 def load_finetune(data: dict | str | Path, overrides: list[str] = ()) -> FinetuneSpec:
     """Validate a fine-tune from a dict or a YAML file (`--set` `overrides` applied); file keys
     (candidates, data folder) are resolved against the spec file's folder."""
-    from harness.jobs import apply_overrides
     from harness.paths import absolute, resolve_job_paths
-    from harness.specfile import read_mapping
+    from harness.specfile import apply_overrides, read_mapping
 
     data, source, base = read_mapping(data, "fine-tune", "model, data, sites, ...", FinetuneError)
     data = apply_overrides(resolve_job_paths(data, absolute(base)), list(overrides))  # model: as typed (harness.paths)

@@ -27,7 +27,9 @@ from harness.sweep import run_sweep
 from tests.conftest import tiny
 
 ROOT = Path(__file__).resolve().parents[2]
-PROMPTS = "prompt,target,attribute,concept\na house in the style of van gogh,a house,style,van gogh\n"
+PROMPTS = (
+    "prompt,target,attribute,concept\na house in the style of van gogh,a house,style,van gogh\n"
+    "a cat in the style of monet,a cat,style,monet\n")
 SWEEP = {"name": "mine", "model": "models/base", "method": "locogen", "prompts": "prompts.csv", "steps": 2,
          "height": 32, "width": 32, "sites": {"kind": "cross_attn", "index": "14-15"}, "metrics": ["mse"],
          "executor": {"workers": 1}}
@@ -106,6 +108,6 @@ def test_from_the_checkout_a_model_under_a_git_ignored_folder_works_on_ray(tmp_p
         job = load_job({**SWEEP, "prompts": str(tmp_path / "prompts.csv")}, overrides=[f"model={ignored}/model"])
         assert job.model == str(ROOT / ignored / "model")
         summary = run_sweep(job, out=tmp_path / "run", backend="ray", quiet=True)
-        assert summary.rows_written == 4 and not summary.failures
+        assert summary.rows_written == 8 and not summary.failures  # 2 prompts × (2 sites + control + target)
     finally:
         shutil.rmtree(ROOT / ignored, ignore_errors=True)

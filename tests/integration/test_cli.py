@@ -47,9 +47,13 @@ def test_help_describes_every_verb():
 
 def test_the_default_sweep_prints_a_real_ranking_its_planted_layer_first(small_run):
     assert (small_run / "manifest.json").is_file()
-    ranked = [line.split() for line in PRINTED["sweep"].splitlines() if line.strip()[:1].isdigit()]
-    assert [r[1] for r in ranked][:1] == ["cross_attn#8"] and float(ranked[0][2]) > 0
-    assert {r[1]: float(r[2]) for r in ranked[1:]} == {"cross_attn#7": 0.0, "cross_attn#9": 0.0, "cross_attn#10": 0.0}
+    tables = [block.splitlines() for block in PRINTED["sweep"].split("\n\n") if "rank  variant" in block]
+    headers = [next(line for line in t if line.startswith("locogen · ")) for t in tables]
+    assert [h.split(" · ")[1] for h in headers] == ["object", "style", "text"]  # one table per attribute
+    for table in tables:
+        ranked = [line.split() for line in table if line.strip()[:1].isdigit()]
+        assert ranked[0][1] == "cross_attn#8" and float(ranked[0][2]) > 0
+        assert {r[1]: float(r[2]) for r in ranked[1:]} == {"cross_attn#7": 0.0, "cross_attn#9": 0.0, "cross_attn#10": 0.0}
 
 
 def test_rank_ranks_each_attribute_under_the_paper_rule_with_n_beside_every_interval(small_run, capsys):

@@ -22,8 +22,9 @@ import yaml
 from harness.jobs import load_job
 from harness.sweep import run_sweep
 
+UNITS = 8  # enough that the sweep is still running when the signal comes, not closing down Ray after its last unit
 JOB = {"name": "interrupt", "model": "tiny:sd15", "method": "locogen", "steps": 4,
-       "prompts": [{"prompt": f"a house number {i}", "target": "a painting"} for i in range(4)],
+       "prompts": [{"prompt": f"a house number {i}", "target": "a painting"} for i in range(UNITS)],
        "sites": {"kind": "cross_attn", "index": "14-15"}, "executor": {"workers": 2}}
 
 
@@ -82,6 +83,32 @@ def test_ctrl_c_or_sigterm_leaves_a_resumable_run_and_no_ray_processes(tmp_path,
 
     kept = len(list(out.glob("results/*/part-*.parquet")))
     again = run_sweep(load_job(JOB), out=out, backend="local")
-    assert again.units_skipped == kept >= 1 and again.units_run == 4 - kept
+    assert again.units_skipped == kept >= 1 and again.units_run == UNITS - kept
     ids = [r[0] for r in duckdb.sql(f"SELECT row_id FROM read_parquet('{out}/results/**/*.parquet')").fetchall()]
-    assert len(ids) == len(set(ids)) == 4 * 4  # 2 variants + control + target per prompt, each once
+    assert len(ids) == len(set(ids)) == UNITS * 4  # 2 variants + control + target per prompt, each once
+
+
+def test_an_interrupt_while_ray_shuts_down_after_the_last_unit_leaves_the_run_complete(tmp_path, monkeypatch):
+    """Every unit finished; the signal lands while the backend closes (stopping a private Ray takes
+    seconds). The run is whole, so its manifest says complete, not running, and the interrupt still ends
+    the command."""
+    import harness.sweep as sweep_module
+
+    opened = sweep_module.open_backend
+
+    def interrupted_on_close(*args, **kwargs):
+        runner = opened(*args, **kwargs)
+        close = runner.close
+
+        def close_then_interrupt():
+            close()
+            raise KeyboardInterrupt
+
+        runner.close = close_then_interrupt
+        return runner
+
+    monkeypatch.setattr(sweep_module, "open_backend", interrupted_on_close)
+    job = load_job({**JOB, "prompts": JOB["prompts"][:1], "steps": 2})
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(job, out=tmp_path / "run", backend="local")
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["status"] == "complete"

@@ -6,8 +6,9 @@ import argparse
 
 import pytest
 
+from analysis.intervals import N_BOOT
 from harness.cli import main
-from harness.cli.registry import RESAMPLES, VERBS, build_parser
+from harness.cli.registry import VERBS, build_parser
 
 RUNS_A_SWEEP = ("sweep", "demo", "regress", "candidates")
 
@@ -28,7 +29,7 @@ def test_positional_arguments_are_named_in_capitals_in_every_verb():
 def test_bootstrap_has_one_default_and_every_sweeping_verb_takes_quiet():
     parsers = subparsers()
     defaults = {verb: a.default for verb, p in parsers.items() for a in p._actions if "--bootstrap" in a.option_strings}
-    assert set(defaults) >= {"rank", "candidates", "regress", "report"} and set(defaults.values()) == {RESAMPLES}
+    assert set(defaults) >= {"rank", "candidates", "regress", "report"} and set(defaults.values()) == {N_BOOT}
     for verb in RUNS_A_SWEEP:
         assert any("--quiet" in a.option_strings for a in parsers[verb]._actions), verb
     assert set(parsers) == set(VERBS)

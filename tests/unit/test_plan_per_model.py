@@ -1,9 +1,9 @@
 """`loco plan` reads the model's own structure (issue #20 item 12): a local model's configs give its site
 counts, sampler defaults, scheduler and tokenizers without loading a weight, and the plan validates the
 job with the same checks as the sweep's worker, so the two agree — on the toyworld model a LocoGen plan
-counts the sweep's 6 windows and 144 rows at 15 steps and 32 px (not SD1.5's 15 windows at 50 steps and
-512 px), a window wider than its 7 layers is refused by both, and `step_start: 10` on tiny SD1.x (PNDM:
-11 denoiser calls for 10 steps) is accepted by both."""
+counts the sweep's 6 windows and 176 rows (11 prompts × 2 seeds × 8 images) at 15 steps and 32 px (not
+SD1.5's 15 windows at 50 steps and 512 px), a window wider than its 7 layers is refused by both, and
+`step_start: 10` on tiny SD1.x (PNDM: 11 denoiser calls for 10 steps) is accepted by both."""
 
 import pytest
 
@@ -30,9 +30,9 @@ def no_weights(monkeypatch):
 
 def test_the_toyworld_plan_counts_what_its_sweep_runs(no_weights):
     result = plan(load_job(HERE / "locogen.yaml"))
-    assert (result.shape, result.variants, result.expected_rows, result.steps) == ("config", 6, 144, 15)
+    assert (result.shape, result.variants, result.expected_rows, result.steps) == ("config", 6, 176, 15)
     assert result.first_variants[0] == "cross_attn#0-1"
-    assert result.denoising_steps == 144 * 15
+    assert result.denoising_steps == 176 * 15
 
 
 @pytest.mark.parametrize("argv", [["plan"], ["sweep", "--dry-run"]])
