@@ -22,7 +22,7 @@ import yaml
 from harness.jobs import load_job
 from harness.sweep import run_sweep
 
-UNITS = 8  # enough that the sweep is still running when the signal comes, not closing down Ray after its last unit
+UNITS = 24  # seconds of work left after the first part: the signal lands mid-sweep, not in its shutdown
 JOB = {"name": "interrupt", "model": "tiny:sd15", "method": "locogen", "steps": 4,
        "prompts": [{"prompt": f"a house number {i}", "target": "a painting"} for i in range(UNITS)],
        "sites": {"kind": "cross_attn", "index": "14-15"}, "executor": {"workers": 2}}
