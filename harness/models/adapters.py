@@ -67,8 +67,10 @@ class ModelAdapter:
     denoiser_name: str = "unet"
     text_encoder_names: tuple[str, ...] = ("text_encoder",)
     tokenizer_names: tuple[str, ...] = ("tokenizer",)
-    # True when a cross-attention layer's K/V projections read the pipeline's prompt_embeds unchanged,
-    # so injecting another prompt's embeddings is exact and needs no donor row.
+    # True when every cross-attention layer's K/V projections read one fixed per-prompt tensor, `kv_input`:
+    # the pipeline's prompt_embeds unchanged (SD, SDXL) or a row-wise function of them computed once per call
+    # (PixArt's caption projection). Injecting another prompt's K/V is then exact and needs no donor row, and
+    # the closed-form K/V edits fit on that tensor.
     kv_input_is_prompt_embeds: bool = True
     kv_projections: tuple[str, str] = ("to_k", "to_v")
     gpu_dtype: str = "fp16"  # dtype "auto" on a GPU
@@ -83,6 +85,13 @@ class ModelAdapter:
     # True when an inference-time text patch can be installed on the bare pipeline (`install_text_patch`):
     # the layers' text K/V can be recomputed from prompt B without a donor run.
     installs_text_patch: bool = True
+    # Keywords every pipeline call of this architecture passes (ours and a plain one compared with ours), e.g.
+    # PixArt's and SANA's ``use_resolution_binning=False``: without it a small request is silently binned to a
+    # 1024-px aspect bucket.
+    call_options: dict = {}
+    # Steps of the short generation that discovers the sites (PixArt's pipelines read a 1-step call as a
+    # distilled model's and return another output of the scheduler, which DPM-Solver does not have).
+    probe_steps: int = 1
 
     def __init__(self, pipe, info: ModelInfo, tiny: bool):
         self.pipe = pipe
@@ -127,6 +136,17 @@ class ModelAdapter:
         """The K and V projections through which text enters at a text-reading attention site."""
         attn = self.module(site_name)
         return getattr(attn, self.kv_projections[0]), getattr(attn, self.kv_projections[1])
+
+    def kv_input(self, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What the text sites' K/V projections read, from a prompt's conditioning (`encode`): its prompt
+        embeddings here; an architecture that projects them first (PixArt's caption projection) overrides this."""
+        return cond["prompt_embeds"]
+
+    def text_mask(self, cond: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The additive attention bias (rows × 1 × tokens) with which the text sites mask the prompt's padding,
+        from a prompt's conditioning, or None when they attend to every text token (SD, SDXL, IF, SD3). Where
+        there is one, a K/V swap moves it with the K/V (`harness.interventions.hooks`)."""
+        return None
 
     def cfg_batch(self, guidance_scale: float) -> bool:
         """Whether a call at `guidance_scale` runs the [uncond × B, cond × B] CFG batch (diffusers' SD, SDXL,
@@ -202,7 +222,7 @@ class ModelAdapter:
 
         def run_once():
             cond, neg = self.encode(["a photo"]), self.encode_negative(1)
-            self.generate(cond, neg, seeds=[0], steps=1, guidance_scale=2.0, height=size, width=size,
+            self.generate(cond, neg, seeds=[0], steps=self.probe_steps, guidance_scale=2.0, height=size, width=size,
                           decode=False)
 
         return discover(self.components(), run_once, self.site_kind)
@@ -251,7 +271,7 @@ class ModelAdapter:
         kwargs = self._call_kwargs(cond, negative, seeds, guidance_scale)
         if callback is not None:
             kwargs.update(callback_on_step_end=callback, callback_on_step_end_tensor_inputs=list(self.branch_tensors))
-        out = self.pipe(**kwargs, num_inference_steps=steps, guidance_scale=guidance_scale,
+        out = self.pipe(**kwargs, **self.call_options, num_inference_steps=steps, guidance_scale=guidance_scale,
                         height=height, width=width, output_type=self._output_type(decode))
         if not decode:
             return None
