@@ -1,6 +1,8 @@
 """What every architecture module must declare truthfully, checked on its tiny model (as diffusers'
 `ModelTesterMixin`): one test file per architecture subclasses `ArchitectureTester` and says which
-architecture it tests; everything else is read from the module's declaration (`harness.models.registry`)."""
+architecture it tests; everything else is read from the module's declaration (`harness.models.registry`).
+`PlantedSweepTester` adds the known answer through a whole sweep (job → Parquet → rank) for an architecture
+that `tests/integration/test_known_answers.py` does not already sweep."""
 
 import numpy as np
 import pytest
@@ -164,3 +166,92 @@ class ArchitectureTester:
         assert moved == [adapter.sites.resolve(label).name]
         # and that site is the only way text reaches the image (`cut_pooled_text` cut the others): B's image
         assert np.array_equal(patched[sites.index(moved[0])], image_b)
+
+    def test_injection_equals_patching_from_a_donor_row(self):
+        adapter = tiny(self.arch)
+        if not adapter.kv_input_is_prompt_embeds:
+            pytest.skip(f"{self.arch}: its text K/V are not a fixed function of the prompt; swaps patch from donors")
+        sites = text_sites(adapter)
+        chosen = [sites[0], sites[len(sites) // 2], sites[-1]]
+        # K/V (and, where the text sites mask padding, the mask) computed from B's conditioning alone equal B's row
+        rows = [Sample(B, 2), *(Sample(A, 2, swaps=(KVSwap((s,), B, mode=mode),)) for s in chosen
+                                for mode in ("inject", "patch"))]
+        images = generate_rows(adapter, rows, quick(adapter), as_float=True)[1:]
+        for site, injected, patched in zip(chosen, images[0::2], images[1::2]):
+            assert np.abs(injected - patched).max() < self.batch_tolerance, site
+
+    def test_a_head_subset_swap_moves_the_text_mask_on_those_heads_only(self):
+        adapter = load_model(f"tiny:{self.arch}", "cpu")  # its own copy: the test edits weights
+        if adapter.text_mask(adapter.encode([A])) is None:
+            pytest.skip(f"{self.arch}: its text sites attend to every text token (no padding mask to move)")
+        site = text_sites(adapter)[0]
+        attn = adapter.module(site)
+        width = attn.to_k.out_features // attn.heads
+        with torch.no_grad():  # head 0's K/V no longer depend on the text: the same for A and B, at any mask
+            for proj in adapter.kv_modules(site):
+                proj.weight[:width] = 0
+        rows = [Sample(A, 0), Sample(B, 0), Sample(A, 0, swaps=(KVSwap((site,), B, mode="patch", heads=(0,)),))]
+        control, _, swapped = generate_rows(adapter, rows, quick(adapter), as_float=True)
+        # so swapping head 0 is a no-op exactly when heads 1.. keep A's mask (B's padding differs from A's)
+        assert np.abs(swapped - control).max() < self.batch_tolerance
+
+
+class PlantedSweepTester:
+    """The known answer through a whole sweep: on ``tiny:<arch>+planted=<label>`` LocoGen and P3's patching rank
+    the planted block first, every other block at exactly 0 effect, for single blocks, windows, late step
+    starts and head subsets. Steps and prompts are the fewest that give `loco rank` an interval."""
+
+    arch: str = ""
+    planted_label: str | None = None
+    prompts = [{"prompt": "a house in the style of van gogh", "target": "a red bicycle on a beach",
+                "attribute": "style", "concept": "van gogh"},
+               {"prompt": "a photo of r2d2 in a street", "target": "a bowl of soup", "attribute": "object",
+                "concept": "r2d2"}]
+
+    def sweep(self, tmp_path, method: str, **extra):
+        from harness.jobs import load_job
+        from harness.sweep import run_sweep
+
+        job = load_job({"name": f"planted-{self.arch}-{method}", "model": f"tiny:{self.arch}+planted={self.planted_label}",
+                        "method": method, "sites": {"kind": "cross_attn"}, "prompts": self.prompts, "seeds": [0],
+                        "steps": 3, **extra})
+        return run_sweep(job, out=tmp_path / job.name, backend="local").run_dir
+
+    @property
+    def planted_index(self) -> int:
+        return int(self.planted_label.partition("#")[2])
+
+    @pytest.mark.parametrize("method", ["locogen", "attn_patch"])
+    def test_the_planted_block_ranks_first_and_every_other_block_has_zero_effect(self, tmp_path, method):
+        from analysis.rank import rank
+
+        run_dir = self.sweep(tmp_path, method)
+        ranking = rank(run_dir)
+        assert ranking.sites[0].index == self.planted_index and ranking.sites[0].ci_low > 0
+        per_site = variant_effects(run_dir)
+        assert len(per_site) == self.declared_blocks() and all(v > 0 for v in per_site[self.planted_index])
+        assert all(v == 0.0 for index, values in per_site.items() if index != self.planted_index for v in values)
+
+    def test_windows_late_step_starts_and_head_subsets_keep_the_known_answer(self, tmp_path):
+        from analysis.rank import rank
+
+        run_dir = self.sweep(tmp_path, "attn_patch", window=3, step_start=[0, 2], heads=[0])
+        sites = rank(run_dir).sites
+        for site in sites:
+            covers = site.window_start <= self.planted_index < site.window_start + 3
+            assert (site.mean > 0) == covers, site
+        late = {s.window_start: s.mean for s in sites if s.step_start == 2}
+        early = {s.window_start: s.mean for s in sites if s.step_start == 0}
+        assert 0 < late[self.planted_index] < early[self.planted_index]
+
+    def declared_blocks(self) -> int:
+        return registry.get(self.arch).tiny_sites["cross_attn"]
+
+
+def variant_effects(run_dir, metric: str = "mse") -> dict[int, list[float]]:
+    """Each variant site's effects (its metric against the control row), per prompt and seed."""
+    import duckdb
+
+    rows = duckdb.sql(f"SELECT site_index, list({metric}) FROM read_parquet('{run_dir}/results/**/*.parquet') "
+                      "WHERE role = 'variant' GROUP BY site_index").fetchall()
+    return dict(rows)
