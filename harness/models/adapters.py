@@ -120,6 +120,20 @@ class ModelAdapter:
         """The prompt as the pipeline hands it to its tokenizers (token positions are found in this)."""
         return prompt
 
+    def token_positions(self, encoder_name: str, prompt: str, words: str) -> dict:
+        """P1's positions of `words` in `prompt` (`harness.interventions.token_positions`: span, first/middle/
+        last subject, last) in text encoder `encoder_name`'s token sequence; ValueError when absent or cut off.
+        An architecture whose pipeline puts text before the prompt (SANA's instruction) overrides this."""
+        from harness.interventions.text import token_positions
+
+        tokenizer = self.text_encoders()[encoder_name][1]
+        return token_positions(tokenizer, self.pipeline_text(prompt), words, self.max_text_length(encoder_name))
+
+    def kv_positions(self, prompt: str, words: str) -> dict:
+        """The same positions counted in the sequence the text sites' K/V read (`kv_input`): the first text
+        encoder's tokens here; SANA's pipeline keeps only the tail of its encoder's sequence, and maps them."""
+        return self.token_positions(next(iter(self.text_encoders())), prompt, words)
+
     def text_encoders(self) -> dict[str, tuple[torch.nn.Module, object]]:
         """Text encoder and its tokenizer, by component name."""
         out = {}

@@ -51,6 +51,24 @@ def t5_tokenizer(max_length: int = 77):
     return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=max_length)
 
 
+def gemma_tokenizer(words: list[str]):
+    """A small byte-level-free BPE Gemma tokenizer: special tokens, characters, and merges that make whole tokens
+    of `words` (with and without the leading "▁" Gemma gives a word after a space); adds BOS like Gemma's."""
+    from transformers import GemmaTokenizer
+
+    vocab = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "▁"]
+    vocab += list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'\"-:;()>\n")
+    known, merges = set(vocab), []
+    for word in words:
+        for piece in (word, "▁" + word):
+            for i in range(2, len(piece) + 1):
+                if piece[:i] not in known:
+                    known.add(piece[:i])
+                    vocab.append(piece[:i])
+                    merges.append((piece[: i - 1], piece[i - 1]))
+    return GemmaTokenizer(vocab={token: i for i, token in enumerate(vocab)}, merges=merges, add_bos_token=True)
+
+
 def tiny_clip_text_model(hidden: int, layers: int, with_projection: bool, projection_dim: int = 32,
                          pad_token_id: int = 49407):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection

@@ -54,19 +54,17 @@ def dit_site_kind(block_class: str):
     return staticmethod(site_kind)
 
 
-class PixArtAdapter(ModelAdapter):
-    """PixArt-α: T5 text → caption_projection → every block's attn2 (K/V exact per prompt, padding masked)."""
+class CaptionDiTAdapter(ModelAdapter):
+    """What PixArt and SANA share: the prompt's embeddings and padding mask go to the transformer, which projects
+    the embeddings once per call (`caption_projection`, and SANA's `caption_norm`) for every block's attn2."""
 
-    arch = "pixart"
     denoiser_name = "transformer"
-    branch_tensors = None  # PixArt's pipelines have no callback_on_step_end: a batch cannot branch mid-way
+    branch_tensors = None  # no callback can expand the text mask (nor does PixArt's pipeline have the callback)
     installs_text_patch = False  # a bare-pipeline text patch would have to move the mask too: use `loco sweep`
-    paper_defaults = GenerationConfig(20, 4.5, 1024, 1024)  # the pipelines' defaults, as Zarei et al. ran them
     tiny_size = 32
     call_options = {"use_resolution_binning": False}
     probe_steps = 2
-    max_sequence_length = 120  # α's T5 length (the pipeline's default); Σ: 300
-    site_kind = dit_site_kind("BasicTransformerBlock")
+    max_sequence_length = 120
 
     def max_text_length(self, encoder_name: str) -> int:
         return self.max_sequence_length
@@ -76,7 +74,9 @@ class PixArtAdapter(ModelAdapter):
 
     @torch.no_grad()
     def kv_input(self, cond):
-        return self.denoiser.caption_projection(cond["prompt_embeds"])
+        projected = self.denoiser.caption_projection(cond["prompt_embeds"])
+        norm = getattr(self.denoiser, "caption_norm", None)
+        return projected if norm is None else norm(projected)
 
     def text_mask(self, cond):
         return padding_bias(cond["prompt_attention_mask"], self.denoiser.dtype)
@@ -86,6 +86,15 @@ class PixArtAdapter(ModelAdapter):
         if "negative_prompt_embeds" in kwargs:
             kwargs["negative_prompt"] = None  # the pipelines' default "" would clash with the embeddings
         return kwargs
+
+
+class PixArtAdapter(CaptionDiTAdapter):
+    """PixArt-α: T5 text → caption_projection → every block's attn2 (K/V exact per prompt, padding masked)."""
+
+    arch = "pixart"
+    paper_defaults = GenerationConfig(20, 4.5, 1024, 1024)  # the pipelines' defaults, as Zarei et al. ran them
+    max_sequence_length = 120  # α's T5 length (the pipeline's default); Σ: 300
+    site_kind = dit_site_kind("BasicTransformerBlock")
 
     def _encode(self, prompts):
         embeds, mask, _, _ = self.pipe.encode_prompt(prompts, do_classifier_free_guidance=False, device=self.device,
