@@ -173,8 +173,8 @@ def _install_denoiser_hooks(hooks: Hooks, adapter, rows: list[Sample], cfg: bool
                         tgt = torch.tensor(_branch_indices([r], n, cfg, swap.branch))
                         src = torch.tensor(_branch_indices([donor], n, cfg, swap.branch))
                         add(name, proj, Move(tgt, src, cols=cols, steps=swap.steps))
-                mask = adapter.text_mask(embeddings(swap.source))
-                if mask is not None:  # the text's padding mask moves with its K/V
+                if adapter.masks_text:  # the text's padding mask moves with its K/V
+                    mask = adapter.text_mask(embeddings(swap.source)) if donor is None else None
                     masks.setdefault(site, (attn, []))[1].append(_mask_move(mask, r, donor, n, cfg, swap, attn.heads))
         for restore in row.denoiser_restores:
             clean = _find_row(rows, row.prompt, row.seed, "clean", r)
@@ -191,7 +191,7 @@ def _install_denoiser_hooks(hooks: Hooks, adapter, rows: list[Sample], cfg: bool
     return counter
 
 
-def _mask_move(mask: torch.Tensor, row: int, donor: int | None, n: int, cfg: bool, swap, n_heads: int) -> Move:
+def _mask_move(mask: torch.Tensor | None, row: int, donor: int | None, n: int, cfg: bool, swap, n_heads: int) -> Move:
     """The move of a swap's text mask, in the per-head layout `_mask_hook` makes: the source prompt's mask
     (`mask`, 1 × 1 × tokens) injected into the conditional half, or the donor's rows copied; on every head, or
     on the swap's `heads` only."""

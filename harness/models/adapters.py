@@ -89,6 +89,8 @@ class ModelAdapter:
     # PixArt's and SANA's ``use_resolution_binning=False``: without it a small request is silently binned to a
     # 1024-px aspect bucket.
     call_options: dict = {}
+    # True when the text sites mask the prompt's padding (`text_mask`): a K/V swap then moves the mask too.
+    masks_text: bool = False
     # Steps of the short generation that discovers the sites (PixArt's pipelines read a 1-step call as a
     # distilled model's and return another output of the scheduler, which DPM-Solver does not have).
     probe_steps: int = 1
@@ -158,8 +160,8 @@ class ModelAdapter:
 
     def text_mask(self, cond: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """The additive attention bias (rows × 1 × tokens) with which the text sites mask the prompt's padding,
-        from a prompt's conditioning, or None when they attend to every text token (SD, SDXL, IF, SD3). Where
-        there is one, a K/V swap moves it with the K/V (`harness.interventions.hooks`)."""
+        from a prompt's conditioning (`masks_text`), or None when they attend to every text token (SD, SDXL, IF,
+        SD3). A K/V swap moves it with the K/V (`harness.interventions.hooks`)."""
         return None
 
     def cfg_batch(self, guidance_scale: float) -> bool:

@@ -64,6 +64,7 @@ class CaptionDiTAdapter(ModelAdapter):
     tiny_size = 32
     call_options = {"use_resolution_binning": False}
     probe_steps = 2
+    masks_text = True
     max_sequence_length = 120
 
     def max_text_length(self, encoder_name: str) -> int:

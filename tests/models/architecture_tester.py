@@ -181,8 +181,7 @@ class ArchitectureTester:
             assert np.abs(injected - patched).max() < self.batch_tolerance, site
 
     def test_a_head_subset_swap_moves_the_text_mask_on_those_heads_only(self):
-        shared = tiny(self.arch)
-        if shared.text_mask(shared.encode([A])) is None:
+        if not tiny(self.arch).masks_text:
             pytest.skip(f"{self.arch}: its text sites attend to every text token (no padding mask to move)")
         adapter = load_model(f"tiny:{self.arch}", "cpu")  # its own copy: the test edits weights
         site = text_sites(adapter)[0]
@@ -254,3 +253,75 @@ def variant_effects(run_dir, metric: str = "mse") -> dict[int, list[float]]:
     rows = duckdb.sql(f"SELECT site_index, list({metric}) FROM read_parquet('{run_dir}/results/**/*.parquet') "
                       "WHERE role = 'variant' GROUP BY site_index").fetchall()
     return dict(rows)
+
+
+class KVEditTester:
+    """The closed-form K/V edits on an architecture whose cross-attention reads a fixed per-prompt text
+    (`kv_input`): LocoEdit maps the concept where the original mapped the target — on the vectors attn2 really
+    reads, at the positions where the words really are —, UCE and TIME rewrite every cross-attention layer,
+    and an edited model is a complete pipeline directory that loads with only the edited tensors changed."""
+
+    arch: str = ""
+    edit_label = "cross_attn#1"
+
+    def test_locoedit_equals_a_least_squares_solve_and_maps_the_concept_where_the_target_was(self):
+        # min ‖K Wᵀ − T Ŵᵀ‖² + λ‖W − Ŵ‖² is ordinary least squares on the stacked rows [K; √λ I] — K, T the
+        # vectors attn2 reads at the concept's (target's) last token in each augmentation prompt, built here
+        # from `kv_input` and the adapter's positions, not from the editor's own pairs.
+        from harness.edit import locoedit
+        from harness.edit.keys import kv_subject
+        from harness.edit.spec import load_edit
+
+        adapter, lam = tiny(self.arch), 1e-4
+        site = adapter.sites.resolve(self.edit_label).name
+        spec = load_edit({"model": f"tiny:{self.arch}", "method": "locoedit", "sites": [site], "lambda": lam,
+                          "edits": [{"concept": "van gogh", "target": "painting"}]})
+        new = locoedit.run(spec, adapter).new
+        assert sorted(new) == [f"{site}.to_k.weight", f"{site}.to_v.weight"]
+
+        def rows(words):
+            prompts = [t.format(words) for t in spec.augmentations()]
+            embeds = adapter.kv_input(adapter.encode(prompts)).double()
+            return embeds[range(len(prompts)), [kv_subject(adapter, p, words) for p in prompts]]
+
+        concept, target = rows("van gogh"), rows("painting")
+        eye = torch.eye(concept.shape[1], dtype=torch.float64)
+        for proj in ("to_k", "to_v"):
+            old = getattr(adapter.module(site), proj).weight.detach().double()
+            solved = torch.linalg.lstsq(torch.cat([concept, lam ** 0.5 * eye]),
+                                        torch.cat([target @ old.T, lam ** 0.5 * old.T])).solution.T
+            got = new[f"{site}.{proj}.weight"].double()
+            torch.testing.assert_close(got, solved, rtol=1e-5, atol=1e-6)
+            want = target @ old.T
+            after = ((concept @ got.T - want).norm(dim=1) / want.norm(dim=1)).max()
+            before = ((concept @ old.T - want).norm(dim=1) / want.norm(dim=1)).min()
+            assert after < 0.02 and after < before / 10  # the edit had somewhere to go, and went there
+
+    def test_uce_and_time_rewrite_every_cross_attention_layer(self):
+        from harness.edit import time_edit, uce
+        from harness.edit.spec import load_edit
+
+        adapter, blocks = tiny(self.arch), len(tiny(self.arch).sites.of_kind("cross_attn"))
+        erased = uce.run(load_edit({"model": f"tiny:{self.arch}", "method": "uce", "lambda": 1e-6,
+                                    "edits": [{"concept": "van gogh", "target": "art"}]}), adapter)
+        assert len(erased.new) == 2 * blocks
+        assert all(r["edit_residual"] < r["edit_residual_before"] for r in erased.solves.values())
+        timed = time_edit.run(load_edit({"model": f"tiny:{self.arch}", "method": "time",
+                                         "edits": [{"concept": "roses", "target": "blue roses"}]}), adapter)
+        assert len(timed.new) == blocks and all(n.endswith("attn2.to_v.weight") for n in timed.new)
+
+    def test_an_edited_model_loads_with_only_the_edited_tensors_changed(self, tmp_path):
+        from harness.edit.run import run_edit
+        from harness.edit.spec import load_edit
+
+        adapter = tiny(self.arch)
+        site = adapter.sites.resolve(self.edit_label).name
+        spec = load_edit({"model": f"tiny:{self.arch}", "method": "locoedit", "sites": [site],
+                          "edits": [{"concept": "van gogh", "target": "painting"}]})
+        manifest = run_edit(spec, tmp_path / "edited", adapter=adapter)
+        edited = load_model(str(tmp_path / "edited"), "cpu")
+        assert type(edited) is type(adapter)
+        before, after = adapter.denoiser.state_dict(), edited.denoiser.state_dict()
+        changed = sorted(f"transformer.{k}" for k in before if not torch.equal(before[k], after[k]))
+        assert changed == [f"{site}.to_k.weight", f"{site}.to_v.weight"] == manifest["parameters"]
+        assert torch.equal(adapter.encode([A])["prompt_embeds"], edited.encode([A])["prompt_embeds"])

@@ -3,10 +3,10 @@
 planted model keeps the middle block's cross-attention: Zarei et al. localize per concept and name no fixed
 layer."""
 
-from tests.models.architecture_tester import ArchitectureTester, PlantedSweepTester
+from tests.models.architecture_tester import ArchitectureTester, KVEditTester, PlantedSweepTester
 
 
-class TestPixArt(ArchitectureTester, PlantedSweepTester):
+class TestPixArt(ArchitectureTester, PlantedSweepTester, KVEditTester):
     arch = "pixart"
     planted_label = "cross_attn#13"
 

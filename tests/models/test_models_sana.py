@@ -4,10 +4,10 @@ sweep on `tiny:sana`; where a word sits in the K/V sequence the pipeline keeps a
 import torch
 
 from tests.conftest import tiny
-from tests.models.architecture_tester import ArchitectureTester, PlantedSweepTester
+from tests.models.architecture_tester import ArchitectureTester, KVEditTester, PlantedSweepTester
 
 
-class TestSana(ArchitectureTester, PlantedSweepTester):
+class TestSana(ArchitectureTester, PlantedSweepTester, KVEditTester):
     arch = "sana"
     planted_label = "cross_attn#10"  # Zarei et al. localize per concept and name no fixed layer
 
