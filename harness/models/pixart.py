@@ -171,6 +171,7 @@ _T5XXL = {"text_self_attn": (24,), "text_mlp": (24,)}
 _TINY = {**_BLOCKS, "text_self_attn": (2,), "text_mlp": (2,)}
 # UCE and TIME rewrite every cross-attention layer; LocoEdit and neuron edits take the layers a sweep found.
 _EDITS = {"all": ("cross_attn", None)}
+_SHARED = {"tiny_sites": _TINY, "state_kinds": ("block",), "edit_sites": _EDITS}  # α and Σ alike
 
 PIXART = register(Architecture(
     name="pixart", title="PixArt-α", released="2023-10", adapter=PixArtAdapter,
@@ -178,10 +179,8 @@ PIXART = register(Architecture(
     costs={"pixart": ArchCost(20, 4.5, 1024, 0.06, {**_BLOCKS, **_T5XXL},
                               note="PixArt-α XL-2 1024-MS (0.6B DiT, 4096 image tokens), T5-XXL text (24 layers); "
                                    "estimated, not measured: ~1.2 s per 20-step image")},
-    tiny_sites=_TINY,
     hub_ids={"PixArt-alpha/PixArt-XL-2-1024-MS": "pixart"},
-    state_kinds=("block",),
-    edit_sites=_EDITS,
+    **_SHARED,
 ))
 
 PIXART_SIGMA = register(Architecture(
@@ -190,8 +189,6 @@ PIXART_SIGMA = register(Architecture(
     costs={"pixart_sigma": ArchCost(20, 4.5, 1024, 0.06, {**_BLOCKS, **_T5XXL},
                                     note="PixArt-Σ XL-2 1024-MS (0.6B DiT), T5-XXL text (300 tokens); estimated, "
                                          "not measured")},
-    tiny_sites=_TINY,
     hub_ids={"PixArt-alpha/PixArt-Sigma-XL-2-1024-MS": "pixart_sigma"},
-    state_kinds=("block",),
-    edit_sites=_EDITS,
+    **_SHARED,
 ))

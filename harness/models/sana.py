@@ -61,8 +61,14 @@ class SanaAdapter(CaptionDiTAdapter):
     arch = "sana"
     paper_defaults = GenerationConfig(20, 4.5, 1024, 1024)
     gpu_dtype = "bf16"  # as SANA ships and Zarei et al. ran it
+    training_objective = "flow"  # rectified flow (`train_dreambooth_lora_sana.py`)
     max_sequence_length = 300
     site_kind = staticmethod(site_kind)
+
+    def training_forward(self, noisy, t, cond, batch):
+        """The transformer as `train_dreambooth_lora_sana.py` calls it: with the caption's padding mask."""
+        return self.denoiser(noisy, encoder_hidden_states=cond["prompt_embeds"], timestep=t,
+                             encoder_attention_mask=cond["prompt_attention_mask"]).sample
 
     def probe_size(self) -> int:
         return max(32, super().probe_size())  # the pipeline takes sizes divisible by 32
