@@ -14,13 +14,14 @@ import difflib
 import re
 
 
-def find_words(text: str, words: str) -> tuple[int, int] | None:
+def find_words(text: str, words: str, start: int = 0) -> tuple[int, int] | None:
     """(start, end) character span of the first whole-word, case-insensitive occurrence of `words` in
-    `text`, or None. Runs of whitespace in `words` match any run of whitespace."""
+    `text` at or after character `start`, or None. Runs of whitespace in `words` match any run of
+    whitespace."""
     if not words or not words.strip():
         return None
     pattern = r"\s+".join(re.escape(part) for part in words.split())
-    match = re.search(rf"(?<!\w){pattern}(?!\w)", text, flags=re.IGNORECASE)
+    match = re.compile(rf"(?<!\w){pattern}(?!\w)", flags=re.IGNORECASE).search(text, start)
     return None if match is None else match.span()
 
 

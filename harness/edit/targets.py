@@ -105,8 +105,8 @@ def check_site(method: str, site: Site, adapter) -> None:
                    "its K/V projections read per-layer projected text, not the prompt embeddings"
                    if site.kind == "cross_attn" else "it is not a cross-attention layer")
             raise EditSiteError(f"sites: {method} cannot edit '{site.name}' ({site.label}): it rewrites to_k/"
-                                f"to_v of cross-attention layers that read the prompt embeddings (SD1.x/2.x, "
-                                f"SDXL), and {why}")
+                                f"to_v of cross-attention layers that read a fixed per-prompt text (SD1.x/2.x, "
+                                f"SDXL, PixArt, SANA), and {why}")
     elif method == "diffquickfix":
         module = adapter.module(site.name)
         if site.kind != "text_self_attn" or not hasattr(module, "out_proj"):

@@ -67,9 +67,13 @@ class Objective:
         if self.vae is None:  # IF stage I: pixel space
             return pixels.to(device, self.adapter.dtype)
         vae_dtype = next(self.vae.parameters()).dtype
-        dist = self.vae.encode(pixels.to(device, vae_dtype)).latent_dist
-        noise = torch.randn(dist.mean.shape, generator=generator, dtype=torch.float32).to(device, dist.mean.dtype)
-        latents = dist.mean + dist.std * noise
+        encoded = self.vae.encode(pixels.to(device, vae_dtype))
+        if hasattr(encoded, "latent_dist"):
+            dist = encoded.latent_dist
+            noise = torch.randn(dist.mean.shape, generator=generator, dtype=torch.float32).to(device, dist.mean.dtype)
+            latents = dist.mean + dist.std * noise
+        else:  # SANA's DC-AE is deterministic (`train_dreambooth_lora_sana.py`: ``vae.encode(x).latent``)
+            latents = encoded.latent
         shift = getattr(self.vae.config, "shift_factor", None) or 0.0
         return ((latents - shift) * self.vae.config.scaling_factor).to(self.adapter.dtype)
 

@@ -67,8 +67,10 @@ class ModelAdapter:
     denoiser_name: str = "unet"
     text_encoder_names: tuple[str, ...] = ("text_encoder",)
     tokenizer_names: tuple[str, ...] = ("tokenizer",)
-    # True when a cross-attention layer's K/V projections read the pipeline's prompt_embeds unchanged,
-    # so injecting another prompt's embeddings is exact and needs no donor row.
+    # True when every cross-attention layer's K/V projections read one fixed per-prompt tensor, `kv_input`:
+    # the pipeline's prompt_embeds unchanged (SD, SDXL) or a row-wise function of them computed once per call
+    # (PixArt's caption projection). Injecting another prompt's K/V is then exact and needs no donor row, and
+    # the closed-form K/V edits fit on that tensor.
     kv_input_is_prompt_embeds: bool = True
     kv_projections: tuple[str, str] = ("to_k", "to_v")
     gpu_dtype: str = "fp16"  # dtype "auto" on a GPU
@@ -83,6 +85,15 @@ class ModelAdapter:
     # True when an inference-time text patch can be installed on the bare pipeline (`install_text_patch`):
     # the layers' text K/V can be recomputed from prompt B without a donor run.
     installs_text_patch: bool = True
+    # Keywords every pipeline call of this architecture passes (ours and a plain one compared with ours), e.g.
+    # PixArt's and SANA's ``use_resolution_binning=False``: without it a small request is silently binned to a
+    # 1024-px aspect bucket.
+    call_options: dict = {}
+    # True when the text sites mask the prompt's padding (`text_mask`): a K/V swap then moves the mask too.
+    masks_text: bool = False
+    # Steps of the short generation that discovers the sites (PixArt's pipelines read a 1-step call as a
+    # distilled model's and return another output of the scheduler, which DPM-Solver does not have).
+    probe_steps: int = 1
     # The objective `loco finetune` trains with (harness.finetune.objective): "ddpm" (noise or velocity
     # regression at a uniform DDPM timestep) or "flow" (rectified flow: σ-interpolation, target ε − x₀).
     training_objective: str = "ddpm"
@@ -114,6 +125,20 @@ class ModelAdapter:
         """The prompt as the pipeline hands it to its tokenizers (token positions are found in this)."""
         return prompt
 
+    def token_positions(self, encoder_name: str, prompt: str, words: str) -> dict:
+        """P1's positions of `words` in `prompt` (`harness.interventions.token_positions`: span, first/middle/
+        last subject, last) in text encoder `encoder_name`'s token sequence; ValueError when absent or cut off.
+        An architecture whose pipeline puts text before the prompt (SANA's instruction) overrides this."""
+        from harness.interventions.text import token_positions
+
+        tokenizer = self.text_encoders()[encoder_name][1]
+        return token_positions(tokenizer, self.pipeline_text(prompt), words, self.max_text_length(encoder_name))
+
+    def kv_positions(self, prompt: str, words: str) -> dict:
+        """The same positions counted in the sequence the text sites' K/V read (`kv_input`): the first text
+        encoder's tokens here; SANA's pipeline keeps only the tail of its encoder's sequence, and maps them."""
+        return self.token_positions(next(iter(self.text_encoders())), prompt, words)
+
     def text_encoders(self) -> dict[str, tuple[torch.nn.Module, object]]:
         """Text encoder and its tokenizer, by component name."""
         out = {}
@@ -130,6 +155,17 @@ class ModelAdapter:
         """The K and V projections through which text enters at a text-reading attention site."""
         attn = self.module(site_name)
         return getattr(attn, self.kv_projections[0]), getattr(attn, self.kv_projections[1])
+
+    def kv_input(self, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What the text sites' K/V projections read, from a prompt's conditioning (`encode`): its prompt
+        embeddings here; an architecture that projects them first (PixArt's caption projection) overrides this."""
+        return cond["prompt_embeds"]
+
+    def text_mask(self, cond: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The additive attention bias (rows × 1 × tokens) with which the text sites mask the prompt's padding,
+        from a prompt's conditioning (`masks_text`), or None when they attend to every text token (SD, SDXL, IF,
+        SD3). A K/V swap moves it with the K/V (`harness.interventions.hooks`)."""
+        return None
 
     def cfg_batch(self, guidance_scale: float) -> bool:
         """Whether a call at `guidance_scale` runs the [uncond × B, cond × B] CFG batch (diffusers' SD, SDXL,
@@ -205,7 +241,7 @@ class ModelAdapter:
 
         def run_once():
             cond, neg = self.encode(["a photo"]), self.encode_negative(1)
-            self.generate(cond, neg, seeds=[0], steps=1, guidance_scale=2.0, height=size, width=size,
+            self.generate(cond, neg, seeds=[0], steps=self.probe_steps, guidance_scale=2.0, height=size, width=size,
                           decode=False)
 
         return discover(self.components(), run_once, self.site_kind)
@@ -260,7 +296,7 @@ class ModelAdapter:
         kwargs = self._call_kwargs(cond, negative, seeds, guidance_scale)
         if callback is not None:
             kwargs.update(callback_on_step_end=callback, callback_on_step_end_tensor_inputs=list(self.branch_tensors))
-        out = self.pipe(**kwargs, num_inference_steps=steps, guidance_scale=guidance_scale,
+        out = self.pipe(**kwargs, **self.call_options, num_inference_steps=steps, guidance_scale=guidance_scale,
                         height=height, width=width, output_type=self._output_type(decode))
         if not decode:
             return None

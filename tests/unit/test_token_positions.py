@@ -70,6 +70,19 @@ def test_a_concept_that_is_not_a_whole_word_span_is_one_line_with_the_closest_wo
         token_positions(tokenizer, "a checkered background", "red", 77)
 
 
+def test_a_start_finds_the_words_after_a_prefix_as_whole_words_and_names_only_the_prompt():
+    # SANA's prompt follows an instruction that may hold the same words: the search starts after it
+    from harness.interventions import token_positions
+
+    tokenizer = tiny("sd15").text_encoders()["text_encoder"][1]
+    prefix = "describe the red car. "
+    found = token_positions(tokenizer, prefix + CHECKERED, "red", 77, start=len(prefix))["span"]
+    assert found != token_positions(tokenizer, prefix + CHECKERED, "red", 77)["span"]
+    assert decoded(tokenizer, prefix + CHECKERED, found) == ["red"] and found[0] > 5
+    with pytest.raises(ValueError, match=r"^'car' is not a whole word or phrase of 'a checkered background"):
+        token_positions(tokenizer, prefix + CHECKERED, "car", 77, start=len(prefix))
+
+
 def test_corruption_and_text_restores_act_on_the_word():
     adapter = tiny("sd15")
     encoder, tokenizer = adapter.text_encoders()["text_encoder"]
@@ -107,7 +120,7 @@ def test_edit_keys_sit_on_the_word(method):
         pair = keys.build_pairs(tokenizer, adapter.pipeline_text, "red", "blue", [template], False, "edits[0]")[0]
         positions = pair.key_positions
     elif method == "time":
-        positions = time_edit._span(tokenizer, CHECKERED, "red")
+        positions = time_edit._span(adapter, CHECKERED, "red")
     else:
         prompts, positions = neurons._group(adapter, [template], ["red"])
         assert prompts == [CHECKERED]
