@@ -95,7 +95,7 @@ class Plan:
             f"  units            {self.units:,}",
             f"  variants         {self.variants:,} (+{self.references} reference rows per prompt × seed)",
             f"  generations      {self.generations:,} = {self.prompts} prompts × {self.seeds} seeds × "
-            f"{self.variants + self.references}",
+            f"{self.generations // max(1, self.prompts * self.seeds)}",
             f"  denoising steps  {self.denoising_steps:,} ({self.steps} scheduler steps per generation"
             f"{', plus stage II' if self.denoising_steps != self.generations * self.steps else ''})",
             f"  expected rows    {self.expected_rows:,}",
@@ -234,7 +234,7 @@ def _ocr_checkpoint(options: dict) -> Checkpoint:
 
 def plan(job: JobSpec) -> Plan:
     """The plan of `job`: counts, estimate and checkpoints, computed without loading a model."""
-    from harness.methods import plan_variants, references
+    from harness.methods import get_method, plan_variants, references
     from harness.run.plan import plan_units
 
     arch, tiny = model_arch(job.model)
@@ -258,7 +258,8 @@ def plan(job: JobSpec) -> Plan:
         steps, size = job.steps or cost.steps, job.height or cost.resolution
     if max(job.step_start) >= steps:
         raise PlanError(f"step_start: {max(job.step_start)} is not below the {steps} denoising steps")
-    generations = len(job.prompts) * len(job.seeds) * (len(variants) + refs)
+    rows = len(job.prompts) * len(job.seeds) * (len(variants) + refs)
+    generations = len(job.prompts) * len(job.seeds) * get_method(job.method).generations(len(variants), refs)
     extra_steps, extra_seconds = _stage_ii_cost(job, arch, tiny)
     width = job.width or size
     if tiny:
@@ -271,7 +272,7 @@ def plan(job: JobSpec) -> Plan:
                  + (f" + {extra_seconds} s stage II per image" if extra_seconds else "")
                  + "; METHODS.md §8; batching makes it less")
     return Plan(job.name, job.method, job.model, arch, tiny, len(variants), refs, len(job.prompts),
-                len(job.seeds), len(units), generations, steps, generations * (steps + extra_steps), generations,
+                len(job.seeds), len(units), generations, steps, generations * (steps + extra_steps), rows,
                 round(seconds / 3600, 4), basis, checkpoints(job, arch, tiny),
                 [v.label for v in variants[:10]])
 

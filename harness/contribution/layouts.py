@@ -1,9 +1,11 @@
 """Where the text sits in a text-reading attention: one *reader* per attention family.
 
 The fused attention processors (SDPA, FLUX's ``dispatch_attention_fn``) never materialize the attention
-probabilities, so the contribution hook recomputes what it needs from the module's own inputs and weights. A
-reader takes an attention module and the inputs of one call and returns, for the measured batch rows, the
-*image* queries as the processor computes them (after qk-norm and rotary embeddings), every key those queries
+probabilities, so the contribution hook recomputes what it needs from the module's own inputs and weights. It
+calls the module's own projections on the whole batch, so hooks already on them (an installed edit, a K/V swap
+addressed by batch row) act exactly as in the forward pass, and selects the measured rows afterwards. A
+reader takes an attention module and the inputs of one call and returns, for the whole batch, the *image*
+queries as the processor computes them (after qk-norm and rotary embeddings), every key those queries
 attend over (the softmax normalizer runs over all of them), the additive logit mask, the values, the column
 where the text keys start, and the output projection W_o that turns the heads into the module's output.
 
@@ -40,7 +42,7 @@ INPUT_NAMES = ("hidden_states", "encoder_hidden_states", "attention_mask")
 
 @dataclass
 class AttentionRead:
-    """What the image queries of one attention call see, for the measured batch rows (all float32).
+    """What the image queries of one attention call see (all float32).
 
     `query` (B, H, Nq, d) image queries; `key`/`value` (B, H, Nk, d) every key they attend over; `bias`
     an additive logit mask broadcastable to (B, H, Nq, Nk), or None; `text_start` the key column of text
@@ -55,18 +57,21 @@ class AttentionRead:
     out: torch.nn.Linear | None
     out_scale: float = 1.0
 
+    def rows(self, index: torch.Tensor) -> AttentionRead:
+        """The same read for batch rows `index` only (a mask of batch size 1 is shared by every row)."""
+        pick = lambda t: t[index.to(t.device)]  # noqa: E731
+        bias = self.bias if self.bias is None or self.bias.shape[0] == 1 else pick(self.bias)
+        return AttentionRead(pick(self.query), pick(self.key), pick(self.value), bias, self.text_start, self.out,
+                             self.out_scale)
 
-Reader = Callable[[torch.nn.Module, dict, torch.Tensor, int], AttentionRead]
+
+Reader = Callable[[torch.nn.Module, dict, int], AttentionRead]
 
 
 def call_inputs(args: tuple, kwargs: dict) -> dict:
     """An attention call's inputs by name (its first positional arguments are the hidden states, the text
     states and the mask, as diffusers' ``Attention.forward`` and ``FluxAttention.forward`` take them)."""
     return {**dict(zip(INPUT_NAMES, args)), **kwargs}
-
-
-def _rows(tensor: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor | None:
-    return None if tensor is None else tensor[rows.to(tensor.device)]
 
 
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -78,18 +83,18 @@ def _f32(*tensors):
     return tuple(None if t is None else t.float() for t in tensors)
 
 
-def cross(attn, inputs: dict, rows: torch.Tensor, text_length: int) -> AttentionRead:
+def cross(attn, inputs: dict, text_length: int) -> AttentionRead:
     """``AttnProcessor2_0`` on a cross-attention: queries from the image, keys and values from the text."""
-    hidden = _rows(inputs["hidden_states"], rows)
-    text = _rows(inputs.get("encoder_hidden_states"), rows)
+    hidden = inputs["hidden_states"]
+    text = inputs.get("encoder_hidden_states")
     mask = inputs.get("attention_mask")
     if attn.spatial_norm is not None:
-        hidden = attn.spatial_norm(hidden, _rows(inputs.get("temb"), rows))
+        hidden = attn.spatial_norm(hidden, inputs.get("temb"))
     if hidden.ndim == 4:
         hidden = hidden.flatten(2).transpose(1, 2)
     batch = hidden.shape[0]
     if mask is not None:
-        mask = attn.prepare_attention_mask(_rows(mask, rows), text.shape[1], batch)
+        mask = attn.prepare_attention_mask(mask, text.shape[1], batch)
         mask = mask.view(batch, attn.heads, -1, mask.shape[-1])
     if attn.group_norm is not None:
         hidden = attn.group_norm(hidden.transpose(1, 2)).transpose(1, 2)
@@ -104,16 +109,16 @@ def cross(attn, inputs: dict, rows: torch.Tensor, text_length: int) -> Attention
     return AttentionRead(query, key, value, mask, 0, attn.to_out[0], 1.0 / attn.rescale_output_factor)
 
 
-def added_kv(attn, inputs: dict, rows: torch.Tensor, text_length: int) -> AttentionRead:
+def added_kv(attn, inputs: dict, text_length: int) -> AttentionRead:
     """``AttnAddedKVProcessor(2_0)`` (DeepFloyd IF): the text's K/V (``add_k_proj``/``add_v_proj``) come first
     among the keys, then the image's own (unless the layer is cross-attention only)."""
-    hidden = _rows(inputs["hidden_states"], rows)
-    text = _rows(inputs.get("encoder_hidden_states"), rows)
+    hidden = inputs["hidden_states"]
+    text = inputs.get("encoder_hidden_states")
     mask = inputs.get("attention_mask")
     hidden = hidden.view(hidden.shape[0], hidden.shape[1], -1).transpose(1, 2)
     batch, length = hidden.shape[:2]
     if mask is not None:
-        mask = attn.prepare_attention_mask(_rows(mask, rows), length, batch, out_dim=4)
+        mask = attn.prepare_attention_mask(mask, length, batch, out_dim=4)
     if attn.norm_cross:
         text = attn.norm_encoder_hidden_states(text)
     hidden = attn.group_norm(hidden.transpose(1, 2)).transpose(1, 2)
@@ -139,11 +144,11 @@ def _joint_projections(attn, hidden: torch.Tensor, text: torch.Tensor):
     return q, k, v, tk, tv
 
 
-def joint(attn, inputs: dict, rows: torch.Tensor, text_length: int) -> AttentionRead:
+def joint(attn, inputs: dict, text_length: int) -> AttentionRead:
     """``JointAttnProcessor2_0`` (SD3, SD3.5): one softmax over [image, text] keys; the image queries' text
     columns start after the image's own keys."""
-    hidden = _rows(inputs["hidden_states"], rows)
-    q, k, v, tk, tv = _joint_projections(attn, hidden, _rows(inputs["encoder_hidden_states"], rows))
+    hidden = inputs["hidden_states"]
+    q, k, v, tk, tv = _joint_projections(attn, hidden, inputs["encoder_hidden_states"])
     query, key, value = _f32(q, torch.cat([k, tk], dim=2), torch.cat([v, tv], dim=2))
     return AttentionRead(query, key, value, None, k.shape[2], attn.to_out[0])
 
@@ -175,11 +180,11 @@ def _flux_projections(attn, hidden: torch.Tensor, text: torch.Tensor | None):
     return q, k, v
 
 
-def joint_text_first(attn, inputs: dict, rows: torch.Tensor, text_length: int) -> AttentionRead:
+def joint_text_first(attn, inputs: dict, text_length: int) -> AttentionRead:
     """FLUX dual-stream attention: [text, image] queries and keys, rotary embeddings on both; the image
     queries are the rows after the text's."""
-    text = _rows(inputs["encoder_hidden_states"], rows)
-    q, k, v = _flux_projections(attn, _rows(inputs["hidden_states"], rows), text)
+    text = inputs["encoder_hidden_states"]
+    q, k, v = _flux_projections(attn, inputs["hidden_states"], text)
     rotary = inputs.get("image_rotary_emb")
     if rotary is not None:
         q, k = _rotary(q, rotary), _rotary(k, rotary)
@@ -187,11 +192,11 @@ def joint_text_first(attn, inputs: dict, rows: torch.Tensor, text_length: int) -
     return AttentionRead(query, key, value, _no_mask(inputs), 0, attn.to_out[0])
 
 
-def single_text_first(attn, inputs: dict, rows: torch.Tensor, text_length: int) -> AttentionRead:
+def single_text_first(attn, inputs: dict, text_length: int) -> AttentionRead:
     """FLUX single-stream attention over the concatenated [text, image] stream; the text is the first
     `text_length` tokens, and the module has no output projection (the block's `proj_out` mixes it with the
     MLP), so the contribution is read before any."""
-    q, k, v = _flux_projections(attn, _rows(inputs["hidden_states"], rows), None)
+    q, k, v = _flux_projections(attn, inputs["hidden_states"], None)
     rotary = inputs.get("image_rotary_emb")
     if rotary is not None:
         q, k = _rotary(q, rotary), _rotary(k, rotary)

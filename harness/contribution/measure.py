@@ -26,8 +26,9 @@ import torch
 
 from harness.contribution.layouts import AttentionRead, call_inputs, reader
 from harness.hooks import Hooks
+from harness.metrics import MEASURED_DIRECTIONS
 
-COLUMNS = ("attn_contrib", "attn_contrib_bias")
+COLUMNS = tuple(MEASURED_DIRECTIONS)  # attn_contrib, attn_contrib_bias: metric columns of the rows
 MAX_LOGITS = 2**24  # logits held at once per head group (float32: 64 MiB); queries are chunked to fit
 
 
@@ -139,7 +140,7 @@ def _measure(read, site: str, index: torch.Tensor, measured: list, text_length: 
     columns = [m[2] for m in measured]
 
     def hook(module, args, kwargs):
-        values = contribution(read(module, call_inputs(args, kwargs), index, text_length), columns)
+        values = contribution(read(module, call_inputs(args, kwargs), text_length).rows(index), columns)
         for (_, r, _), row_values in zip(measured, values):
             tally.add(r, site, row_values)
 

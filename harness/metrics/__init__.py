@@ -139,13 +139,18 @@ def build_scorers(metric_names: list[str], options: dict[str, dict] | None = Non
     return [cls(**options.get(cls.name, {})) for cls in classes]
 
 
+# Metric columns measured inside the model while it generates, not scored from its images: the attention
+# contribution of method `attn_contrib` (`harness.contribution`); larger = the block carries more of the concept.
+MEASURED_DIRECTIONS = {"attn_contrib": +1, "attn_contrib_bias": +1}
+
+
 def direction(column: str) -> int:
     """+1/-1 effect direction of a metric column (0 when the column is not an effect measure)."""
     _load_builtin()
     for cls in set(_REGISTRY.values()):
         if column in cls.directions:
             return cls.directions[column]
-    return 0
+    return MEASURED_DIRECTIONS.get(column, 0)
 
 
 def score_all(scorers: list[Scorer], batch: ScoreBatch) -> dict[str, list]:

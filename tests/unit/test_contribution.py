@@ -77,9 +77,8 @@ def rebuild(read: AttentionRead) -> torch.Tensor:
 
 
 def read_call(module, name, *args, text_length=0, **kwargs):
-    """The reader's view of a call of `module` on all of its batch rows."""
-    batch = args[0].shape[0]
-    return reader(name)(module, call_inputs(args, kwargs), torch.arange(batch), text_length)
+    """The reader's view of a call of `module`."""
+    return reader(name)(module, call_inputs(args, kwargs), text_length)
 
 
 @torch.no_grad()
