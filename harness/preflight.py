@@ -170,7 +170,8 @@ def stand_in_sites(counts: dict[str, int | tuple[int, ...]], arch: str = "") -> 
 
     def semantics(kind: str) -> dict:
         state = kind in state_kinds
-        return {"output": "state", "contribution": "conv2" if kind == "resnet" else "to_out.0"} if state else {}
+        contribution = {"resnet": "conv2", "block": None}.get(kind, "to_out.0")
+        return {"output": "state", "contribution": contribution} if state else {}
 
     def components(n: int | tuple[int, ...]) -> list[tuple[str, int]]:
         if isinstance(n, int):

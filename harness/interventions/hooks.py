@@ -96,6 +96,11 @@ def _head_columns(module: torch.nn.Module, heads: tuple[int, ...] | None, n_head
     return torch.cat([torch.arange(h * width, (h + 1) * width) for h in heads])
 
 
+def _per_head(rows: list[int], heads: tuple[int, ...] | None, n_heads: int) -> torch.Tensor:
+    """Indices of `rows` (all heads, or the subset `heads`) in a per-head layout of rows × heads."""
+    return torch.tensor([row * n_heads + h for row in rows for h in (range(n_heads) if heads is None else heads)])
+
+
 def denoiser_hooks(adapter, rows: list[Sample], cfg: bool, embeddings) -> tuple[Hooks, StepCounter]:
     """Install the hooks that carry out every row's denoiser-side swaps and restores.
 
@@ -137,6 +142,7 @@ def _install_denoiser_hooks(hooks: Hooks, adapter, rows: list[Sample], cfg: bool
     counter = StepCounter(2 * n if cfg else n)
     hooks.pre_forward("step_counter", adapter.denoiser, counter, with_kwargs=True)
     moves: dict[str, tuple[torch.nn.Module, list[Move]]] = {}  # module name -> (module, its moves)
+    masks: dict[str, tuple[torch.nn.Module, list[Move]]] = {}  # text site -> (attention, moves of its text mask)
     injected: dict[tuple[int, str], torch.Tensor] = {}  # (projection, source prompt) -> its K or V, once
 
     def add(name, module, move):
@@ -145,7 +151,7 @@ def _install_denoiser_hooks(hooks: Hooks, adapter, rows: list[Sample], cfg: bool
     def inject_value(proj, source: str) -> torch.Tensor:
         key = (id(proj), source)
         if key not in injected:
-            embeds = embeddings(source)["prompt_embeds"].to(proj.weight.dtype)
+            embeds = adapter.kv_input(embeddings(source)).to(proj.weight.dtype)
             injected[key] = torch.nn.functional.linear(embeds, proj.weight, proj.bias)
         return injected[key]
 
@@ -167,6 +173,9 @@ def _install_denoiser_hooks(hooks: Hooks, adapter, rows: list[Sample], cfg: bool
                         tgt = torch.tensor(_branch_indices([r], n, cfg, swap.branch))
                         src = torch.tensor(_branch_indices([donor], n, cfg, swap.branch))
                         add(name, proj, Move(tgt, src, cols=cols, steps=swap.steps))
+                mask = adapter.text_mask(embeddings(swap.source))
+                if mask is not None:  # the text's padding mask moves with its K/V
+                    masks.setdefault(site, (attn, []))[1].append(_mask_move(mask, r, donor, n, cfg, swap, attn.heads))
         for restore in row.denoiser_restores:
             clean = _find_row(rows, row.prompt, row.seed, "clean", r)
             tgt = torch.tensor(_branch_indices([r], n, cfg, restore.branch))
@@ -176,5 +185,39 @@ def _install_denoiser_hooks(hooks: Hooks, adapter, rows: list[Sample], cfg: bool
     for name, (module, module_moves) in moves.items():
         merged = _merge(module_moves, next(module.parameters()).device)
         hooks.forward(f"moves/{name}", module, lambda _m, _a, out, merged=merged: apply_moves(merged, out, counter.step))
+    for name, (attn, mask_moves) in masks.items():
+        merged = _merge(mask_moves, next(attn.parameters()).device)
+        hooks.pre_forward(f"mask_moves/{name}", attn, _mask_hook(merged, counter, name), with_kwargs=True)
     return counter
+
+
+def _mask_move(mask: torch.Tensor, row: int, donor: int | None, n: int, cfg: bool, swap, n_heads: int) -> Move:
+    """The move of a swap's text mask, in the per-head layout `_mask_hook` makes: the source prompt's mask
+    (`mask`, 1 × 1 × tokens) injected into the conditional half, or the donor's rows copied; on every head, or
+    on the swap's `heads` only."""
+    branch = "cond" if donor is None else swap.branch
+    tgt = _per_head(_branch_indices([row], n, cfg, branch), swap.heads, n_heads)
+    if donor is None:
+        return Move(tgt, source=mask.expand(len(tgt), *mask.shape[1:]), steps=swap.steps)
+    return Move(tgt, _per_head(_branch_indices([donor], n, cfg, branch), swap.heads, n_heads), steps=swap.steps)
+
+
+def _mask_hook(merged: list[Move], counter: StepCounter, site: str):
+    """A pre-forward hook that moves rows of a text site's padding mask (its ``attention_mask`` keyword, an
+    additive bias rows × 1 × tokens) with the K/V. The mask is first laid out per head, rows × heads, exactly as
+    diffusers' `Attention.prepare_attention_mask` lays it out, so rows without a move see the same tensor and a
+    head subset gets the donor's mask on its own heads only."""
+
+    def hook(module, args, kwargs):
+        if not any(m.steps.active(counter.step) for m in merged):
+            return None
+        mask = kwargs.get("attention_mask")
+        if mask is None:
+            raise RuntimeError(f"{site}: the architecture declares a text mask, but the attention was called "
+                               "without an attention_mask keyword")
+        per_head = mask.repeat_interleave(module.heads, dim=0)
+        apply_moves(merged, per_head, counter.step)
+        return args, {**kwargs, "attention_mask": per_head}
+
+    return hook
 

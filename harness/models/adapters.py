@@ -67,8 +67,10 @@ class ModelAdapter:
     denoiser_name: str = "unet"
     text_encoder_names: tuple[str, ...] = ("text_encoder",)
     tokenizer_names: tuple[str, ...] = ("tokenizer",)
-    # True when a cross-attention layer's K/V projections read the pipeline's prompt_embeds unchanged,
-    # so injecting another prompt's embeddings is exact and needs no donor row.
+    # True when every cross-attention layer's K/V projections read one fixed per-prompt tensor, `kv_input`:
+    # the pipeline's prompt_embeds unchanged (SD, SDXL) or a row-wise function of them computed once per call
+    # (PixArt's caption projection). Injecting another prompt's K/V is then exact and needs no donor row, and
+    # the closed-form K/V edits fit on that tensor.
     kv_input_is_prompt_embeds: bool = True
     kv_projections: tuple[str, str] = ("to_k", "to_v")
     gpu_dtype: str = "fp16"  # dtype "auto" on a GPU
@@ -89,6 +91,13 @@ class ModelAdapter:
     # The text encoders whose tokens make up, in this order, the text sequence the text attention reads (its
     # key columns): SD3 reads CLIP's 77 tokens, then T5's 256.
     text_sequence: tuple[str, ...] = ("text_encoder",)
+    # Keywords every pipeline call of this architecture passes (ours and a plain one compared with ours), e.g.
+    # PixArt's and SANA's ``use_resolution_binning=False``: without it a small request is silently binned to a
+    # 1024-px aspect bucket.
+    call_options: dict = {}
+    # Steps of the short generation that discovers the sites (PixArt's pipelines read a 1-step call as a
+    # distilled model's and return another output of the scheduler, which DPM-Solver does not have).
+    probe_steps: int = 1
 
     def __init__(self, pipe, info: ModelInfo, tiny: bool):
         self.pipe = pipe
@@ -160,6 +169,17 @@ class ModelAdapter:
                 columns += [offset + i for i in span]
             offset += length
         return columns
+
+    def kv_input(self, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What the text sites' K/V projections read, from a prompt's conditioning (`encode`): its prompt
+        embeddings here; an architecture that projects them first (PixArt's caption projection) overrides this."""
+        return cond["prompt_embeds"]
+
+    def text_mask(self, cond: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The additive attention bias (rows × 1 × tokens) with which the text sites mask the prompt's padding,
+        from a prompt's conditioning, or None when they attend to every text token (SD, SDXL, IF, SD3). Where
+        there is one, a K/V swap moves it with the K/V (`harness.interventions.hooks`)."""
+        return None
 
     def cfg_batch(self, guidance_scale: float) -> bool:
         """Whether a call at `guidance_scale` runs the [uncond × B, cond × B] CFG batch (diffusers' SD, SDXL,
@@ -235,7 +255,7 @@ class ModelAdapter:
 
         def run_once():
             cond, neg = self.encode(["a photo"]), self.encode_negative(1)
-            self.generate(cond, neg, seeds=[0], steps=1, guidance_scale=2.0, height=size, width=size,
+            self.generate(cond, neg, seeds=[0], steps=self.probe_steps, guidance_scale=2.0, height=size, width=size,
                           decode=False)
 
         return discover(self.components(), run_once, self.site_kind)
@@ -284,7 +304,7 @@ class ModelAdapter:
         kwargs = self._call_kwargs(cond, negative, seeds, guidance_scale)
         if callback is not None:
             kwargs.update(callback_on_step_end=callback, callback_on_step_end_tensor_inputs=list(self.branch_tensors))
-        out = self.pipe(**kwargs, num_inference_steps=steps, guidance_scale=guidance_scale,
+        out = self.pipe(**kwargs, **self.call_options, num_inference_steps=steps, guidance_scale=guidance_scale,
                         height=height, width=width, output_type=self._output_type(decode))
         if not decode:
             return None
