@@ -4,7 +4,7 @@ Minimal job (everything else has a default)::
 
     name: van-gogh-locogen
     model: tiny:sd15            # or a diffusers directory, or a hub id already in the local HF cache
-    method: locogen             # locogen | attn_patch | causal_trace
+    method: locogen             # locogen | attn_patch | causal_trace | attn_contrib
     window: 2
     prompts:
       - {prompt: "a house in the style of van gogh", target: "a house", attribute: style, concept: "van gogh"}
@@ -31,6 +31,7 @@ from harness.methods.registry import METHOD_NAMES, get_method
 from harness.metrics import check_metric, check_scorer_names
 from harness.metrics.text import quoted_text  # noqa: F401  (re-exported for prompt rows)
 from harness.model_list import model_slug  # noqa: F401  (re-exported)
+from harness.words import find_words, missing_words_message
 
 REQUIRED_KEYS = ("name", "method", "prompts")  # keys without a default; named when a job file is empty
 # The categories the papers group prompts by (a prompt row's `attribute`; see PromptRow).
@@ -42,10 +43,8 @@ __all__ = ["ATTRIBUTES", "DEFAULT_JOB", "ExecutorSpec", "JobError", "JobSpec", "
 
 def parse_index(value: Any) -> list[int] | None:
     """Forward indices from ``5``, ``"40-50"``, ``"0-3,8,10-11"`` or a list of ints (ranges inclusive)."""
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return [value]
+    if value is None or isinstance(value, int):
+        return None if value is None else [value]
     if isinstance(value, list):
         if not all(isinstance(v, int) for v in value):
             raise ValueError("expected integers")
@@ -82,10 +81,9 @@ class SiteSelector(Strict):
             return {"names": value}
         if isinstance(value, dict):
             value = dict(value)
-            if isinstance(value.get("kind"), str):
-                value["kind"] = [value["kind"]]
-            if isinstance(value.get("names"), str):
-                value["names"] = [value["names"]]
+            for key in ("kind", "names"):
+                if isinstance(value.get(key), str):
+                    value[key] = [value[key]]
         return value
 
     @field_validator("index", mode="before")
@@ -119,7 +117,7 @@ class PromptRow(Strict):
 
     @model_validator(mode="after")
     def _vocabulary(self) -> PromptRow:
-        in_prompt = lambda words: bool(words) and words.lower() in self.prompt.lower()  # noqa: E731
+        in_prompt = lambda words: bool(words) and find_words(self.prompt, words) is not None  # noqa: E731
         old_form = ((self.attribute is not None and self.attribute not in ATTRIBUTES
                      and (in_prompt(self.attribute) or self.concept in ATTRIBUTES))
                     or (self.attribute is None and self.concept in ATTRIBUTES and not in_prompt(self.concept)))
@@ -131,8 +129,8 @@ class PromptRow(Strict):
             raise ValueError(f"attribute: unknown attribute '{self.attribute}'"
                              f"{did_you_mean(self.attribute, ATTRIBUTES)}; expected one of {', '.join(ATTRIBUTES)}")
         if self.concept is not None and not in_prompt(self.concept):
-            raise ValueError(f"concept: '{self.concept}' does not occur in prompt '{self.prompt}' (the concept is "
-                             "the words in the prompt that carry the attribute)")
+            raise ValueError(f"concept: {missing_words_message(self.prompt, self.concept)} (the concept is the "
+                             "words in the prompt that carry the attribute)")
         return self
 
 
@@ -183,8 +181,9 @@ class JobSpec(Strict):
     metrics: list[str] = ["mse", "psnr", "ssim"]
     scorers: dict[str, dict[str, Any]] = {}  # per-scorer options, e.g. {clip: {model: ViT-B-32}}
     noise_scale: float = Field(3.0, gt=0)  # causal tracing: κ in κ·σ
-    noise_std: Literal["embedding", "subject"] | float = "embedding"  # causal tracing: σ (harness.interventions)
+    noise_std: Literal["embedding", "subject"] | float = "subject"  # causal tracing: σ, ROME's rule by default
     noise_seed: int = 0
+    noise_draws: int = Field(1, ge=1)  # causal tracing: noise draws per prompt (ROME: 10), draw d seeds noise_seed + d
     positions: list[Literal["first_subject", "middle_subject", "last_subject", "last"]] = list(POSITIONS)
     restore: Literal["output", "state", "contribution"] = "output"  # causal tracing: output = P1 (harness.sites)
     save_images: bool = False
@@ -215,11 +214,7 @@ class JobSpec(Strict):
     @field_validator("seeds", mode="before")
     @classmethod
     def _seeds(cls, value: Any) -> Any:
-        if isinstance(value, int):
-            return [value]
-        if isinstance(value, str):
-            return parse_index(value)
-        return value
+        return parse_index(value) if isinstance(value, (int, str)) else value
 
     @field_validator("lora")
     @classmethod
@@ -269,8 +264,8 @@ class JobSpec(Strict):
 
     @property
     def effective_branch(self) -> str:
-        """The job's `branch`, else its method's default (P3 patches both CFG halves; LocoGen and causal
-        tracing intervene on the conditional half)."""
+        """The job's `branch`, else its method's default (P3 patches both CFG halves, causal tracing restores
+        both halves of the clean run; LocoGen swaps the conditional half)."""
         return self.branch or get_method(self.method).default_branch
 
     @property
@@ -287,10 +282,13 @@ class JobSpec(Strict):
 
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where or how they are executed)."""
-        # Keys added later are left out at their defaults, so fingerprints of jobs that do not set them stay.
-        defaults = {"edit": None, "lora": None, "noise_std": "embedding", "restore": "output", "models": None}
+        # Keys added later are left out at their defaults, so fingerprints of jobs that do not set them stay;
+        # causal tracing's new defaults (σ subject, both halves; issue 16) change results, so they are hashed.
+        defaults = dict(edit=None, lora=None, noise_std="embedding", restore="output", models=None, noise_draws=1)
         unset = {key for key, value in defaults.items() if getattr(self, key) == value}
-        data = self.model_dump(mode="json", exclude={"executor", "save_images", "batch_size"} | unset)
+        trace = self.method == "causal_trace"
+        data = self.model_dump(mode="json", exclude={"executor", "save_images", "batch_size"} | unset
+                               | (set() if trace else {"noise_std"})) | ({"branch": self.effective_branch} if trace else {})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def prompt_ids(self) -> list[str]:

@@ -84,6 +84,7 @@ class Plan:
     cost_basis: str
     checkpoints: list[Checkpoint] = field(default_factory=list)
     first_variants: list[str] = field(default_factory=list)
+    noise_draws: int = 1  # causal tracing: every restore and the corrupted row once per draw
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,7 +94,10 @@ class Plan:
         lines = [
             f"{self.job}: {self.method} on {self.model} ({self.arch})",
             f"  units            {self.units:,}",
-            f"  variants         {self.variants:,} (+{self.references} reference rows per prompt × seed)",
+            f"  variants         {self.variants:,}"
+            + (f" = {self.variants // self.noise_draws:,} restores × {self.noise_draws} noise draws"
+               if self.noise_draws > 1 else "")
+            + f" (+{self.references} reference rows per prompt × seed)",
             f"  generations      {self.generations:,} = {self.prompts} prompts × {self.seeds} seeds × "
             f"{self.generations // max(1, self.prompts * self.seeds)}",
             f"  denoising steps  {self.denoising_steps:,} ({self.steps} scheduler steps per generation"
@@ -104,7 +108,7 @@ class Plan:
         ]
         lines += [f"    {c.role:<9} {c.name:<48} {'found' if c.found else 'MISSING':<8} {c.where}"
                   for c in self.checkpoints] or ["    (none: built in)"]
-        lines += [f"  variants: {', '.join(self.first_variants)}{' ...' if self.variants > 10 else ''}"]
+        lines += [f"  variants: {', '.join(self.first_variants)}{' ...' if self.variants // self.noise_draws > 10 else ''}"]
         return "\n".join(lines)
 
 
@@ -275,7 +279,8 @@ def plan(job: JobSpec) -> Plan:
     return Plan(job.name, job.method, job.model, arch, tiny, len(variants), refs, len(job.prompts),
                 len(job.seeds), len(units), generations, steps, generations * (steps + extra_steps), rows,
                 round(seconds / 3600, 4), basis, checkpoints(job, arch, tiny),
-                [v.label for v in variants[:10]])
+                list(dict.fromkeys(v.label for v in variants))[:10],
+                job.noise_draws if job.method == "causal_trace" else 1)
 
 
 def _stage_ii_cost(job: JobSpec, arch: str, tiny: bool) -> tuple[int, float]:

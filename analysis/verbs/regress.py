@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from analysis.intervals import N_BOOT
+
 HELP = "compare a new run or checkpoint with a baseline run: exit 0 pass, 1 regression"
 DESCRIPTION = ("Rank agreement (Kendall tau, Spearman), candidate-set overlap, per-site effect drift with intervals "
                "and new failures between a baseline run and a candidate run (or the baseline's job re-run on "
@@ -20,7 +22,8 @@ def add_arguments(p) -> None:
     p.add_argument("--thresholds", metavar="FILE", help="regression file (YAML; see jobs/regression/thresholds.yaml)")
     p.add_argument("--markdown", metavar="FILE", help="write the Markdown report here (it is also printed)")
     p.add_argument("--json", metavar="FILE", help="write the JSON report here")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
+    p.add_argument("--bootstrap", type=int, default=N_BOOT, metavar="N",
+                   help=f"bootstrap resamples (default {N_BOOT}, as every verb)")
 
 
 def run(args) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from analysis.intervals import N_BOOT
+
 HELP = "one self-contained HTML report of runs (plots, images, candidates, verdict)"
 DESCRIPTION = ("Heatmaps and effect-vs-layer curves with interval bands, the papers' figures, image grids (with "
                "save_images), candidate sets, agreement, the regression verdict for two runs of one method, and "
@@ -11,7 +13,8 @@ DESCRIPTION = ("Heatmaps and effect-vs-layer curves with interval bands, the pap
 def add_arguments(p) -> None:
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html of the first run)")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
+    p.add_argument("--bootstrap", type=int, default=N_BOOT, metavar="N",
+                   help=f"bootstrap resamples (default {N_BOOT}, as every verb)")
 
 
 def run(args) -> int:

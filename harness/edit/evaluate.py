@@ -8,7 +8,8 @@ Three prompt sets, as the editing papers evaluate (METHODS.md §1.4, §7.3 step 
 * ``specificity`` — the concept's hard negatives (other artists / similar objects) and unrelated prompts:
   they should stay put.
 
-Per (prompt, seed) one row with the edit's id: image distance of the edited image to the original's
+Per (prompt, seed) one row with the edit's id (the first seed's original and edited images are saved under
+``images/`` and named in ``image_original`` / ``image_edited``, for `loco report`'s before/after grid): image distance of the edited image to the original's
 (``mse``, ``psnr``, ``ssim`` — P3's definitions; 0 / 148.13 dB / 1 = untouched), ``embed_shift`` (relative
 change of the prompt embeddings, where DiffQuickFix acts) and ``kv_shift`` (relative change of the edited
 cross-attention projections' output on the prompt's tokens, where LocoEdit/UCE/TIME act). Semantic
@@ -126,6 +127,7 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
     `scorers.clip` options: weights, model, ...) also the CLIP efficacy columns of `harness.edit.semantic`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+    from PIL import Image
 
     from harness.edit.run import check_out
     from harness.jobs import parse_index
@@ -155,8 +157,8 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
         encoder = clip_encoder(clip)  # before the models: a missing CLIP checkpoint fails in a second
     original, edited, params = load_pair(edit_dir, manifest)
     d = original.defaults
-    records = []
-    for row in rows:
+    records, pictures = [], {}
+    for k, row in enumerate(rows):
         images = []
         for model in (original, edited):
             cond = model.encode([row["prompt"]] * len(seed_list))
@@ -169,22 +171,27 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
         semantic = semantic_scores(scorers, images, row) if scorers else {}
         if encoder is not None:
             semantic |= semantic_shift(encoder, images[0], images[1], row["prompt"], row.get("target"))
+        names = {"image_original": f"images/{k:03d}_original.png", "image_edited": f"images/{k:03d}_edited.png"}
+        pictures |= {names["image_original"]: images[0][0], names["image_edited"]: images[1][0]}
         for i, seed in enumerate(seed_list):
             records.append({"edit_id": manifest["edit_id"], "method": manifest["method"], "set": row["set"],
                             "prompt": row["prompt"], "concept": row.get("concept"), "target": row.get("target"),
                             "seed": seed, "mse": float(m[i]), "psnr": float(psnr(m[i:i + 1])[0]),
                             "ssim": float(s[i]), "embed_shift": embed, "kv_shift": kv,
                             "model_id": original.info.model_id, "edited_model": str(edit_dir),
-                            "attribute": row.get("attribute"), **{k: v[i] for k, v in semantic.items()}})
+                            "attribute": row.get("attribute"), **(names if i == 0 else dict.fromkeys(names)),
+                            **{c: v[i] for c, v in semantic.items()}})
     if out.exists() and force:
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    for name, image in pictures.items():
+        Image.fromarray(np.asarray(image)).save(out / name, format="PNG")
     pq.write_table(pa.Table.from_pylist(records), out / "results.parquet")
     summary = {}
     for name in SETS:
         chosen = [r for r in records if r["set"] == name]
         if chosen:
-            scored = [k for k in chosen[0] if k.endswith("_original")]  # scorer columns, both models
+            scored = [k for k in chosen[0] if k.endswith("_original") and k != "image_original"]  # scorer columns
             keys = [*SHIFTS, *(k for k in SEMANTIC if k in chosen[0])]
             keys += [c for k in scored for c in (k.removesuffix("_original"), k)]
             means = {k: [r[k] for r in chosen if isinstance(r.get(k), (int, float))] for k in keys}

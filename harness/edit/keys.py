@@ -143,11 +143,12 @@ def concept_embeddings(adapter, concepts: list[str], templates: list[str]) -> to
     return embeds[torch.arange(len(prompts)), torch.tensor(positions)]
 
 
-def prompt_covariance(adapter, prompts: list[str]) -> torch.Tensor:
-    """MEMIT's prior C0 = E[k kᵀ] over every token (BOS to first EOS) of `prompts`' prompt embeddings."""
-    from harness.edit.solver import key_covariance
+def prompt_covariance(adapter, prompts: list[str], ridge: float | None = None):
+    """MEMIT's prior C0 = E[k kᵀ] over every token (BOS to first EOS) of `prompts`' prompt embeddings,
+    checked for rank (`harness.edit.solver.covariance_prior`: refused when singular unless `ridge`)."""
+    from harness.edit.solver import covariance_prior
 
     tokenizer = next(iter(adapter.text_encoders().values()))[1]
     embeds = adapter.encode(list(prompts))["prompt_embeds"].to(torch.float64)
     rows = [embeds[i, : first_eos(tokenizer, adapter.pipeline_text(p)) + 1] for i, p in enumerate(prompts)]
-    return key_covariance(torch.cat(rows))
+    return covariance_prior(torch.cat(rows), len(prompts), ridge)

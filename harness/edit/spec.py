@@ -46,6 +46,7 @@ METHOD_KEYS = {
     "edit_scale": ("uce",),
     "prior": ("uce", "locoedit", "time"),
     "prior_prompts": ("uce", "locoedit", "time"),
+    "prior_ridge": ("uce", "locoedit", "time"),
     "reference_bias": ("diffquickfix",),
     "with_to_k": ("time",),
     "top_n": ("neurons",),
@@ -103,6 +104,8 @@ class EditSpec(Strict):
     edit_scale: float = Field(1.0, gt=0)
     prior: Literal["identity", "covariance"] = "identity"  # covariance = MEMIT's key second-moment prior
     prior_prompts: list[str] = []  # prompts whose token embeddings estimate the covariance
+    # a rank-deficient covariance is refused; ε here regularizes it to C0 + ε·mean(eig C0)·I (in the manifest)
+    prior_ridge: float | None = Field(None, gt=0)
     reference_bias: bool = False  # DiffQuickFix: keep the notebook's bias-in-target quirk
     with_to_k: bool = False  # TIME: also edit to_k (its paper runs use --with_to_k)
     top_n: int = Field(50, ge=1)  # neurons: how many K/V output neurons per projection
@@ -156,6 +159,8 @@ class EditSpec(Strict):
             raise ValueError("edits: required, a list of {concept, target}")
         if self.prior == "covariance" and not self.prior_prompts:
             raise ValueError("prior_prompts: required with prior: covariance (prompts to estimate it from)")
+        if self.prior_ridge is not None and self.prior != "covariance":
+            raise ValueError("prior_ridge: only with prior: covariance (it regularizes the key covariance)")
         return self
 
     # ---- effective values -------------------------------------------------------------------------

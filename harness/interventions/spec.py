@@ -69,9 +69,10 @@ class Restore:
 class Corruption:
     """Noise of `scale` × σ on the input token embeddings of `concept`'s tokens (P1's corrupted run).
 
-    σ (`std`, per text encoder): ``embedding`` = the std of the encoder's token-embedding matrix (P1's
-    default as METHODS.md §1.2 reads it), ``subject`` = the std of the token embeddings of `subjects` (every
-    concept of the job; ROME's ``collect_embedding_std``), or a number used for every encoder.
+    σ (`std`, per text encoder): ``subject`` = the std of the token embeddings of `subjects` (every concept
+    of the job; ROME's ``collect_embedding_std``, the job default), ``embedding`` = the std of the encoder's
+    whole token-embedding matrix, or a number used for every encoder. `seed` is the job's ``noise_seed``
+    plus the noise draw.
     """
 
     concept: str  # the words whose token embeddings are noised (a prompt row's `concept`)

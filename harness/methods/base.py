@@ -27,6 +27,13 @@ class Variant:
     step_start: int | None = None
     position: str | None = None
     restore: str | None = None  # causal tracing: "state" or "contribution" (harness.sites)
+    noise_draw: int | None = None  # causal tracing: which of the job's `noise_draws` (None: no noise)
+
+    @property
+    def key(self) -> str:
+        """The variant's identity within a sweep (row and unit ids): its label, and its noise draw when it
+        has one above 0 (every draw of a restore shares the label, so rankings pool them per prompt)."""
+        return self.label if not self.noise_draw else f"{self.label}~draw{self.noise_draw}"
 
     @property
     def window_size(self) -> int:
@@ -63,7 +70,7 @@ class Method:
     def plan(self, job, sites: list[Site]) -> list[Variant]:
         raise NotImplementedError
 
-    def references(self) -> list[Variant]:
+    def references(self, job) -> list[Variant]:
         raise NotImplementedError
 
     def applied_branch(self, job, mode: str | None) -> str:
@@ -82,7 +89,7 @@ class Method:
         """The method-specific design columns of a result row (`harness.results.schema.DESIGN`): the step
         window, heads, mode and noise. `calls` is the number of denoising steps of the sampler."""
         return {"step_start": None, "step_end": None, "steps_patched": None, "heads": None, "mode": None,
-                "noise_scale": None, "restore": None}
+                "noise_scale": None, "noise_rule": None, "noise_draw": None, "restore": None}
 
     def noise_std(self, job, adapter) -> list[float] | None:
         """σ of the job's corruption noise per text encoder (causal tracing); None for methods without."""

@@ -113,7 +113,7 @@ class Worker:
         rows, saved = [], {}
         for i, ((p, seed, variant, sample), item) in enumerate(zip(entries, items)):
             image, _, seconds, batch_rows = done[item]
-            row_id = f"{self.prompt_ids[p]}-s{seed}-{variant.label}".replace("/", "_")
+            row_id = f"{self.prompt_ids[p]}-s{seed}-{variant.key}".replace("/", "_")
             image_path = None
             if self.job.save_images:
                 saved[row_id] = image
