@@ -20,6 +20,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--bootstrap", type=int, default=N_BOOT, metavar="N",
                         help=f"bootstrap resamples (default {N_BOOT}, as every verb)")
     parser.add_argument("--json", action="store_true", help="print JSON records instead of the tables")
+    parser.add_argument("--no-concepts", action="store_true",
+                        help="one table per attribute, without the tables of each concept")
     parser.add_argument("--pooled", action="store_true",
                         help="one table over every row (all attributes pooled): the mean of --metric per variant")
     parser.add_argument("--order", choices=("asc", "desc"), help="--pooled: override the sort (default: by effect direction)")
@@ -50,7 +52,7 @@ def run(args) -> int:
     from analysis.rank import format_groups
     from analysis.runs import open_run
 
-    groups = rank_run(open_run(args.run_dir), args.metric, args.bootstrap)
+    groups = rank_run(open_run(args.run_dir), args.metric, args.bootstrap, by_concept=not args.no_concepts)
     print(json.dumps([r for g in groups for r in g.records()], indent=2) if args.json
           else format_groups(groups, top=args.top))
     return 0

@@ -8,9 +8,12 @@ from pathlib import Path
 from analysis.intervals import N_BOOT
 
 HELP = "compare a new run or checkpoint with a baseline run: exit 0 pass, 1 regression"
-DESCRIPTION = ("Rank agreement (Kendall tau, Spearman), candidate-set overlap, per-site effect drift with intervals "
-               "and new failures between a baseline run and a candidate run (or the baseline's job re-run on "
-               "--candidate-model). Exit 0 = pass, 1 = regression, 2 = usage error.")
+DESCRIPTION = ("Per attribute: rank agreement (Kendall tau, Spearman) and top-k overlap over the sites with an effect, "
+               "the top variant (a tie may trade places, a moved layer may not), per-site drift in effect units "
+               "(Holm or BH over sites; paired only when prompts, seeds and noise match) and new failures, between a "
+               "baseline run and a candidate run (or the baseline's job re-run on --candidate-model). Exit 0 = pass, "
+               "1 = regression (the report names the failing sites), 2 = usage error or a run that cannot support a "
+               "verdict (a constant metric, one prompt).")
 
 
 def add_arguments(p) -> None:

@@ -54,7 +54,7 @@ def run(args) -> int:
               "command again to retry only those", file=sys.stderr)
         return 1
     try:  # through the verb registry: harness does not import analysis (see harness.cli)
-        call_verb("rank", [str(summary.run_dir), "--top", "5"])  # per attribute, the paper's rule
+        call_verb("rank", [str(summary.run_dir), "--top", "5", "--no-concepts"])  # per attribute, the paper's rule
     except UserError as exc:  # the sweep itself succeeded; say why there is no table
         print(f"no ranking: {exc}")
         return 0

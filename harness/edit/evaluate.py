@@ -8,11 +8,12 @@ Three prompt sets, as the editing papers evaluate (METHODS.md §1.4, §7.3 step 
 * ``specificity`` — the concept's hard negatives (other artists / similar objects) and unrelated prompts:
   they should stay put.
 
-Per (prompt, seed) one row with the edit's id (the first seed's original and edited images are saved under
-``images/`` and named in ``image_original`` / ``image_edited``, for `loco report`'s before/after grid): image distance of the edited image to the original's
-(``mse``, ``psnr``, ``ssim`` — P3's definitions; 0 / 148.13 dB / 1 = untouched), ``embed_shift`` (relative
-change of the prompt embeddings, where DiffQuickFix acts) and ``kv_shift`` (relative change of the edited
-cross-attention projections' output on the prompt's tokens, where LocoEdit/UCE/TIME act). Semantic
+Per (prompt, seed) one row with the edit's id (the first seed's original and edited images are saved
+under ``images/`` and named in ``image_original`` / ``image_edited``, for `loco report`'s before/after
+grid): image distance of the edited image to the original's (``mse``, ``psnr``, ``ssim`` — P3's
+definitions; 0 / 148.13 dB / 1 = untouched), ``embed_shift`` (relative change of the prompt
+embeddings, where DiffQuickFix acts) and ``kv_shift`` (relative change of the edited cross-attention
+projections' output on the prompt's tokens, where LocoEdit/UCE/TIME act). Semantic
 scores come from the scorers named by ``metrics`` (``--metrics probe`` on the toyworld model: does the
 edited "red" prompt still draw red?): each is applied to both images, the edited one's columns under
 their own names and the original's with the suffix ``_original``. With a CLIP checkpoint (`clip=`, CLI

@@ -7,13 +7,13 @@ flow can be checked by eye and by the attribute probes (`harness.metrics.probe`)
    LocoGen (`locogen.yaml`, `objects.csv`) and causal tracing (`causal_trace.yaml`, `trace.csv`: 12
    prompts per attribute, so its threshold has a validation split) for colour, shape and background,
    attention patching for the rendered word (`attn_patch.yaml`, `words.csv`);
-2. **rank** — each run per attribute under its paper's rule, read through the probes (`loco rank
-   --by-attribute`), and the candidate layer sets of all three (`loco candidates`);
-3. **edit** — LocoEdit makes "red" draw blue in the window LocoGen ranked first for colour
+2. **rank** — each run per attribute under its paper's rule, read through the probes (`loco rank`),
+   and the candidate layer sets of all three (`loco candidates`);
+3. **edit** — LocoEdit makes "red" draw blue in the window LocoGen found for the concept red
    (`edit_red_blue.yaml`, `loco edit`), evaluated on red prompts (should turn blue), red prompts in
    other phrasings (should too) and the other colours (should not move; `edit_eval.csv`, `loco edit-eval
    --metrics probe`);
-4. **report** — one HTML file of the three runs (`loco report`).
+4. **report** — one HTML file of the three runs and the edit's evaluation (`loco report`).
 
 Every step is the verb itself, called through the verb registry (`harness.cli.registry.call_verb`), so
 the demo exercises exactly what a user runs, and `harness` still never imports `analysis`.
@@ -72,7 +72,7 @@ def summarize_candidates(path: Path) -> str:
         layers = ", ".join(e["variant"] for e in s["evidence"] if e.get("selected")) or f"none ({s['status']})"
         ci = (f"[{top['ci_low']:+.3f}, {top['ci_high']:+.3f}]" if top.get("ci_low") is not None else "no interval")
         p_top = f"{top['p_top']:.2f}" if top.get("p_top") is not None else "—"
-        lines.append(f"  {s['method']:<13} {s['attribute']:<11} {layers[:26]:<26} {top['effect']:+.3f} "
+        lines.append(f"  {s['method']:<13} {s['attribute']:<11} {layers:<26} {top['effect']:+.3f} "
                      f"{ci} n={top['n_prompts']}   {p_top}")
     return "\n".join(lines)
 
@@ -131,13 +131,13 @@ def run_demo(out: str | Path, model: str | None = None, overrides: list[str] = (
     log(summarize_candidates(candidates) + f"\n(full rankings: {out / 'rankings.txt'})")
     seconds["rank + candidates"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    log("\n== edit: LocoEdit red → blue in LocoGen's first colour window")
+    log("\n== edit: LocoEdit red → blue in the window LocoGen found for red")
     call_verb("edit", [str(edit_spec(out, candidates, model)), "--out", str(out / "edit"), "--force"])
     call_verb("edit-eval", [str(out / "edit"), "--prompts", str(HERE / "edit_eval.csv"), "--out", str(out / "edit-eval"),
                             "--seeds", seeds, "--metrics", "probe", "--force"])
     seconds["edit + evaluation"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     report = out / "report.html"
-    call_verb("report", [*(str(r) for r in runs.values()), "--out", str(report)])
+    call_verb("report", [*(str(r) for r in runs.values()), str(out / "edit-eval"), "--out", str(report)])
     seconds["report"] = time.perf_counter() - t0
     return DemoResult(out, runs, candidates, out / "edit", out / "edit-eval", report, seconds)
