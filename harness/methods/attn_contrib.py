@@ -69,7 +69,7 @@ class AttnContrib(Method):
     def plan(self, job, sites: list[Site]) -> list[Variant]:
         return [Variant(site.label, "variant", site.kind, (site.name,), (site.index,), site.index) for site in sites]
 
-    def references(self) -> list[Variant]:
+    def references(self, job) -> list[Variant]:
         return [Variant("control", "control")]
 
     def bind(self, variant: Variant, job, prompt, seed: int, mode: str | None) -> Sample:

@@ -23,6 +23,16 @@ def planted_run(tmp_path_factory):
     return run_sweep(job, out=tmp_path_factory.mktemp("planted") / "base", backend="local").run_dir
 
 
+CONTRIB_JOB = {**PLANTED_JOB, "method": "attn_contrib", "save_images": False}  # the same prompts, measured
+
+
+@pytest.fixture(scope="session")
+def planted_contrib_run(tmp_path_factory):
+    """attn_contrib on LocoGen's planted model and prompts: its sweep summary."""
+    job = load_job({"name": "planted-contrib", **CONTRIB_JOB})
+    return run_sweep(job, out=tmp_path_factory.mktemp("planted") / "contrib", backend="local")
+
+
 OBJECTS = ["a house", "a cat", "a boat", "a tree", "a bridge", "a horse"]
 ARTISTS = ["van gogh", "monet"]
 TRACE_JOB = {"model": "tiny:sd15+planted=cross_attn#8", "method": "causal_trace", "sites": {"kind": "cross_attn"},
