@@ -5,7 +5,7 @@ The effect of a variant on one (prompt, seed) is its metric minus the same promp
 row (variant − control for LocoGen and patching, restored − corrupted for causal tracing); the group's
 effect is the statistic over every row minus the reference statistic (for a mean, the mean of the
 paired differences). Groups are the paper's unit of reporting: one per attribute (style, object, fact,
-...; METHODS.md §1.2, §2.1) and, inside it, one per concept ("van gogh"). All variants of a group share
+...; docs/methods.md §1.2, §2.1) and, inside it, one per concept ("van gogh"). All variants of a group share
 one set of prompt resamples (`analysis.bootstrap`), so P(top) and the top-1 vs top-2 difference are
 honest about prompt-to-prompt variation.
 """

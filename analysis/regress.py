@@ -309,9 +309,7 @@ def regress(baseline: str | Path, candidate: str | Path, thresholds: Thresholds,
             continue
         few = next((r for r in (base, cand) if r.n_prompts < 2), None)
         if few is not None:
-            raise AnalysisError(f"regress: attribute '{label}' of run '{few.run}' has {few.n_prompts} prompt: no "
-                                "interval, nothing to compare a checkpoint by; give the job at least 2 prompts per "
-                                "attribute (10 for trustworthy intervals)")
+            raise too_few_prompts(label, few.run, few.n_prompts)
         g = compare_groups(base, cand, thresholds, same_noise and paired_draws(base, cand) is not None)
         groups.append(g)
         checks += group_checks(g, thresholds)
@@ -319,6 +317,25 @@ def regress(baseline: str | Path, candidate: str | Path, thresholds: Thresholds,
     checks.append(Check("new_failures", new_failures <= thresholds.max_new_failures, new_failures,
                         thresholds.max_new_failures))
     return Verdict(str(base_run.path), str(cand_run.path), all(c.passed for c in checks), checks, groups, new_failures)
+
+
+def too_few_prompts(attribute: str, run: str, n: int) -> AnalysisError:
+    return AnalysisError(f"regress: attribute '{attribute}' of run '{run}' has {n} prompt: no interval, nothing to "
+                         "compare a checkpoint by; give the job at least 2 prompts per attribute (10 for "
+                         "trustworthy intervals)")
+
+
+def check_enough_prompts(baseline: str | Path) -> None:
+    """Refuse a baseline with an attribute of one prompt before a candidate sweep is spent on it."""
+    import duckdb
+
+    run = open_run(baseline)
+    require_results(run)
+    counts = duckdb.sql(f"SELECT attribute, count(DISTINCT prompt) FROM read_parquet('{run.results_glob}', "
+                        "union_by_name=true) GROUP BY attribute ORDER BY attribute").fetchall()
+    for attribute, n in counts:
+        if n < 2:
+            raise too_few_prompts(attribute, run.name, n)
 
 
 def run_candidate_model(baseline: str | Path, model: str, out: str | Path | None, local: bool = False) -> Path:

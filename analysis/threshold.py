@@ -1,6 +1,6 @@
 """Causal tracing's selection: every state whose restoration clears a threshold chosen on held-out prompts.
 
-P1 (METHODS.md §1.2) calls a state causal when its restored CLIP score exceeds a threshold chosen on "a
+P1 (docs/methods.md §1.2) calls a state causal when its restored CLIP score exceeds a threshold chosen on "a
 small validation set of 10 prompts per attribute". Choosing the threshold on the same prompts that are
 then reported would flatter the result, so the group's prompts are split (deterministically, by a hash
 of the prompt id) into a validation part (up to 10 prompts, a third of them at most) and a test part.

@@ -149,7 +149,7 @@ def localization_section(demo: Path, n_boot: int, top: int = 3) -> str:
     return "\n".join(lines)
 
 
-TEXT_STATE = "text_self_attn#0@last_subject"  # P1's one causal text-encoder state (METHODS.md §1.2)
+TEXT_STATE = "text_self_attn#0@last_subject"  # P1's one causal text-encoder state (docs/methods.md §1.2)
 
 
 def noise_of(run_dir: Path) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import sys
 
-from analysis.intervals import N_BOOT
+from analysis.verbs import add_bootstrap
+from harness.cli.registry import add_quiet
 
 HELP = "candidate layer sets per attribute and concept, with evidence"
 DESCRIPTION = ("Rank each attribute (and concept) of the runs under the paper's selection rule (LocoGen: CLIP to "
@@ -20,8 +21,7 @@ def add_arguments(p) -> None:
     p.add_argument("--metric", help="rank by this column instead of the paper's metric")
     p.add_argument("--top", type=int, help="variants per set for top-k rules (default: the paper's: P2 1 window, "
                    "P3 3 layers on SDXL, 1 on IF/SD3); only variants whose interval excludes 0 enter a set")
-    p.add_argument("--bootstrap", type=int, default=N_BOOT, metavar="N",
-                   help=f"bootstrap resamples (default {N_BOOT}, as every verb)")
+    add_bootstrap(p)
     p.add_argument("--minimal-set", action="store_true",
                    help="also find the smallest layer set reaching --fraction of the all-layer effect, verified by a "
                    "follow-up sweep the harness runs itself")
@@ -29,6 +29,7 @@ def add_arguments(p) -> None:
     p.add_argument("--max-size", type=int, default=8, help="largest set the minimal-set sweep tries (default 8)")
     p.add_argument("--minimal-out", help="run directory of the follow-up sweep (default: RUN_DIR-minimal)")
     p.add_argument("--local", action="store_true", help="run the follow-up sweep in this process instead of on Ray")
+    add_quiet(p)
 
 
 def run(args) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analysis.intervals import N_BOOT
+from analysis.verbs import add_bootstrap
 
 HELP = "rank sites per attribute under the paper's rule, with intervals over prompts and P(top)"
 DESCRIPTION = ("Each attribute (and concept) of a run ranked under its paper's rule: paired effects with "
@@ -12,13 +12,12 @@ DESCRIPTION = ("Each attribute (and concept) of a run ranked under its paper's r
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("run_dir", help="a run directory written by `loco sweep`")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `loco sweep`")
     parser.add_argument("--metric", help="metric column (default: the paper's metric for each attribute — CLIP to the "
                         "prompt for style/object, to the target for facts, OCR F1 for text — or the toyworld probes' "
                         "analog, else mse)")
     parser.add_argument("--top", type=int, help="show only the first N variants of each table")
-    parser.add_argument("--bootstrap", type=int, default=N_BOOT, metavar="N",
-                        help=f"bootstrap resamples (default {N_BOOT}, as every verb)")
+    add_bootstrap(parser)
     parser.add_argument("--json", action="store_true", help="print JSON records instead of the tables")
     parser.add_argument("--no-concepts", action="store_true",
                         help="one table per attribute, without the tables of each concept")

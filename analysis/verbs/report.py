@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analysis.intervals import N_BOOT
+from analysis.verbs import add_bootstrap
 
 HELP = "one self-contained HTML report of runs (plots, images, candidates, verdict)"
 DESCRIPTION = ("Heatmaps and effect-vs-layer curves with interval bands, the papers' figures, image grids (with "
@@ -15,8 +15,7 @@ DESCRIPTION = ("Heatmaps and effect-vs-layer curves with interval bands, the pap
 def add_arguments(p) -> None:
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories, and `loco edit-eval` outputs")
     p.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html of the first run)")
-    p.add_argument("--bootstrap", type=int, default=N_BOOT, metavar="N",
-                   help=f"bootstrap resamples (default {N_BOOT}, as every verb)")
+    add_bootstrap(p)
 
 
 def run(args) -> int:

@@ -1,6 +1,6 @@
 """Evaluate an edit: the same prompts and seeds through the original and the edited model.
 
-Three prompt sets, as the editing papers evaluate (METHODS.md §1.4, §7.3 step 4, §11.1):
+Three prompt sets, as the editing papers evaluate (docs/methods.md §1.4, §7.3 step 4, §11.1):
 
 * ``efficacy`` — the prompts the edit was fitted on (its augmentations): they should move;
 * ``generalization`` — other prompts with the concept (the concept-ablation evaluation prompts when the
@@ -41,11 +41,26 @@ PER_ATTRIBUTE = re.compile(r"probe_(shape|color|background|word)_")  # summarize
 UNRELATED = ["a photo of a dog on a beach", "a bowl of fruit on a wooden table", "a city street at night"]
 
 
+EDIT_KEYS = ("edit_id", "method", "spec", "source_model")  # what every `loco edit` manifest holds
+
+
 def read_manifest(edit_dir: Path) -> dict:
+    """The manifest `loco edit` wrote into `edit_dir`; one line when the folder is something else (a
+    sweep's run directory, another tool's folder, a damaged manifest)."""
+    from harness.results.integrity import read_json
+
     for path in (edit_dir / "loco_edit" / "manifest.json", edit_dir / "manifest.json"):
         if path.is_file():
-            return json.loads(path.read_text())
-    raise UserError(f"edit: '{edit_dir}' is not an output directory of loco edit (no manifest.json)")
+            manifest = read_json(path)
+            if "job_fingerprint" in manifest:
+                raise UserError(f"edit-eval: '{edit_dir}' is a sweep's run directory (loco sweep), not an output "
+                                "directory of loco edit; pass the --out of `loco edit`")
+            missing = [k for k in EDIT_KEYS if k not in manifest]
+            if missing:
+                raise UserError(f"edit-eval: {path} is not a manifest of loco edit (no {', '.join(missing)}); "
+                                "pass the --out of `loco edit`")
+            return manifest
+    raise UserError(f"edit-eval: '{edit_dir}' is not an output directory of loco edit (no manifest.json)")
 
 
 def default_prompts(manifest: dict) -> list[dict]:
@@ -156,6 +171,11 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
         from harness.edit.semantic import clip_encoder, semantic_shift
 
         encoder = clip_encoder(clip)  # before the models: a missing CLIP checkpoint fails in a second
+    # As a sweep's workers: batch-independent kernels and one intra-op thread on CPU (two OpenMP threads on a
+    # shared 2-core machine made the evaluation's small batches 12x slower: 6 min 44 s for 15 rows, 32 s with one).
+    from harness.models import set_reproducible
+
+    set_reproducible(True, cpu=not torch.cuda.is_available())
     original, edited, params = load_pair(edit_dir, manifest)
     d = original.defaults
     records, pictures = [], {}

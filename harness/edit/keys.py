@@ -1,7 +1,7 @@
 """Keys and values: the text-side vectors a closed-form edit is fitted on.
 
 A closed-form edit needs pairs (k_i, v_i): "when this layer sees k_i it should produce v_i". All the
-editors build them the same way (METHODS.md §1.3, §2.3, §11):
+editors build them the same way (docs/methods.md §1.3, §2.3, §11):
 
 1. **Augment**: each concept is put into a few prompt templates ("{}", "a photo of {}", ...), and the
    target into the same templates, so the edit covers the concept in context, not only alone.

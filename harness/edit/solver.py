@@ -1,4 +1,4 @@
-"""One ridge solver for the whole closed-form editing family (METHODS.md §11).
+"""One ridge solver for the whole closed-form editing family (docs/methods.md §11).
 
 Every closed-form editor in the three papers and their baselines solves, per edited linear map
 W (d_out × d_in, y = W k):

@@ -54,15 +54,6 @@ class AttnContrib(Method):
             raise ValueError(f"prompts[{i}].concept: required for method 'attn_contrib' (the words whose "
                              "tokens' attention contribution is measured)")
 
-    def check_job(self, job) -> None:
-        refused = {"window": job.window != 1, "heads": job.heads is not None, "step_start": job.step_start != [0],
-                   "step_end": job.step_end is not None, "mode": job.mode != "auto", "branch": job.branch is not None}
-        for key, set_ in refused.items():
-            if set_:
-                raise ValueError(f"{key}: method 'attn_contrib' measures every text-attention block over every "
-                                 "step of one plain generation (the conditional half); it takes no "
-                                 f"{key}")
-
     def allowed_kinds(self, table: SiteTable) -> tuple[str, ...]:
         return TEXT_KINDS
 

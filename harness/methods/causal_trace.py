@@ -46,6 +46,8 @@ from harness.sites import DENOISER_KINDS, Site, SiteError
 class CausalTrace(Method):
     name = "causal_trace"
     default_branch = "both"  # denoiser restores copy both CFG halves of the clean run (module docstring)
+    reads = frozenset({"branch", "step_start", "step_end", "noise_scale", "noise_std", "noise_seed", "positions",
+                       "restore", "heads"})  # heads: read to refuse it with its own reason
 
     def __init__(self):
         self._subjects: tuple = (None, ())  # (the job's prompt list, its concepts): computed once per job
@@ -57,6 +59,8 @@ class CausalTrace(Method):
                              "(the words whose token embeddings are corrupted)")
 
     def check_job(self, job) -> None:
+        if not isinstance(job.noise_std, str) and not job.noise_std > 0:
+            raise ValueError(f"noise_std: expected 'embedding', 'subject' or a number > 0, got {job.noise_std}")
         if job.heads is not None:
             raise ValueError("heads: causal tracing restores a site's whole output; head subsets apply to "
                              "K/V swaps (attn_patch, locogen)")
@@ -97,6 +101,11 @@ class CausalTrace(Method):
                 self._subjects = (job.prompts, tuple(dict.fromkeys(row.concept for row in job.prompts)))
             subjects = self._subjects[1]
         return Corruption(prompt.concept, job.noise_scale, job.noise_seed + draw, job.noise_std, subjects)
+
+    def hashed(self, job, data: dict) -> dict:
+        """σ's rule and the CFG halves are hashed as they apply: their defaults changed (subject σ, both halves;
+        issue 16), so a run made under the old ones is never resumed into (an unset branch hashes as "both")."""
+        return data | {"branch": job.effective_branch}
 
     def noise_std(self, job, adapter) -> list[float] | None:
         # σ is the same for every row of a job (`embedding`, `subject` pools all its concepts, or a number).

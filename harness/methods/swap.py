@@ -15,6 +15,7 @@ from harness.sites import TEXT_KINDS, Site, SiteTable
 
 class KVSwapMethod(Method):
     joint_sets = True
+    reads = frozenset({"window", "site_sets", "heads", "mode", "branch", "step_start", "step_end"})
 
     def check_prompt(self, i: int, row) -> None:
         if not row.target:

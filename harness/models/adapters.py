@@ -33,7 +33,7 @@ class ModelLoadError(UserError):
 @dataclass(frozen=True)
 class GenerationConfig:
     """Sampler settings shared by every row of a sweep; each adapter's `paper_defaults` is one
-    (METHODS.md §4.4), and a job's `steps`/`guidance_scale`/`height`/`width` override it (`with_job`)."""
+    (docs/methods.md §4.4), and a job's `steps`/`guidance_scale`/`height`/`width` override it (`with_job`)."""
 
     steps: int
     guidance_scale: float
@@ -98,6 +98,9 @@ class ModelAdapter:
     # Steps of the short generation that discovers the sites (PixArt's pipelines read a 1-step call as a
     # distilled model's and return another output of the scheduler, which DPM-Solver does not have).
     probe_steps: int = 1
+    # The objective `loco finetune` trains with (harness.finetune.objective): "ddpm" (noise or velocity
+    # regression at a uniform DDPM timestep) or "flow" (rectified flow: σ-interpolation, target ε − x₀).
+    training_objective: str = "ddpm"
 
     def __init__(self, pipe, info: ModelInfo, tiny: bool):
         self.pipe = pipe
@@ -287,6 +290,12 @@ class ModelAdapter:
 
     def _encode_negative(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def training_forward(self, noisy: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor],
+                         batch) -> torch.Tensor:
+        """The denoiser's prediction for a training batch (`harness.finetune.objective`), called as the
+        architecture's diffusers training script calls it: (N, C, h, w) noisy input → (N, C, h, w)."""
+        return self.denoiser(noisy, t, encoder_hidden_states=cond["prompt_embeds"]).sample
 
     # ---- generation ------------------------------------------------------------------------------
     def generate(self, cond: dict[str, torch.Tensor], negative: dict[str, torch.Tensor] | None,

@@ -37,9 +37,12 @@ def test_the_planted_layer_ranks_first_and_every_other_reads_zero(contrib_run):
     assert all(site.mean == 0.0 for site in ranking.sites[1:])
 
 
-@pytest.mark.parametrize(("key", "value"), [("window", 2), ("heads", [0]), ("step_start", [2]), ("branch", "both")])
+@pytest.mark.parametrize(("key", "value"), [("window", 2), ("heads", [0]), ("step_start", [2]), ("branch", "both"),
+                                           ("noise_scale", 5.0)])
 def test_what_a_plain_generation_cannot_take_is_refused_by_name(key, value):
-    with pytest.raises(ValueError, match=f"{key}: method 'attn_contrib' measures every text-attention block"):
+    # attn_contrib measures every text-attention block over every step of one plain generation: it reads none
+    # of the method-specific keys (`Method.reads`)
+    with pytest.raises(ValueError, match=f"{key}: method 'attn_contrib' does not read it"):
         load_job({**JOB, key: value})
 
 

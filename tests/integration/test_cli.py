@@ -22,12 +22,20 @@ def one_line_error(capsys, *argv) -> str:
     return lines[0]
 
 
+PRINTED = {}  # what the default sweep printed
+
+
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cli") / "run"
-    code = main(["sweep", "--local", "--out", str(out), "--set", "seeds=[0]",
-                 "--set", "sites={kind: cross_attn, index: 12-15}"])
+    import contextlib
+    import io
+
+    out, printed = tmp_path_factory.mktemp("cli") / "run", io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["sweep", "--local", "--out", str(out), "--set", "seeds=[0]",
+                     "--set", "sites={kind: cross_attn, index: 7-10}"])
     assert code == 0
+    PRINTED["sweep"] = printed.getvalue()
     return out
 
 
@@ -37,8 +45,15 @@ def test_help_describes_every_verb():
         assert verb in text
 
 
-def test_sweep_prints_summary_and_top_sites(small_run, capsys):
+def test_the_default_sweep_prints_a_real_ranking_its_planted_layer_first(small_run):
     assert (small_run / "manifest.json").is_file()
+    tables = [block.splitlines() for block in PRINTED["sweep"].split("\n\n") if "rank  variant" in block]
+    headers = [next(line for line in t if line.startswith("locogen · ")) for t in tables]
+    assert [h.split(" · ")[1] for h in headers] == ["object", "style", "text"]  # one table per attribute
+    for table in tables:
+        ranked = [line.split() for line in table if line.strip()[:1].isdigit()]
+        assert ranked[0][1] == "cross_attn#8" and float(ranked[0][2]) > 0
+        assert {r[1]: float(r[2]) for r in ranked[1:]} == {"cross_attn#7": 0.0, "cross_attn#9": 0.0, "cross_attn#10": 0.0}
 
 
 def test_rank_ranks_each_attribute_under_the_paper_rule_with_n_beside_every_interval(small_run, capsys):
@@ -87,8 +102,8 @@ def test_plan_prints_units_steps_rows_cost_and_checkpoints_without_loading_a_mod
     for module in (harness.models, loading):
         monkeypatch.setattr(module, "load_model", lambda *a, **k: pytest.fail("plan loaded a model"))
     code, out, _ = run(capsys, "plan", "--json", "--set", "model=stabilityai/stable-diffusion-xl-base-1.0",
-                       "--set", "window=3", "--set", "scorers.clip={model: ViT-B-32, weights: openai}",
-                       "--set", "metrics=[clip_score, mse]")
+                       "--set", "window=3", "--set", "metrics=[clip_score, mse]",
+                       "--set", "scorers.clip={model: ViT-B-32, weights: openai}")
     plan = json.loads(out)
     assert code == 0 and plan["arch"] == "sdxl" and plan["variants"] == 68 and plan["references"] == 2
     assert plan["generations"] == plan["expected_rows"] == 4 * 2 * 70

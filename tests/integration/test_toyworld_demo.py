@@ -36,11 +36,19 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("toyworld") / "demo"
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        status = call_verb("demo", ["--out", str(out), "--set", "seeds=[0]"])
-    return out, status, printed.getvalue()
+    """`loco demo --out demo` typed in a folder outside the checkout (issue #21: a relative --out from any
+    working directory, the sweeps on the private Ray)."""
+    import os
+
+    folder = tmp_path_factory.mktemp("toyworld")
+    printed, before = io.StringIO(), os.getcwd()
+    os.chdir(folder)
+    try:
+        with contextlib.redirect_stdout(printed):
+            status = call_verb("demo", ["--out", "demo", "--set", "seeds=[0]"])
+    finally:
+        os.chdir(before)
+    return folder / "demo", status, printed.getvalue()
 
 
 def mean(rows, key):

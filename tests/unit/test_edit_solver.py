@@ -1,5 +1,5 @@
 """The ridge solver is the closed-form family's one formula: it must equal a least-squares solve and
-obey the invariants of METHODS.md §11.6."""
+obey the invariants of docs/methods.md §11.6."""
 
 import pytest
 import torch

@@ -32,7 +32,7 @@ def test_branch_defaults_per_method():
 
 def test_embedded_default_job_is_valid():
     spec = default_job()
-    assert spec.method == "locogen" and spec.model == "tiny:sd15"
+    assert spec.method == "locogen" and spec.model == "tiny:sd15+planted=cross_attn#8"
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -102,9 +102,6 @@ def run_demo(out: str | Path, model: str | None = None, overrides: list[str] = (
     # One private Ray session for the three sweeps. Ray runs its workers at nice 15 by default, which on a
     # busy machine starves a demo someone is waiting for; as Ray's own job supervisor does, run them at 0.
     os.environ.setdefault("RAY_worker_niceness", "0")
-    # Ray starts every worker through `uv run` when the driver runs under it (re-resolving the environment and
-    # uploading the working directory, a minute per sweep here); a private local Ray can use this interpreter.
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     started = False if local else init_ray(None)
     try:
         for name, job in SWEEPS.items():
