@@ -1,9 +1,12 @@
-"""Known answers of the agreement between localizers, on tiny planted runs over the same prompts.
+"""Known answers of the agreement between localizers, on tiny planted runs over the same prompts, ranked with
+the default bootstrap (`analysis.intervals.N_BOOT`), as `loco candidates`, `loco sql` and `loco report` rank.
 
 Where the methods must agree — text reaches the image through one layer, and that layer is all any of them
 can find — they agree exactly: τ = 1 and the same top set. Where they must not — layers that read the concept
 as strongly as ever but whose output never reaches the image — the attention contribution ranks those layers
-and the interventions do not, and the agreement drops."""
+and the interventions do not, and the agreement drops. Twelve prompts: with eight, LocoGen's and patching's
+image distances at the planted layer sit at the edge of what Holm over 16 layers lets through (t ≈ 4 with 7
+degrees of freedom), and the known answer would hang on the bootstrap's draws (`AGREE_JOB` in conftest)."""
 
 import duckdb
 import pytest
@@ -17,67 +20,61 @@ from analysis.views import connect
 from harness.jobs import load_job
 from harness.models import load_model
 from harness.sweep import run_sweep
-from tests.integration.conftest import CONTRIB_JOB, PLANTED_JOB, TRACE_JOB
+from tests.integration.conftest import AGREE_JOB
 
 READ_ONLY = range(10, 16)  # up_blocks.2 and .3: the layers that read the text and write nothing
 
 
-def pooled(*run_dirs) -> dict[tuple[str, str], object]:
-    """The attribute-level agreement rows of the runs, by (method A, method B)."""
+def pooled(*run_dirs) -> dict[frozenset, object]:
+    """The attribute-level agreement rows of the runs, by the pair of methods."""
     runs = open_runs(list(run_dirs))
-    groups = [g for run in runs for g in rank_run(run, n_boot=200)]
-    return {(a.method_a, a.method_b): a for a in agreement_table(groups, runs) if a.concept is None}
+    groups = [g for run in runs for g in rank_run(run)]
+    return {frozenset((a.method_a, a.method_b)): a for a in agreement_table(groups, runs) if a.concept is None}
 
 
 @pytest.fixture(scope="module")
-def planted_patch_run(tmp_path_factory):
-    job = load_job({**PLANTED_JOB, "name": "planted-patch", "method": "attn_patch", "save_images": False})
-    return run_sweep(job, out=tmp_path_factory.mktemp("agree") / "patch", backend="local").run_dir
+def planted_runs(planted_agree_runs, tmp_path_factory):
+    """attn_contrib, LocoGen and attention patching on the planted model (text enters at layer 8 only)."""
+    spec = load_job({**AGREE_JOB, "name": "agree-attn_patch", "method": "attn_patch"})
+    patch = run_sweep(spec, out=tmp_path_factory.mktemp("agree") / "attn_patch", backend="local").run_dir
+    return {**planted_agree_runs, "attn_patch": patch}
 
 
-def test_on_the_planted_model_every_pair_agrees_exactly(planted_run, planted_contrib_run, planted_patch_run):
-    rows = pooled(planted_contrib_run.run_dir, planted_run, planted_patch_run)
-    assert {frozenset(pair) for pair in rows} == {frozenset(("attn_contrib", "locogen")),
-                                                  frozenset(("attn_contrib", "attn_patch")),
-                                                  frozenset(("locogen", "attn_patch"))}
+def test_on_the_planted_model_every_pair_agrees_exactly(planted_runs):
+    rows = pooled(*planted_runs.values())
+    assert set(rows) == {frozenset(("attn_contrib", "locogen")), frozenset(("attn_contrib", "attn_patch")),
+                         frozenset(("locogen", "attn_patch"))}
     for agreement in rows.values():
-        assert (agreement.n_prompts, agreement.n_sites) == (8, 16)
+        assert (agreement.n_prompts, agreement.n_sites) == (12, 16)
         assert agreement.kendall_tau == pytest.approx(1.0)  # the 15 layers every method reads as exactly 0 are ties
         assert agreement.top_a == agreement.top_b == ["cross_attn#8"] and agreement.top_k_share == 1.0
-    field = next(a for a in build_candidates([planted_contrib_run.run_dir, planted_run], n_boot=100).agreement
-                 if a["concept"] is None)  # the `loco candidates` file's field, the attribute's row
+    pair = [planted_runs["attn_contrib"], planted_runs["locogen"]]
+    field = next(a for a in build_candidates(pair).agreement if a["concept"] is None)  # `loco candidates`' field
     assert field["kendall_tau"] == pytest.approx(1.0) and field["top_a"] == field["top_b"] == ["cross_attn#8"]
-    con = connect(open_runs([planted_contrib_run.run_dir, planted_run]), n_boot=100)  # `loco sql`'s views
+    con = connect(open_runs(pair))  # `loco sql`'s views
     ((tau, top_a, top_b),) = con.execute("SELECT kendall_tau, top_a, top_b FROM agreement WHERE concept IS NULL").fetchall()
     assert tau == pytest.approx(1.0) and top_a == top_b == ["cross_attn#8"]
 
 
-@pytest.fixture(scope="module")
-def trace_prompts_contrib_run(tmp_path_factory):
-    """attn_contrib on causal tracing's twelve prompts (tracing ranks only the eight it did not hold out)."""
-    job = load_job({**TRACE_JOB, "name": "trace-prompts-contrib", "method": "attn_contrib", "save_images": False})
-    return run_sweep(job, out=tmp_path_factory.mktemp("agree") / "contrib12", backend="local").run_dir
-
-
-def test_runs_are_compared_on_the_prompts_they_share(trace_prompts_contrib_run, planted_trace_run):
+def test_runs_are_compared_on_the_prompts_they_share(planted_runs, planted_trace_run):
     # causal tracing ranks its held-out test prompts (8 of its 12), attn_contrib all 12: attn_contrib is ranked
     # again on tracing's 8, and the two agree there as everywhere
-    runs = open_runs([trace_prompts_contrib_run, planted_trace_run])
-    trace = next(g for g in rank_run(runs[1], n_boot=200) if not g.concept)
-    texts = dict(duckdb.sql(f"SELECT DISTINCT prompt_id, prompt FROM read_parquet('{planted_trace_run}/results/**/*.parquet')"
-                            ).fetchall())
-    shared = {texts[p] for p in trace.extra["resamples"]["prompts"]}
-    assert len(shared) == 8 < len(TRACE_JOB["prompts"])
-    (agreement,) = pooled(trace_prompts_contrib_run, planted_trace_run).values()
-    assert agreement.n_prompts == len(shared) and agreement.kendall_tau == pytest.approx(1.0)
+    runs = open_runs([planted_runs["attn_contrib"], planted_trace_run])
+    trace = next(g for g in rank_run(runs[1]) if not g.concept)
+    assert len(trace.extra["resamples"]["prompts"]) == 8 < len(AGREE_JOB["prompts"])
+    (agreement,) = pooled(planted_runs["attn_contrib"], planted_trace_run).values()
+    assert agreement.n_prompts == 8 and agreement.kendall_tau == pytest.approx(1.0)
     assert agreement.top_a == agreement.top_b == ["cross_attn#8"]
 
 
 def test_too_few_common_prompts_to_tell_an_effect_from_0_leave_tau_empty(planted_contrib_run, planted_trace_run):
-    # LocoGen's prompts and tracing's test prompts share 4: with 4 prompts and Holm over 16 layers not even the
-    # planted layer is distinguishable from 0 (as `loco candidates` would say), so neither run orders a pair
+    # LocoGen's eight prompts (attn_contrib's shared fixture) and tracing's test prompts share 4: with 4 prompts
+    # and Holm over 16 layers not even the planted layer is distinguishable from 0 (as `loco candidates` would
+    # say), so neither run orders a pair
+    texts = dict(duckdb.sql(f"SELECT DISTINCT prompt_id, prompt FROM read_parquet('{planted_trace_run}/results/**/*.parquet')"
+                            ).fetchall())
     (agreement,) = pooled(planted_contrib_run.run_dir, planted_trace_run).values()
-    assert agreement.n_prompts == 4 and agreement.n_sites == 16
+    assert len(texts) == 12 and agreement.n_prompts == 4 and agreement.n_sites == 16
     assert agreement.kendall_tau is None and (agreement.top_a, agreement.top_b, agreement.top_k_share) == ([], [], None)
 
 
@@ -98,8 +95,8 @@ def read_only_runs(tmp_path_factory):
             proj_out.bias.zero_()
     model.pipe.save_pretrained(root / "model", safe_serialization=True)
     runs = []
-    for method, job in (("attn_contrib", CONTRIB_JOB), ("locogen", PLANTED_JOB)):
-        spec = load_job({**job, "name": f"read-only-{method}", "model": str(root / "model"), "save_images": False})
+    for method in ("attn_contrib", "locogen"):
+        spec = load_job({**AGREE_JOB, "name": f"read-only-{method}", "method": method, "model": str(root / "model")})
         runs.append(run_sweep(spec, out=root / method, backend="local").run_dir)
     return runs
 
