@@ -78,7 +78,9 @@ class CandidatesFile(BaseModel):
     model: dict
     runs: list[dict]
     sets: list[CandidateSet]
-    agreement: list[dict] = []  # runs of different methods on one attribute: Kendall tau, top-k overlap
+    # runs of different methods, per attribute and concept, on their common prompts: Kendall tau over the sites,
+    # top-k overlap (`analysis.agreement`, the `agreement` view of `loco sql`)
+    agreement: list[dict] = []
 
     def find(self, attribute: str | None = None, concept: str | None = None) -> list[CandidateSet]:
         """The sets of `attribute` (any when None); with `concept`, that concept's set when it names sites,
@@ -128,7 +130,7 @@ def build_candidates(paths, metric: str | None = None, top: int | None = None, n
         runs=[{"run": r.name, "path": str(r.path), "method": r.method,
                "job_fingerprint": r.manifest.get("job_fingerprint")} for r in runs],
         sets=[group_to_set(g) for g in groups],
-        agreement=[asdict(a) for a in agreement_table(groups)])
+        agreement=[asdict(a) for a in agreement_table(groups, runs)])
 
 
 def dump_candidates(candidates: CandidatesFile, path: str | Path | None = None) -> str:

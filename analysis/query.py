@@ -142,7 +142,7 @@ def run_query(paths, query: str, fmt: str = "table", out: str | None = None) -> 
     return "" if rel is None else render(rel, fmt, out)
 
 
-SHELL_HELP = """views: results, sites, effects, rankings, candidates, failures
+SHELL_HELP = """views: results, sites, effects, rankings, candidates, agreement_sites, agreement, failures
 end a query with ';'.  .tables  .schema VIEW  .mode table|csv|json  .quit"""
 
 

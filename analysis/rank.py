@@ -40,6 +40,7 @@ DEFAULT_METRICS = {  # first present column wins; the toyworld probes' analog be
     "locogen": ("clip_t_prompt", "probe_p_prompt", "mse"),
     "attn_patch": ("ocr_char_f1_target", "clip_t_target", "probe_p_target", "mse"),
     "causal_trace": ("clip_t_prompt", "probe_p_prompt", "mse"),
+    "attn_contrib": ("attn_contrib",),  # measured, not scored: Zarei et al.'s attention contribution
 }
 RESTORING_METHODS = ("causal_trace",)
 OCR_F1 = re.compile(r"ocr_(char|word)_f1_(text|target)")

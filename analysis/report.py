@@ -20,7 +20,7 @@ import html
 import json
 from pathlib import Path
 
-from analysis.agreement import agreement_table
+from analysis.agreement import TOP_K, agreement_table
 from analysis.candidates import group_to_set
 from analysis.choose import corruption_text
 from analysis.effects import GroupRanking, rank_run
@@ -84,15 +84,17 @@ def candidates_html(groups: list[GroupRanking], with_run: bool = False) -> str:
     return _table((["run"] if with_run else []) + header, rows)
 
 
-def agreement_html(groups: list[GroupRanking]) -> str:
-    """The agreement table, only for pairs of runs that ranked at least two common sites (τ needs two)."""
-    rows = [[a.attribute, a.run_a, a.method_a, a.run_b, a.method_b, a.n_common, a.kendall_tau, a.spearman,
-             a.top_k_overlap] for a in agreement_table(groups) if a.kendall_tau is not None]
+def agreement_html(groups: list[GroupRanking], runs: list[Run]) -> str:
+    """The agreement table (`analysis.agreement`), only for pairs of runs that ordered at least two common sites
+    (τ needs two): per attribute and concept, on the prompts both runs hold."""
+    rows = [[a.attribute, a.concept or "(all)", a.run_a, a.method_a, a.run_b, a.method_b, a.n_prompts, a.n_sites,
+             a.kendall_tau, f"{a.top_k_overlap} of {a.k}", a.top_a, a.top_b]
+            for a in agreement_table(groups, runs) if a.kendall_tau is not None]
     if not rows:
         return ""
     return "<h2>Agreement across localizers</h2>" + _table(
-        ["attribute", "run A", "method A", "run B", "method B", "common sites", "Kendall τ", "Spearman", "top-k overlap"],
-        rows)
+        ["attribute", "concept", "run A", "method A", "run B", "method B", "common prompts", "common sites",
+         "Kendall τ", f"top-{TOP_K} overlap", "top A", "top B"], rows)
 
 
 def regression_html(a: Run, b: Run, n_boot: int) -> str:
@@ -187,7 +189,7 @@ def build_report(paths, n_boot: int = N_BOOT, n_prompts: int = 2) -> str:
         body.append(text)
         all_groups += groups
     body.append("<h2>Candidate layer sets</h2>" + candidates_html(all_groups, with_run=len(runs) > 1))
-    body.append(agreement_html(all_groups))
+    body.append(agreement_html(all_groups, runs))
     body += [edit_html(e) for e in edits]
     with_results = [r for r in runs if r.has_results]
     if len(with_results) == 2 and with_results[0].method == with_results[1].method:

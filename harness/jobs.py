@@ -4,7 +4,7 @@ Minimal job (everything else has a default)::
 
     name: van-gogh-locogen
     model: tiny:sd15            # or a diffusers directory, or a hub id already in the local HF cache
-    method: locogen             # locogen | attn_patch | causal_trace
+    method: locogen             # locogen | attn_patch | causal_trace | attn_contrib
     window: 2
     prompts:
       - {prompt: "a house in the style of van gogh", target: "a house", attribute: style, concept: "van gogh"}
@@ -44,10 +44,8 @@ __all__ = ["ATTRIBUTES", "DEFAULT_JOB", "ExecutorSpec", "JobError", "JobSpec", "
 
 def parse_index(value: Any) -> list[int] | None:
     """Forward indices from ``5``, ``"40-50"``, ``"0-3,8,10-11"`` or a list of ints (ranges inclusive)."""
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return [value]
+    if value is None or isinstance(value, int):
+        return None if value is None else [value]
     if isinstance(value, list):
         if not all(isinstance(v, int) for v in value):
             raise ValueError("expected integers")
@@ -84,10 +82,9 @@ class SiteSelector(Strict):
             return {"names": value}
         if isinstance(value, dict):
             value = dict(value)
-            if isinstance(value.get("kind"), str):
-                value["kind"] = [value["kind"]]
-            if isinstance(value.get("names"), str):
-                value["names"] = [value["names"]]
+            for key in ("kind", "names"):
+                if isinstance(value.get(key), str):
+                    value[key] = [value[key]]
         return value
 
     @field_validator("index", mode="before")
@@ -221,11 +218,7 @@ class JobSpec(Strict):
     @field_validator("seeds", mode="before")
     @classmethod
     def _seeds(cls, value: Any) -> Any:
-        if isinstance(value, int):
-            return [value]
-        if isinstance(value, str):
-            return parse_index(value)
-        return value
+        return parse_index(value) if isinstance(value, (int, str)) else value
 
     @field_validator("lora")
     @classmethod

@@ -104,7 +104,7 @@ class Plan:
                if self.noise_draws > 1 else "")
             + f" (+{self.references} reference rows per prompt × seed)",
             f"  generations      {self.generations:,} = {self.prompts} prompts × {self.seeds} seeds × "
-            f"{self.variants + self.references}",
+            f"{self.generations // max(1, self.prompts * self.seeds)}",
             f"  denoising steps  {self.denoising_steps:,} ({self.steps} scheduler steps per generation"
             f"{f' = {self.calls} denoiser calls' if self.calls not in (None, self.steps) else ''}"
             f"{', plus stage II' if self.denoising_steps != self.generations * (self.calls or self.steps) else ''})",
@@ -216,7 +216,7 @@ def plan(job: JobSpec) -> Plan:
     job is validated as its sweep's worker will validate it (`harness.validate`), against the model's own
     shape (`harness.model_shape`: site counts, sampler defaults, scheduler and tokenizers of a local model
     read from its configs)."""
-    from harness.methods import references
+    from harness.methods import get_method, references
     from harness.model_shape import ShapeError, model_shape
     from harness.run.plan import plan_units
     from harness.validate import validate_job
@@ -239,7 +239,8 @@ def plan(job: JobSpec) -> Plan:
     variants, warnings = validate_job(job, table, calls, shape.tokenizers(), shape.text)
     refs = len(references(job))
     units = plan_units(job, variants)
-    generations = len(job.prompts) * len(job.seeds) * (len(variants) + refs)
+    rows = len(job.prompts) * len(job.seeds) * (len(variants) + refs)
+    generations = len(job.prompts) * len(job.seeds) * get_method(job.method).generations(len(variants), refs)
     extra_steps, extra_seconds = _stage_ii_cost(job, arch, tiny)
     if tiny:
         per_image = (calls + extra_steps) * shape.arch.tiny_step_seconds + score_seconds(job.metrics)
@@ -253,7 +254,7 @@ def plan(job: JobSpec) -> Plan:
                  + (f" + {extra_seconds} s stage II per image" if extra_seconds else "")
                  + "; docs/methods.md §8; batching makes it less")
     return Plan(job.name, job.method, job.model, arch, tiny, len(variants), refs, len(job.prompts),
-                len(job.seeds), len(units), generations, steps, generations * (calls + extra_steps), generations,
+                len(job.seeds), len(units), generations, steps, generations * (calls + extra_steps), rows,
                 round(seconds / 3600, 4), basis, checkpoints(job, arch, tiny),
                 list(dict.fromkeys(v.label for v in variants))[:10],
                 job.noise_draws if job.method == "causal_trace" else 1, warnings, round(seconds, 1) if tiny else None,

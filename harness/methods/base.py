@@ -106,6 +106,22 @@ class Method:
         """σ of the job's corruption noise per text encoder (causal tracing); None for methods without."""
         return None
 
+    # ---- measuring methods (attn_contrib): one plain generation, values read by hooks ---------------------
+    def measurement(self, job, prompt, variants: list[Variant]):
+        """What hooks measure, without changing anything, while the prompt's plain image is generated for
+        the rows of `variants` (a `harness.contribution.Contribution`); None: the method measures nothing."""
+        return None
+
+    def measured_columns(self, variant: Variant, measured: dict | None) -> dict:
+        """The metric columns a row of `variant` takes from what was measured for its sample
+        (``{site: {column: value}}``)."""
+        return {}
+
+    def generations(self, variants: int, references: int) -> int:
+        """Images generated per prompt and seed (`loco plan`): one per variant and reference row, or one for
+        a measuring method."""
+        return variants + references
+
 
 def consecutive_runs(sites: list[Site]) -> list[list[Site]]:
     """The selection split into runs of consecutive forward indices (LocoGen's windows are m *consecutive*

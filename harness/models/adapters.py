@@ -85,6 +85,12 @@ class ModelAdapter:
     # True when an inference-time text patch can be installed on the bare pipeline (`install_text_patch`):
     # the layers' text K/V can be recomputed from prompt B without a donor run.
     installs_text_patch: bool = True
+    # Site kind -> the reader of its attention (`harness.contribution.layouts`: where the image queries and the
+    # text keys sit, which projection is W_o), for the attention contribution (`attn_contrib`).
+    text_attention: dict = {"cross_attn": "cross"}
+    # The text encoders whose tokens make up, in this order, the text sequence the text attention reads (its
+    # key columns): SD3 reads CLIP's 77 tokens, then T5's 256.
+    text_sequence: tuple[str, ...] = ("text_encoder",)
     # Keywords every pipeline call of this architecture passes (ours and a plain one compared with ours), e.g.
     # PixArt's and SANA's ``use_resolution_binning=False``: without it a small request is silently binned to a
     # 1024-px aspect bucket.
@@ -155,6 +161,31 @@ class ModelAdapter:
         """The K and V projections through which text enters at a text-reading attention site."""
         attn = self.module(site_name)
         return getattr(attn, self.kv_projections[0]), getattr(attn, self.kv_projections[1])
+
+    def text_reader(self, site_name: str):
+        """The attention reader of a text-reading site (`text_attention` by the site's kind)."""
+        kind = self.sites[site_name].kind
+        if kind not in self.text_attention:
+            raise JobError(f"sites: '{site_name}' is a {kind} site; the attention contribution reads "
+                           f"{', '.join(self.text_attention)} sites on {self.arch}")
+        return self.text_attention[kind]
+
+    def text_length(self) -> int:
+        """The length of the text sequence the text attention reads (`text_sequence`)."""
+        return sum(self.max_text_length(name) for name in self.text_sequence)
+
+    def concept_columns(self, prompt: str, concept: str) -> list[int]:
+        """The positions of `concept`'s tokens in the text sequence (`text_sequence`): every encoder's span,
+        offset by the lengths of the encoders before it (an encoder the pipeline lacks still takes its place)."""
+        if len(self.text_sequence) == 1:  # one encoder: its positions in the sequence the K/V read (SANA's tail)
+            return list(self.kv_positions(prompt, concept)["span"])
+        encoders = self.text_encoders()
+        columns, offset = [], 0
+        for name in self.text_sequence:
+            if name in encoders:
+                columns += [offset + i for i in self.token_positions(name, prompt, concept)["span"]]
+            offset += self.max_text_length(name)
+        return columns
 
     def kv_input(self, cond: dict[str, torch.Tensor]) -> torch.Tensor:
         """What the text sites' K/V projections read, from a prompt's conditioning (`encode`): its prompt

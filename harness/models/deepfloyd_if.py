@@ -56,6 +56,7 @@ class IFAdapter(ModelAdapter):
     branch_tensors = None  # IFPipeline has no callback_on_step_end
     kv_input_is_prompt_embeds = False
     kv_projections = ("add_k_proj", "add_v_proj")
+    text_attention = {"cross_attn": "added_kv"}  # text K/V first among the keys, then the image's own
     paper_defaults = GenerationConfig(50, 7.0, 64, 64)
     tiny_size = 16
 

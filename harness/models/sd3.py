@@ -33,6 +33,8 @@ class SD3Adapter(ModelAdapter):
     kv_input_is_prompt_embeds = False
     installs_text_patch = False
     kv_projections = ("add_k_proj", "add_v_proj")
+    text_attention = {"joint_attn": "joint"}  # one softmax over [image, text] keys, qk-norm on SD3.5
+    text_sequence = ("text_encoder", "text_encoder_3")  # CLIP-L ⊕ CLIP-G (77 tokens), then T5 (256)
     training_objective = "flow"  # rectified flow (`train_text_to_image_lora_sd3.py`)
     paper_defaults = GenerationConfig(28, 7.0, 1024, 1024)
     gpu_dtype = "bf16"  # its reference runs tolerate it best

@@ -15,6 +15,7 @@ import time
 import numpy as np
 import torch
 
+from harness.contribution import Measurements
 from harness.generate import PromptCache, generate_rows
 from harness.interventions import Sample
 from harness.methods import Variant, get_method, references
@@ -96,19 +97,25 @@ class Worker:
         # still generate the control (and donors) their rows are measured against, in their own batches.
         refs = self.references if unit.variant_indices[0] == 0 else []
         entries = []  # (prompt index, seed, variant, sample)
+        variants = [self.variants[i] for i in unit.variant_indices]
+        measurements = Measurements()  # what a measuring method (attn_contrib) reads while generating
         for p in unit.prompt_indices:
             prompt = self.job.prompts[p]
+            measure = self.method.measurement(self.job, prompt, variants)
             for seed in unit.seeds:
-                for variant in [*refs, *(self.variants[i] for i in unit.variant_indices)]:
-                    entries.append((p, seed, variant, self.method.bind(variant, self.job, prompt, seed, self.mode)))
+                for variant in [*refs, *variants]:
+                    sample = self.method.bind(variant, self.job, prompt, seed, self.mode)
+                    entries.append((p, seed, variant, sample))
+                    if measure is not None and variant.role == "variant":
+                        measurements.requests[sample] = measure
         items = [Comparison(sample, Sample(self.job.prompts[p].prompt, seed)) for p, seed, _, sample in entries]
-        done = self._generate(items)
+        done = self._generate(items, measurements)
         t0 = time.perf_counter()
         batch = self._score_batch(entries, [done[item] for item in items])
         metrics = score_all(self.scorers, batch)
         score_seconds = (time.perf_counter() - t0) / max(1, len(entries))
         rows, saved = [], {}
-        for i, ((p, seed, variant, _), item) in enumerate(zip(entries, items)):
+        for i, ((p, seed, variant, sample), item) in enumerate(zip(entries, items)):
             image, _, seconds, batch_rows = done[item]
             row_id = f"{self.prompt_ids[p]}-s{seed}-{variant.key}".replace("/", "_")
             image_path = None
@@ -121,12 +128,15 @@ class Worker:
                      "image_path": image_path},
                 design=self._design(variant), prompt=self._prompt_part(p, seed), sampler=self.sampler_part,
                 timing={"gen_seconds": seconds, "score_seconds": score_seconds, "batch_rows": batch_rows},
-                metrics={k: v[i] for k, v in metrics.items()}))
+                metrics={k: v[i] for k, v in metrics.items()}
+                | self.method.measured_columns(variant, measurements.results.get(sample))))
         result = UnitResult(unit.unit_id, rows, saved, time.perf_counter() - start, pending=batch)
         return result if self.defers_scores else finish_scores(result, self.heavy_scorers)
 
-    def _generate(self, items: list[Comparison]) -> dict[Comparison, tuple[np.ndarray, np.ndarray, float, int]]:
-        """(image, control image of the same batch, seconds per row, batch rows) for every item."""
+    def _generate(self, items: list[Comparison], measurements: Measurements | None = None,
+                  ) -> dict[Comparison, tuple[np.ndarray, np.ndarray, float, int]]:
+        """(image, control image of the same batch, seconds per row, batch rows) for every item; what a
+        measuring method asked for goes into `measurements.results`."""
         done: dict[Comparison, tuple[np.ndarray, np.ndarray, float, int]] = {}
         pending = list(dict.fromkeys(items))
         batches = pack(pending, self.batch_size)
@@ -134,7 +144,7 @@ class Worker:
             batch = batches.pop(0)
             t0 = time.perf_counter()
             try:
-                out = generate_rows(self.adapter, batch, self.config, self.cache)
+                out = generate_rows(self.adapter, batch, self.config, self.cache, measurements=measurements)
             except torch.cuda.OutOfMemoryError:
                 if self.batch_size == 1:
                     raise

@@ -60,13 +60,18 @@ def test_the_report_renders_in_a_headless_browser(runs, planted_trace_run, edit_
     assert pixels.std() > 10 and (pixels < 128).mean() > 0.005  # not a blank page
 
 
-def test_the_agreement_table_is_filled_or_left_out(runs, planted_trace_run, tmp_path):
+def test_the_agreement_table_is_filled_or_left_out(runs, planted_agree_runs, tmp_path):
     root, real, trace = runs
-    assert main(["report", str(real), str(planted_trace_run), "--out", str(tmp_path / "a.html"), "--bootstrap", "100"]) == 0
+    loco, contrib = planted_agree_runs["locogen"], planted_agree_runs["attn_contrib"]
+    assert main(["report", str(loco), str(contrib), "--out", str(tmp_path / "a.html")]) == 0  # default bootstrap
     text = (tmp_path / "a.html").read_text()
-    assert "Agreement across localizers" in text  # LocoGen and causal tracing over the same 16 layers
+    assert "Agreement across localizers" in text  # LocoGen and attn_contrib on the same 12 prompts and 16 layers
     section = text.split("Agreement across localizers")[1].split("</table>")[0]
-    assert "<td>16</td>" in section and "<td></td>" not in section
+    assert "<th>top-6 overlap</th>" in section and "<td></td>" not in section
+    # one row (LocoGen cannot tell the planted layer from 0 on a concept's 6 prompts): full agreement on layer 8
+    assert section.count("<tr>") == 2
+    assert "<td>(all)</td><td>locogen</td><td>locogen</td><td>attn_contrib</td><td>attn_contrib</td><td>12</td><td>16</td>" \
+        "<td>1</td><td>1 of 1</td><td>cross_attn#8</td><td>cross_attn#8</td>" in section
     # the hand-made trace names its layers differently: nothing in common, no empty table
     assert main(["report", str(real), str(trace), "--out", str(tmp_path / "b.html"), "--bootstrap", "100"]) == 0
     assert "Agreement across localizers" not in (tmp_path / "b.html").read_text()

@@ -12,13 +12,15 @@ import yaml
 
 from analysis.rank import RankError, rank
 from harness.jobs import load_job
+from harness.methods import get_method
 from harness.preflight import model_arch, plan
 from harness.sweep import run_sweep
 
 JOBS = sorted((Path(__file__).parents[2] / "jobs").glob("*.yaml"))
-PAPER_METRIC = {"locogen": "clip_t_prompt", "causal_trace": "clip_t_prompt", "attn_patch": "ocr_char_f1_target"}
+PAPER_METRIC = {"locogen": "clip_t_prompt", "causal_trace": "clip_t_prompt", "attn_patch": "ocr_char_f1_target",
+                "attn_contrib": "attn_contrib"}
 STEPS = 2
-PAPER_SCORER = {"locogen": "clip_score", "causal_trace": "clip_score", "attn_patch": "ocr"}
+PAPER_SCORER = {"locogen": "clip_score", "causal_trace": "clip_score", "attn_patch": "ocr"}  # attn_contrib: measured
 
 
 def test_the_library_covers_the_three_papers():
@@ -31,14 +33,17 @@ def test_the_library_covers_the_three_papers():
 def test_every_job_plans_without_loading_a_model(path):
     job = load_job(path)
     result = plan(job)
-    assert result.expected_rows == result.generations > 0 and result.denoising_steps >= result.generations
+    per_prompt_seed = len(job.prompts) * len(job.seeds)
+    assert result.expected_rows == per_prompt_seed * (result.variants + result.references) > 0
+    assert result.generations == per_prompt_seed * get_method(job.method).generations(result.variants, result.references)
+    assert result.denoising_steps >= result.generations
     assert result.gpu_hours > 0
     if not result.tiny:
         assert [c.role for c in result.checkpoints][0] == "model"
         assert all(c.where for c in result.checkpoints)
     metrics = set(job.metrics)
     if path.stem != "nightly":  # the nightly job runs on a tiny planted model: CLIP would read 0 everywhere
-        assert {"attn_patch": "ocr", "locogen": "clip_score", "causal_trace": "clip_score"}[job.method] in metrics
+        assert PAPER_SCORER.get(job.method, "mse") in metrics | {"mse"}
 
 
 def tiny_counterpart(path: Path):
@@ -48,7 +53,7 @@ def tiny_counterpart(path: Path):
     data = yaml.safe_load(path.read_text())
     data.update(model=f"tiny:{'sd15' if arch == 'sd21' else arch}", seeds=[job.seeds[0]], steps=STEPS,
                 prompts=[r.model_dump(exclude_none=True) for r in job.prompts[:1]],
-                metrics=[PAPER_SCORER[job.method], "mse"],
+                metrics=list(dict.fromkeys([PAPER_SCORER.get(job.method, "mse"), "mse"])),
                 step_start=[s for s in job.step_start if s < STEPS][:2] or [0],
                 scorers={"clip": {"allow_random": True}}, executor={"backend": "local"})
     data.pop("height", None), data.pop("width", None)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from accelerate import init_empty_weights
 
+from harness.contribution import Contribution, Measurements
 from harness.generate import generate_rows
 from harness.interventions import KVSwap, Sample
 from harness.models import GenerationConfig, load_model, registry
@@ -56,6 +57,14 @@ def structural_counts(pipe, components: tuple[str, ...], kind_of) -> dict:
     return {k: tuple(v.values()) if isinstance(v, dict) else v for k, v in counts.items()}
 
 
+def plain_image(adapter, config: GenerationConfig, prompt: str, seed: int) -> np.ndarray:
+    """The diffusers pipeline's own image for `prompt` and `seed`, called with strings as its users do."""
+    plain = adapter.pipe(prompt, num_inference_steps=config.steps, guidance_scale=config.guidance_scale,
+                         height=config.height, width=config.width, generator=torch.Generator().manual_seed(seed),
+                         output_type="np", **adapter.call_options).images
+    return (np.asarray(plain) * 255).round().astype(np.uint8)[0]
+
+
 class ArchitectureTester:
     """Shared specification of an architecture module. Subclasses set `arch`."""
 
@@ -64,6 +73,11 @@ class ArchitectureTester:
     # papers localize per concept, with no fixed layer, names one here).
     planted_label: str | None = None
     batch_tolerance = 1e-5  # a row batched with others vs alone: GEMM rounding by batch size (float images)
+
+    def planted(self) -> str:
+        """The label of the site a planted model keeps (`planted_label`, else the first text paper layer)."""
+        return self.planted_label or next(label for label in self.declared.paper_sites
+                                          if label.partition("#")[0] in TEXT_KINDS)
 
     @property
     def declared(self) -> registry.Architecture:
@@ -140,10 +154,39 @@ class ArchitectureTester:
     def test_an_unintervened_row_is_the_plain_pipelines_image(self):
         adapter, config = tiny(self.arch), quick(tiny(self.arch))
         ours = generate_rows(adapter, [Sample(A, 3)], config)[0]
-        plain = adapter.pipe(A, num_inference_steps=config.steps, guidance_scale=config.guidance_scale,
-                             height=config.height, width=config.width, generator=torch.Generator().manual_seed(3),
-                             output_type="np", **adapter.call_options).images
-        assert np.array_equal(ours, (np.asarray(plain) * 255).round().astype(np.uint8)[0])
+        assert np.array_equal(ours, plain_image(adapter, config, A, 3))
+
+    # ---- attention contribution (attn_contrib): the declared reader and text sequence -------------------------
+    def test_measuring_the_attention_contribution_leaves_the_image_the_plain_pipelines(self):
+        adapter, config = tiny(self.arch), quick(tiny(self.arch))
+        sites = tuple(text_sites(adapter))
+        measured = Measurements({Sample(A, 3): Contribution("van gogh", sites)})
+        ours = generate_rows(adapter, [Sample(A, 3)], config, measurements=measured)[0]
+        assert np.array_equal(ours, plain_image(adapter, config, A, 3))
+        values = measured.results[Sample(A, 3)]
+        assert list(values) == list(sites) and all(v["attn_contrib"] > 0 for v in values.values())
+
+    def test_the_attention_contribution_ranks_the_planted_site_first_and_reads_zero_elsewhere(self):
+        label = self.planted()
+        adapter = load_model(f"tiny:{self.arch}+planted={label}", "cpu")  # no other site's K/V reads the text
+        sites = tuple(text_sites(adapter))
+        measured = Measurements({Sample(A, 0): Contribution("van gogh", sites)})
+        generate_rows(adapter, [Sample(A, 0)], quick(adapter), measurements=measured)
+        values = {site: v["attn_contrib"] for site, v in measured.results[Sample(A, 0)].items()}
+        assert [site for site, value in values.items() if value != 0] == [adapter.sites.resolve(label).name]
+        assert max(values, key=values.get) == adapter.sites.resolve(label).name
+
+    def test_the_attention_contribution_does_not_depend_on_the_batch(self):
+        adapter = tiny(self.arch)
+        sites = tuple(text_sites(adapter))
+        alone = Measurements({Sample(A, 1): Contribution("van gogh", sites)})
+        generate_rows(adapter, [Sample(A, 1)], quick(adapter), measurements=alone)
+        batched = Measurements({Sample(B, 1): Contribution("red bicycle", sites[:2]),
+                                Sample(A, 1): Contribution("van gogh", sites)})
+        generate_rows(adapter, [Sample(B, 1), Sample(A, 2), Sample(A, 1)], quick(adapter), measurements=batched)
+        for site in sites:
+            for column, value in alone.results[Sample(A, 1)][site].items():
+                assert batched.results[Sample(A, 1)][site][column] == pytest.approx(value, rel=1e-5), (site, column)
 
     def test_a_batched_patch_equals_the_same_patch_run_alone(self):
         adapter = tiny(self.arch)
@@ -156,8 +199,7 @@ class ArchitectureTester:
         assert not np.array_equal(batched[-1], batched[0])  # and the patch does something
 
     def test_on_a_planted_model_only_the_planted_site_moves_the_image(self):
-        label = self.planted_label or next(label for label in self.declared.paper_sites
-                                           if label.partition("#")[0] in TEXT_KINDS)
+        label = self.planted()
         adapter = load_model(f"tiny:{self.arch}+planted={label}", "cpu")  # every other text path cut
         sites = text_sites(adapter)
         rows = [Sample(A, 0), *(Sample(A, 0, swaps=(KVSwap((s,), B, mode="patch", branch="both"),)) for s in sites)]

@@ -22,3 +22,10 @@ def test_a_words_kv_position_is_its_token_in_the_kept_tail_not_in_the_instructio
     # Gemma-2 is causal: K/V inputs before the word are the same for both prompts, and differ at the word
     x = adapter.kv_input(adapter.encode([cat, dog]))
     assert torch.equal(x[0, :first], x[1, :first]) and not torch.equal(x[0, first], x[1, first])
+
+
+def test_attn_contrib_reads_the_words_columns_in_the_kept_tail_not_in_the_instruction():
+    adapter = tiny("sana")  # "street" is a word of the instruction too
+    assert adapter.concept_columns("a cat in a street", "street") == adapter.kv_positions("a cat in a street",
+                                                                                          "street")["span"]
+    assert adapter.concept_columns("a cat in a street", "street")[0] < 20

@@ -108,7 +108,7 @@ def test_the_shell_runs_queries_and_dot_commands(run, capsys):
     shell([run], stdin=io.StringIO(".tables\n.mode csv\nSELECT count(*) AS n\nFROM sites;\nSELECT nope FROM sites;\n.quit\n"),
           stdout=out)
     text = out.getvalue()
-    assert "results  sites  effects  rankings  candidates  failures" in text
+    assert "results  sites  effects  rankings  candidates  agreement_sites  agreement  failures" in text
     assert "n\n4\n" in text and "error: sql: no column 'nope'" in text
 
 
@@ -137,7 +137,7 @@ def test_cli_writes_candidates_and_answers_sql(run, tmp_path, capsys):
 def test_localizers_that_point_at_the_same_layer_agree_and_others_do_not(tmp_path):
     from analysis.agreement import agreement_table
     from analysis.effects import rank_run
-    from analysis.runs import open_run
+    from analysis.runs import open_run, open_runs
 
     effect = {0: -0.05, 1: -0.1, 2: -0.3, 3: 0.0}
     loco = make_run(tmp_path, "loco", "locogen", swap_rows(lambda i, p: effect[i], PROMPTS, [0]))
@@ -149,9 +149,9 @@ def test_localizers_that_point_at_the_same_layer_agree_and_others_do_not(tmp_pat
                      swap_rows(lambda i, p: {3: 0.3, 0: 0.2, 1: 0.1, 2: 0.0}[i], PROMPTS, [0], metric="ocr_word_f1_target",
                                control=0.1))
     groups = [g for r in (loco, trace, patch) for g in rank_run(open_run(r), n_boot=50, by_concept=False)]
-    table = {(a.method_a, a.method_b): a for a in agreement_table(groups)}
+    table = {(a.method_a, a.method_b): a for a in agreement_table(groups, open_runs([loco, trace, patch]))}
     same = table[("locogen", "causal_trace")]
-    assert same.n_common == 4 and same.kendall_tau == pytest.approx(1.0) and same.top_k_overlap == 1.0
+    assert same.n_sites == 4 and same.kendall_tau == pytest.approx(1.0) and same.top_k_share == 1.0
     assert table[("locogen", "attn_patch")].kendall_tau == pytest.approx(-1.0)
     assert build_candidates([loco, trace], n_boot=50).agreement[0]["kendall_tau"] == pytest.approx(1.0)
 
