@@ -121,7 +121,7 @@ def model_arch(model: str) -> tuple[str, bool]:
     index = _model_index(base)
     if index is not None:
         class_name = index[0].get("_class_name", "")
-        arch = registry.for_pipeline(class_name)
+        arch = registry.for_checkpoint(index[1], class_name)
         if arch is None:
             raise PlanError(f"model '{model}': pipeline class '{class_name}' is not supported")
         return (arch.variant_of and arch.variant_of(index[1])) or arch.default_variant, False

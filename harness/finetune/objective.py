@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from harness.errors import UserError
 from harness.finetune.data import Batch
 
 CACHE_CAPTIONS = 4096  # cache the conditioning of up to this many distinct captions
@@ -33,11 +34,15 @@ class Objective:
     def __init__(self, adapter, snr_gamma: float | None = None):
         from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
+        if adapter.training_objective is None:
+            raise UserError(f"finetune: loco has no training step for {adapter.arch} models yet (the architectures "
+                            "with one: SD1.x/2.x, SDXL, DeepFloyd IF stage I, SD3/SD3.5)")
         self.adapter = adapter
         self.arch = adapter.arch
+        self.flow = adapter.training_objective == "flow"  # rectified flow (SD3, SD3.5)
         self.snr_gamma = snr_gamma
         config = adapter.pipe.scheduler.config
-        if self.arch == "sd3":
+        if self.flow:
             self.scheduler = FlowMatchEulerDiscreteScheduler.from_config(config)
         else:
             self.scheduler = DDPMScheduler.from_config(config)
@@ -77,7 +82,7 @@ class Objective:
         noise = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(device, x0.dtype)
         n = x0.shape[0]
         with autocast():
-            if self.arch == "sd3":
+            if self.flow:
                 return self._flow_loss(x0, noise, cond, generator)
             t = torch.randint(0, self.scheduler.config.num_train_timesteps, (n,), generator=generator).to(device)
             noisy = self.scheduler.add_noise(x0, noise, t)

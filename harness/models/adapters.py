@@ -83,6 +83,9 @@ class ModelAdapter:
     # True when an inference-time text patch can be installed on the bare pipeline (`install_text_patch`):
     # the layers' text K/V can be recomputed from prompt B without a donor run.
     installs_text_patch: bool = True
+    # `loco finetune`'s training step (harness.finetune.objective): "ddpm" (noise/velocity targets), "flow"
+    # (rectified flow, SD3), or None where loco has none for the architecture yet.
+    training_objective: str | None = "ddpm"
 
     def __init__(self, pipe, info: ModelInfo, tiny: bool):
         self.pipe = pipe
@@ -123,10 +126,36 @@ class ModelAdapter:
         component, _, path = site_name.partition(".")
         return self.components()[component].get_submodule(path)
 
+    def kv_projection_names(self, site_name: str) -> tuple[str, str]:
+        """The names of the K and V projections through which text enters at `site_name` (`kv_projections`;
+        an architecture whose text sites differ overrides this: FLUX's single-stream blocks use to_k/to_v)."""
+        return self.kv_projections
+
     def kv_modules(self, site_name: str) -> tuple[torch.nn.Module, torch.nn.Module]:
         """The K and V projections through which text enters at a text-reading attention site."""
         attn = self.module(site_name)
-        return getattr(attn, self.kv_projections[0]), getattr(attn, self.kv_projections[1])
+        k_name, v_name = self.kv_projection_names(site_name)
+        return getattr(attn, k_name), getattr(attn, v_name)
+
+    def text_tokens(self, site_name: str) -> tuple[int, int] | None:
+        """The token range [start, stop) of the text in the outputs of `kv_modules(site_name)`, or None when
+        those projections see text only (cross-attention K/V, SD3's add_k/add_v). FLUX's single-stream
+        blocks project one joint sequence, text first: a KV swap copies only its text slice."""
+        return None
+
+    @torch.no_grad()
+    def cut_text_at(self, site_name: str) -> None:
+        """Make the text-reading site `site_name` ignore the text, in place (`harness.planted`): its K and V
+        projections zeroed, weights and biases, so the text tokens' attention logits are constant and their
+        values zero. An architecture whose text K/V share a projection with the image overrides this."""
+        for proj in self.kv_modules(site_name):
+            proj.weight.zero_()
+            if proj.bias is not None:
+                proj.bias.zero_()
+
+    def plain_call_kwargs(self) -> dict:
+        """Keywords a plain pipeline call needs to encode prompts as `encode` does (FLUX: the T5 length)."""
+        return {}
 
     def cfg_batch(self, guidance_scale: float) -> bool:
         """Whether a call at `guidance_scale` runs the [uncond × B, cond × B] CFG batch (diffusers' SD, SDXL,
@@ -201,7 +230,8 @@ class ModelAdapter:
         size = self.probe_size()
 
         def run_once():
-            cond, neg = self.encode(["a photo"]), self.encode_negative(1)
+            cond = self.encode(["a photo"])
+            neg = self.encode_negative(1) if self.cfg_batch(2.0) else None  # guidance-distilled: no negative
             self.generate(cond, neg, seeds=[0], steps=1, guidance_scale=2.0, height=size, width=size,
                           decode=False)
 

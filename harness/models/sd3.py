@@ -32,6 +32,7 @@ class SD3Adapter(ModelAdapter):
     tokenizer_names = ("tokenizer", "tokenizer_2", "tokenizer_3")
     kv_input_is_prompt_embeds = False
     installs_text_patch = False
+    training_objective = "flow"
     kv_projections = ("add_k_proj", "add_v_proj")
     paper_defaults = GenerationConfig(28, 7.0, 1024, 1024)
     gpu_dtype = "bf16"  # its reference runs tolerate it best
