@@ -55,8 +55,16 @@ import torch
 
 from harness.hooks import Hooks
 from harness.models.adapters import GenerationConfig, ModelAdapter
-from harness.models.parts import (clip_text_model, clip_tokenizer, t5_tokenizer, t5_xxl_encoder, tiny_clip_text_model,
-                                  tiny_t5_encoder, tiny_vae, vae16)
+from harness.models.parts import (
+    clip_text_model,
+    clip_tokenizer,
+    t5_tokenizer,
+    t5_xxl_encoder,
+    tiny_clip_text_model,
+    tiny_t5_encoder,
+    tiny_vae,
+    vae16,
+)
 from harness.models.registry import ArchCost, Architecture, register
 from harness.sites import classify
 

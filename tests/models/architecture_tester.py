@@ -60,6 +60,7 @@ class ArchitectureTester:
     arch: str = ""
     batch_tolerance = 1e-5  # a row batched with others vs alone: GEMM rounding by batch size (float images)
     planted: tuple[str, ...] = ()  # site labels planted in the known-answer test (default: a paper layer)
+    empty_buffers = False  # build the full-size model with buffers on the meta device too (SD3's 384² pos-embed)
 
     def planted_labels(self) -> tuple[str, ...]:
         paper = [label for label in self.declared.paper_sites if label.partition("#")[0] in TEXT_KINDS]
@@ -133,7 +134,7 @@ class ArchitectureTester:
     def test_the_full_size_builder_has_the_cost_tables_site_counts(self):
         if self.declared.fullsize is None:
             return
-        with init_empty_weights():  # the real configuration, no memory for its weights
+        with init_empty_weights(include_buffers=self.empty_buffers):  # the real configuration, no memory for weights
             pipe = self.declared.fullsize()
         adapter = self.declared.adapter
         counts = structural_counts(pipe, (adapter.denoiser_name, *adapter.text_encoder_names), adapter.site_kind)
@@ -168,3 +169,18 @@ class ArchitectureTester:
             assert moved == [adapter.sites.resolve(label).name], label
             # and that site is the only way text reaches the image (`cut_pooled_text` cut the others): B's image
             assert np.array_equal(patched[sites.index(moved[0])], image_b), label
+
+
+def refused_edit(arch: str, method: str, out) -> str:
+    """The one-line message a closed-form edit on `arch`'s default layers is refused with (nothing written)."""
+    from harness.edit.run import run_edit
+    from harness.edit.spec import load_edit
+    from harness.errors import UserError
+
+    spec = load_edit({"model": f"tiny:{arch}", "method": method, "edits": [{"concept": "van gogh", "target": "painting"}]})
+    try:
+        run_edit(spec, out, adapter=tiny(arch))
+    except UserError as err:
+        assert "\n" not in str(err) and not out.exists()
+        return str(err)
+    raise AssertionError(f"{method} on {arch} was not refused")

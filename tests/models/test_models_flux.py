@@ -2,12 +2,13 @@
 (guidance is an embedding), patching at both block kinds — plus what is particular to FLUX: the joint
 sequence of the single-stream blocks, text first, of which a patch copies the text slice only."""
 
+import pytest
 import torch
 
 from harness.generate import generate_rows
 from harness.interventions import KVSwap, Sample
 from tests.conftest import tiny
-from tests.models.architecture_tester import A, B, ArchitectureTester, quick
+from tests.models.architecture_tester import A, ArchitectureTester, B, quick, refused_edit
 
 
 class TestFlux(ArchitectureTester):
@@ -43,3 +44,11 @@ def test_a_dual_stream_patch_copies_the_text_side_projections():
     adapter = tiny("flux")
     site = adapter.sites.resolve("joint_attn#3").name
     assert adapter.text_tokens(site) is None and adapter.kv_projection_names(site) == ("add_k_proj", "add_v_proj")
+
+
+@pytest.mark.parametrize("method", ["locoedit", "uce", "time"])
+def test_closed_form_edits_are_refused_saying_what_is_missing(method, tmp_path):
+    message = refused_edit("flux", method, tmp_path / "out")
+    assert message.startswith(f"edit: {method} cannot edit FLUX.1-dev models: it rewrites to_k/to_v of "
+                              "cross-attention layers that read the prompt embeddings")
+    assert "text stream changes block to block" in message and "same to_k/to_v" in message

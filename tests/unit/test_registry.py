@@ -8,10 +8,21 @@ from harness.models.registry import Architecture
 
 
 def test_every_architecture_module_is_found_oldest_first():
-    assert registry.names() == ["sd15", "if", "sdxl", "sd3"]
+    names = registry.names()
+    assert names[:4] == ["sd15", "if", "sdxl", "sd3"] and {"flux", "flux_schnell", "sd35"} <= set(names)
+    released = [registry.get(name).released for name in names]
+    assert released == sorted(released)
     assert registry.for_pipeline("StableDiffusionXLPipeline").name == "sdxl"
     assert registry.for_variant("sd21").name == "sd15"  # SD2.x: a cost variant of the SD1.x module
-    assert registry.get("flux") is None and registry.for_pipeline("FluxPipeline") is None
+    assert registry.for_variant("sd35_large").name == "sd35"
+    assert registry.get("nosucharch") is None and registry.for_pipeline("NoSuchPipeline") is None
+
+
+def test_architectures_sharing_a_pipeline_class_claim_their_checkpoints_by_the_denoiser_config():
+    assert registry.for_pipeline("FluxPipeline", {"guidance_embeds": True}).name == "flux"  # FLUX.1-dev
+    assert registry.for_pipeline("FluxPipeline", {"guidance_embeds": False}).name == "flux_schnell"
+    assert registry.for_pipeline("StableDiffusion3Pipeline", {"qk_norm": None}).name == "sd3"
+    assert registry.for_pipeline("StableDiffusion3Pipeline", {"qk_norm": "rms_norm"}).name == "sd35"
 
 
 def test_a_name_registers_once():
@@ -23,8 +34,8 @@ def test_a_name_registers_once():
 
 def test_an_unknown_builder_name_lists_the_registered_ones():
     with pytest.raises(ModelLoadError, match="unknown tiny model; expected one of tiny:sd15, tiny:if, tiny:sdxl, "
-                                             "tiny:sd3"):
-        load_model("tiny:flux")
+                                             "tiny:sd3, .*tiny:flux"):
+        load_model("tiny:nosucharch")
     with pytest.raises(ModelLoadError, match="unknown full-size random model; expected one of random:sd15, "
-                                             "random:sdxl$"):
+                                             "random:sdxl, .*random:flux"):
         load_model("random:sd3")
