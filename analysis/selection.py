@@ -4,8 +4,13 @@
 |---|---|---|---|---|
 | `locogen` | style, object, action, ... | `clip_t_prompt` (CLIP to the prompt) | lowest | P2 §2.1 |
 | `locogen` | fact | `clip_t_target` (CLIP to the new fact) | highest | P2 §2.1 |
-| `attn_patch` | text (any) | `ocr_char_f1_target`, F1 of mean P, R | highest | P3 §3.4 |
+| `attn_patch` | text (any) | `ocr_char_f1_target`, F1 of mean P, R | highest 3 on SDXL, 1 on IF/SD3 | P3 §3.4, §7.5 |
 | `causal_trace` | any | restored `clip_t_prompt` | highest, above a threshold | P1 §1.2 |
+
+How many variants a "top" rule keeps is the paper's set size (`Rule.set_size`): P2's LocoGen keeps the
+best window (its size m is the job's), P3's Algorithm keeps the top 3 layers on SDXL (55, 56, 57) and
+1 on DeepFloyd IF and SD3. What may enter a set is decided in `analysis.choose` (an effect whose interval
+excludes 0, a corruption that worked).
 
 On the toyworld model (`harness.toyworld`) images are read by attribute probes instead of CLIP and OCR
 (`harness.metrics.probe`); a run scored with them and not with the paper's metric is ranked by the
@@ -50,6 +55,7 @@ class Rule:
     select: str  # "top" (best variant) or "threshold" (every state above a validation-chosen threshold)
     source: str  # where the rule comes from, for the candidates file
     fallback: bool = False
+    set_size: int = 1  # "top" rules: how many of the best variants the paper's set holds
 
     @property
     def columns(self) -> list[str]:
@@ -65,7 +71,17 @@ class Rule:
         text = f"{self.method}/{self.attribute}: {way} {self.metric} ({stat}), paired with {self.reference} rows"
         if self.select == "threshold":
             text += "; states above a threshold chosen on a validation split of prompts"
+        elif self.set_size > 1:
+            text += f"; the top {self.set_size}"
         return text + (f" [fallback: {self.source}]" if self.fallback else f" [{self.source}]")
+
+
+P3_SET_SIZE = {"sdxl": 3}  # P3 §3.2/§7.5: SDXL's text lives in 3 layers (55-57); IF and SD3 in 1
+
+
+def set_size(method: str, arch: str | None) -> int:
+    """The paper's candidate-set size for a "top" rule on `arch` (the model's architecture)."""
+    return P3_SET_SIZE.get(arch or "", 1) if method == "attn_patch" else 1
 
 
 PROBE_ANALOG = {"clip_t_prompt": "probe_p_prompt", "clip_t_target": "probe_p_target",
@@ -84,8 +100,10 @@ def _paper_rule(method: str, attribute: str) -> tuple[tuple[str, ...], int, str]
     raise AnalysisError(f"method '{method}' has no selection rule; expected locogen, attn_patch or causal_trace")
 
 
-def rule_for(method: str, attribute: str, present: list[str], metric: str | None = None) -> Rule:
-    """The rule for one (method, attribute) group of a run whose rows have the columns `present`."""
+def rule_for(method: str, attribute: str, present: list[str], metric: str | None = None,
+             arch: str | None = None) -> Rule:
+    """The rule for one (method, attribute) group of a run whose rows have the columns `present`, made
+    with a model of architecture `arch` (sd15, sdxl, if, sd3, ...: it sets P3's set size)."""
     paper, paper_sign, source = _paper_rule(method, attribute)
     metric_cols = [c for c in present if direction(c) != 0]
     select = "threshold" if method == "causal_trace" else "top"
@@ -116,4 +134,5 @@ def rule_for(method: str, attribute: str, present: list[str], metric: str | None
             source = f"{paper[0]} not scored; {metric}, largest effect ({source.split(':')[0]})"
     pr = [metric.replace("_f1_", "_p_"), metric.replace("_f1_", "_r_")]
     aggregate = "f1_of_means" if OCR_F1.fullmatch(metric) and all(c in present for c in pr) else "mean"
-    return Rule(method, attribute, metric, aggregate, sign, REFERENCE[method], select, source, fallback)
+    return Rule(method, attribute, metric, aggregate, sign, REFERENCE[method], select, source, fallback,
+                set_size(method, arch))

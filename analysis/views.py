@@ -23,6 +23,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from analysis.intervals import N_BOOT
 from analysis.runs import Run
 from harness.results.schema import COLUMNS
 
@@ -35,7 +36,7 @@ SITES_COLUMNS = {"kind": "VARCHAR", "index": "BIGINT", "name": "VARCHAR", "modul
 EFFECTS_COLUMNS = {"method": "VARCHAR", "attribute": "VARCHAR", "concept": "VARCHAR", "variant": "VARCHAR",
                    "site": "VARCHAR", "kind": "VARCHAR", "site_index": "BIGINT", "window_start": "BIGINT",
                    "window_size": "BIGINT", "step_start": "BIGINT", "position": "VARCHAR", "prompt_id": "VARCHAR",
-                   "seed": "BIGINT", "metric": "VARCHAR", "value": "DOUBLE", "reference": "DOUBLE",
+                   "seed": "BIGINT", "noise_draw": "BIGINT", "metric": "VARCHAR", "value": "DOUBLE", "reference": "DOUBLE",
                    "reference_role": "VARCHAR", "effect": "DOUBLE"}
 
 
@@ -120,18 +121,19 @@ def computed_records(runs: list[Run], n_boot: int) -> tuple[list[dict], list[dic
 
 RANKINGS_COLUMNS = {"method": "VARCHAR", "attribute": "VARCHAR", "concept": "VARCHAR", "metric": "VARCHAR",
                     "aggregate": "VARCHAR", "reference_role": "VARCHAR", "best": "VARCHAR", "rule": "VARCHAR",
-                    "separated": "BOOLEAN", "rank": "BIGINT", "variant": "VARCHAR", "site": "VARCHAR",
+                    "separated": "BOOLEAN", "status": "VARCHAR", "rank": "BIGINT", "variant": "VARCHAR", "site": "VARCHAR",
                     "sites": "VARCHAR[]", "kind": "VARCHAR", "index": "BIGINT", "indices": "BIGINT[]",
                     "window_start": "BIGINT", "window_size": "BIGINT", "step_start": "BIGINT", "position": "VARCHAR",
                     "value": "DOUBLE", "reference": "DOUBLE", "effect": "DOUBLE", "ci_low": "DOUBLE",
                     "ci_high": "DOUBLE", "p_top": "DOUBLE", "n_prompts": "BIGINT", "n_rows": "BIGINT",
-                    "selected": "BOOLEAN"}
+                    "selected": "BOOLEAN", "distinct": "BOOLEAN"}
 CANDIDATES_COLUMNS = {"attribute": "VARCHAR", "concept": "VARCHAR", "method": "VARCHAR", "rule": "VARCHAR",
                       "metric": "VARCHAR", "kind": "VARCHAR", "sites": "VARCHAR[]", "indices": "BIGINT[]",
-                      "separated": "BOOLEAN", "warning": "VARCHAR", "threshold": "DOUBLE", "evidence": "VARCHAR"}
+                      "separated": "BOOLEAN", "status": "VARCHAR", "n_prompts": "BIGINT", "warning": "VARCHAR",
+                      "threshold": "DOUBLE", "corruption": "VARCHAR", "evidence": "VARCHAR"}
 
 
-def connect(runs: list[Run], computed: bool = True, n_boot: int = 1000) -> duckdb.DuckDBPyConnection:
+def connect(runs: list[Run], computed: bool = True, n_boot: int = N_BOOT) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the six views defined over `runs` (the files are only read).
     `computed=False` leaves `rankings` and `candidates` empty (they run the bootstrap)."""
     con = duckdb.connect()

@@ -2,7 +2,7 @@
 
 One pipeline call per variant, batch 1, prompt strings re-encoded by every call, forward hooks doing the
 intervention — the structure of LocoGen's `trace_attn_layer.py` (P2), P3's cached K/V patching scripts and a
-P1-style causal trace with a cached clean run. Written here from the papers' descriptions (METHODS.md), not
+P1-style causal trace with a cached clean run. Written here from the papers' descriptions (docs/methods.md), not
 copied. Each function returns the list of images it generated (uint8), so the benchmark can check that the
 harness produced the same pictures.
 """

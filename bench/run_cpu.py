@@ -65,7 +65,9 @@ def workloads():
             reference=lambda ad, cfg: reference.patching_loop(ad, SIGNS, 42, cfg, step_start=2),
             roles=("target", "control"), per_prompt=26),
         "causal_trace": dict(
+            # the reference loop restores the cond half with the embedding matrix's σ: the job asks for the same
             job={"model": "tiny:sd15", "method": "causal_trace", "sites": {"kind": "cross_attn"}, "seeds": [0],
+                 "branch": "cond", "noise_std": "embedding",
                  "prompts": [{"prompt": a, "target": b, "concept": c} for a, b, c in STYLE[:3]]},
             reference=lambda ad, cfg: reference.causal_trace_loop(ad, [(a, c) for a, _, c in STYLE[:3]], 0, cfg),
             roles=("control", "corrupted"), per_prompt=18),

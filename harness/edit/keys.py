@@ -1,7 +1,7 @@
 """Keys and values: the text-side vectors a closed-form edit is fitted on.
 
 A closed-form edit needs pairs (k_i, v_i): "when this layer sees k_i it should produce v_i". All the
-editors build them the same way (METHODS.md §1.3, §2.3, §11):
+editors build them the same way (docs/methods.md §1.3, §2.3, §11):
 
 1. **Augment**: each concept is put into a few prompt templates ("{}", "a photo of {}", ...), and the
    target into the same templates, so the edit covers the concept in context, not only alone.
@@ -143,11 +143,12 @@ def concept_embeddings(adapter, concepts: list[str], templates: list[str]) -> to
     return embeds[torch.arange(len(prompts)), torch.tensor(positions)]
 
 
-def prompt_covariance(adapter, prompts: list[str]) -> torch.Tensor:
-    """MEMIT's prior C0 = E[k kᵀ] over every token (BOS to first EOS) of `prompts`' prompt embeddings."""
-    from harness.edit.solver import key_covariance
+def prompt_covariance(adapter, prompts: list[str], ridge: float | None = None):
+    """MEMIT's prior C0 = E[k kᵀ] over every token (BOS to first EOS) of `prompts`' prompt embeddings,
+    checked for rank (`harness.edit.solver.covariance_prior`: refused when singular unless `ridge`)."""
+    from harness.edit.solver import covariance_prior
 
     tokenizer = next(iter(adapter.text_encoders().values()))[1]
     embeds = adapter.encode(list(prompts))["prompt_embeds"].to(torch.float64)
     rows = [embeds[i, : first_eos(tokenizer, adapter.pipeline_text(p)) + 1] for i, p in enumerate(prompts)]
-    return key_covariance(torch.cat(rows))
+    return covariance_prior(torch.cat(rows), len(prompts), ridge)

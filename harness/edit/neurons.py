@@ -1,4 +1,4 @@
-"""Neuron-level editing (P2, METHODS.md §2.4): silence the few K/V output neurons that carry a concept.
+"""Neuron-level editing (P2, docs/methods.md §2.4): silence the few K/V output neurons that carry a concept.
 
 Detection: for each chosen cross-attention layer, run its K and V projections on the prompt embeddings of
 concept prompts (the concept in the templates) and of neutral prompts (the same templates with the

@@ -1,6 +1,6 @@
 """Which layers an edit touches: `sites` or a candidates file, checked against what each method can edit.
 
-Defaults are the papers' layers (METHODS.md §2.2, §3.2, §4.4), declared by each architecture's module
+Defaults are the papers' layers (docs/methods.md §2.2, §3.2, §4.4), declared by each architecture's module
 (`Architecture.edit_sites`, by method group): LocoEdit and neuron edits on SD1.x/2.x cross-attention layers
 8–9 (P2's style window; `up_blocks.1.attentions.{1,2}`), on SDXL 45–47 (P2's window start 45, the blog's
 "45–48"); UCE and TIME on every cross-attention layer; DiffQuickFix on the first text encoder's layer-0

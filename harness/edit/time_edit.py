@@ -1,4 +1,4 @@
-"""TIME (Orgad, Kawar, Belinkov, ICCV 2023; METHODS.md §11.1) as a baseline through the same solver.
+"""TIME (Orgad, Kawar, Belinkov, ICCV 2023; docs/methods.md §11.1) as a baseline through the same solver.
 
     W = (λ W_old + Σ_i v_i* c_iᵀ)(λ I + Σ_i c_i c_iᵀ)⁻¹,  λ = 0.1
 

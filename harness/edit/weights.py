@@ -21,6 +21,7 @@ class EditResult:
     new: dict[str, torch.Tensor] = field(default_factory=dict)
     solves: dict[str, dict] = field(default_factory=dict)
     extract_seconds: float = 0.0  # encoding prompts and gathering keys/values
+    prior: dict | None = None  # a covariance prior's rank, size and ridge (`solver.covariance_prior`)
 
     def add(self, name: str, old: torch.Tensor, solution: Solution) -> None:
         self.old[name] = old.detach().clone()

@@ -13,6 +13,10 @@ scheduler's target:
 * **SD3** (`train_text_to_image_lora_sd3.py`): rectified flow — σ from the logit-normal density,
   x_σ = (1 − σ)·x₀ + σ·ε, target ε − x₀, weight 1 (the script's default weighting scheme).
 
+What differs by architecture is declared by its adapter (`harness.models.<arch>`): `training_objective`
+(``ddpm`` or ``flow``) and `training_forward`, the denoiser called with the conditioning as its training
+script passes it (SDXL's time ids, SD3's pooled projections, IF's noise channels).
+
 Text encoders stay frozen (P3 adapts the denoiser only), so each caption's conditioning is computed once
 and cached when the captions are few (toyworld: a few dozen), else per batch.
 """
@@ -38,7 +42,6 @@ class Objective:
             raise UserError(f"finetune: loco has no training step for {adapter.arch} models yet (the architectures "
                             "with one: SD1.x/2.x, SDXL, DeepFloyd IF stage I, SD3/SD3.5)")
         self.adapter = adapter
-        self.arch = adapter.arch
         self.flow = adapter.training_objective == "flow"  # rectified flow (SD3, SD3.5)
         self.snr_gamma = snr_gamma
         config = adapter.pipe.scheduler.config
@@ -83,10 +86,10 @@ class Objective:
         n = x0.shape[0]
         with autocast():
             if self.flow:
-                return self._flow_loss(x0, noise, cond, generator)
+                return self._flow_loss(x0, noise, cond, batch, generator)
             t = torch.randint(0, self.scheduler.config.num_train_timesteps, (n,), generator=generator).to(device)
             noisy = self.scheduler.add_noise(x0, noise, t)
-            pred = self._denoise(noisy, t, cond, batch)
+            pred = self.adapter.training_forward(noisy, t, cond, batch)
             if self.scheduler.config.prediction_type == "v_prediction":
                 target = self.scheduler.get_velocity(x0, noise, t)
             else:
@@ -94,20 +97,6 @@ class Objective:
             if self.snr_gamma is None:
                 return F.mse_loss(pred.float(), target.float())
             return self._min_snr_loss(pred, target, t)
-
-    def _denoise(self, noisy, t, cond, batch: Batch) -> torch.Tensor:
-        unet = self.adapter.denoiser
-        embeds = cond["prompt_embeds"]
-        if self.arch == "sdxl":
-            size = noisy.shape[-1] * self.adapter.pipe.vae_scale_factor
-            time_ids = torch.tensor([[*o, *c, size, size] for o, c in zip(batch.original_sizes, batch.crops)],
-                                    dtype=embeds.dtype, device=embeds.device)
-            extra = {"text_embeds": cond["pooled_prompt_embeds"], "time_ids": time_ids}
-            return unet(noisy, t, encoder_hidden_states=embeds, added_cond_kwargs=extra).sample
-        pred = unet(noisy, t, encoder_hidden_states=embeds).sample
-        if pred.shape[1] == 2 * noisy.shape[1]:  # IF: noise and learned variance; the loss reads the noise
-            pred = pred[:, : noisy.shape[1]]
-        return pred
 
     def _min_snr_loss(self, pred, target, t) -> torch.Tensor:
         from diffusers.training_utils import compute_snr
@@ -118,7 +107,7 @@ class Objective:
         loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=list(range(1, pred.ndim)))
         return (loss * weight).mean()
 
-    def _flow_loss(self, x0, noise, cond, generator) -> torch.Tensor:
+    def _flow_loss(self, x0, noise, cond, batch: Batch, generator) -> torch.Tensor:
         from diffusers.training_utils import compute_density_for_timestep_sampling
 
         n = x0.shape[0]
@@ -129,6 +118,5 @@ class Objective:
         timesteps = self.scheduler.timesteps[indices].to(x0.device)
         sigmas = self.scheduler.sigmas[indices].to(x0.device, x0.dtype).view(n, *[1] * (x0.ndim - 1))
         noisy = (1.0 - sigmas) * x0 + sigmas * noise
-        pred = self.adapter.denoiser(hidden_states=noisy, timestep=timesteps, encoder_hidden_states=cond["prompt_embeds"],
-                                     pooled_projections=cond["pooled_prompt_embeds"]).sample
+        pred = self.adapter.training_forward(noisy, timesteps, cond, batch)
         return F.mse_loss(pred.float(), (noise - x0).float())

@@ -10,6 +10,7 @@ import torch
 
 from harness.interventions.hooks import Hooks, Move, apply_moves
 from harness.interventions.spec import Corruption, Sample
+from harness.words import find_words, missing_words_message
 
 # ---- token positions ---------------------------------------------------------------------------------
 
@@ -18,13 +19,15 @@ def token_positions(tokenizer, prompt: str, attribute: str, max_length: int) -> 
 
     Returns ``span`` (all attribute token indices), ``first_subject``, ``middle_subject`` (the middle of the
     span, ``span[(n - 1) // 2]``: the first token for spans of one or two tokens), ``last_subject`` and
-    ``last`` (the final non-padding token: EOS for CLIP and T5) — P1's four positions. Raises ValueError
-    when the attribute is absent or cut off by truncation.
+    ``last`` (the final non-padding token: EOS for CLIP and T5) — P1's four positions. The attribute is
+    found as whole words (`harness.words`: "red" in "checkered ... red circle" is the word, not the token
+    "kered") and mapped to tokens by the tokenizer's character offsets. Raises ValueError when the
+    attribute is not a whole-word span of the prompt or is cut off by truncation.
     """
-    start = prompt.lower().find(attribute.lower())
-    if not attribute or start < 0:
-        raise ValueError(f"attribute '{attribute}' does not occur in prompt '{prompt}'")
-    end = start + len(attribute)
+    found = find_words(prompt, attribute)
+    if found is None:
+        raise ValueError(missing_words_message(prompt, attribute))
+    start, end = found
     enc = tokenizer(prompt, truncation=True, max_length=max_length, return_offsets_mapping=True)
     span = [i for i, (a, b) in enumerate(enc["offset_mapping"]) if b > a and a < end and b > start]
     if not span:

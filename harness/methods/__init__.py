@@ -35,7 +35,7 @@ def plan_variants(job, table: SiteTable) -> list[Variant]:
 
 def references(job) -> list[Variant]:
     """Reference rows generated once per (prompt, seed)."""
-    return get_method(job.method).references()
+    return get_method(job.method).references(job)
 
 
 def resolve_mode(job, adapter) -> str | None:

@@ -15,6 +15,7 @@ from harness.sites import TEXT_KINDS, Site, SiteTable
 
 class KVSwapMethod(Method):
     joint_sets = True
+    reads = frozenset({"window", "site_sets", "heads", "mode", "branch", "step_start", "step_end"})
 
     def check_prompt(self, i: int, row) -> None:
         if not row.target:
@@ -72,7 +73,7 @@ class KVSwapMethod(Method):
                                         None, step_start))
         return variants
 
-    def references(self) -> list[Variant]:
+    def references(self, job) -> list[Variant]:
         return [Variant("control", "control"), Variant("target", "target")]
 
     def resolve_mode(self, job, adapter) -> str:
@@ -103,7 +104,8 @@ class KVSwapMethod(Method):
             return super().design(variant, job, calls, mode)
         return {"step_start": variant.step_start, "step_end": job.step_end,
                 "steps_patched": steps_of(variant, job).count(calls),
-                "heads": list(job.heads) if job.heads else None, "mode": mode, "noise_scale": None, "restore": None}
+                "heads": list(job.heads) if job.heads else None, "mode": mode, "noise_scale": None,
+                "noise_rule": None, "noise_draw": None, "restore": None}
 
 
 class LocoGen(KVSwapMethod):

@@ -105,7 +105,10 @@ def check_metric(name: str, where: str | None = "metrics") -> None:
     _load_builtin()
     if name not in _REGISTRY:
         prefix = f"{where}: " if where else ""
-        raise ScorerError(f"{prefix}unknown metric '{name}'{did_you_mean(name, _REGISTRY)}; known: {', '.join(known_metrics())}")
+        # a scorer's name (`clip`) suggests its first metric (`clip_score`), not whichever name is closest
+        by_scorer = {cls.name: metric for metric, cls in reversed(list(_REGISTRY.items()))}
+        hint = did_you_mean(name, _REGISTRY, default=by_scorer.get(name))
+        raise ScorerError(f"{prefix}unknown metric '{name}'{hint}; known: {', '.join(known_metrics())}")
 
 
 def check_scorer_names(options: dict[str, Any], where: str = "scorers") -> None:

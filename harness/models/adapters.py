@@ -33,7 +33,7 @@ class ModelLoadError(UserError):
 @dataclass(frozen=True)
 class GenerationConfig:
     """Sampler settings shared by every row of a sweep; each adapter's `paper_defaults` is one
-    (METHODS.md §4.4), and a job's `steps`/`guidance_scale`/`height`/`width` override it (`with_job`)."""
+    (docs/methods.md §4.4), and a job's `steps`/`guidance_scale`/`height`/`width` override it (`with_job`)."""
 
     steps: int
     guidance_scale: float
@@ -83,8 +83,9 @@ class ModelAdapter:
     # True when an inference-time text patch can be installed on the bare pipeline (`install_text_patch`):
     # the layers' text K/V can be recomputed from prompt B without a donor run.
     installs_text_patch: bool = True
-    # `loco finetune`'s training step (harness.finetune.objective): "ddpm" (noise/velocity targets), "flow"
-    # (rectified flow, SD3), or None where loco has none for the architecture yet.
+    # The objective `loco finetune` trains with (harness.finetune.objective): "ddpm" (noise or velocity
+    # regression at a uniform DDPM timestep), "flow" (rectified flow: σ-interpolation, target ε − x₀), or None
+    # where loco has no training step for the architecture yet (FLUX).
     training_objective: str | None = "ddpm"
 
     def __init__(self, pipe, info: ModelInfo, tiny: bool):
@@ -264,6 +265,12 @@ class ModelAdapter:
 
     def _encode_negative(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def training_forward(self, noisy: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor],
+                         batch) -> torch.Tensor:
+        """The denoiser's prediction for a training batch (`harness.finetune.objective`), called as the
+        architecture's diffusers training script calls it: (N, C, h, w) noisy input → (N, C, h, w)."""
+        return self.denoiser(noisy, t, encoder_hidden_states=cond["prompt_embeds"]).sample
 
     # ---- generation ------------------------------------------------------------------------------
     def generate(self, cond: dict[str, torch.Tensor], negative: dict[str, torch.Tensor] | None,

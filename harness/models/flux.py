@@ -46,7 +46,7 @@ pooled CLIP path is cut in `time_text_embed` — the planted block is then the o
 
 **Edits.** LocoEdit, UCE and TIME rewrite K/V projections that read the prompt embeddings; FLUX has none
 (each block reads the evolving text stream), so they are refused (`harness.edit.targets`). UCE's own FLUX
-script edits `context_embedder` and the pooled projection instead (METHODS.md §11.2): not a localized edit.
+script edits `context_embedder` and the pooled projection instead (docs/methods.md §11.2): not a localized edit.
 """
 
 from __future__ import annotations

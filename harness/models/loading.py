@@ -149,7 +149,7 @@ def _load(model: str, device: str, dtype: str) -> ModelAdapter:
     revision = path.name if path.parent.name == "snapshots" else "local"
     info = ModelInfo(model, cls.arch, class_name, revision, dir_fingerprint(path), dtype, device)
     adapter = cls(pipe, info, tiny=False)
-    adapter.generation_override = _sidecar_defaults(path)
+    adapter.generation_override = sidecar_defaults(path)
     return adapter
 
 
@@ -179,7 +179,7 @@ def _build(model: str, device: str, dtype: str) -> ModelAdapter:
     return cls(pipe, ModelInfo(model, name, pipeline_class, "tiny", fingerprint, dtype, device), tiny=True)
 
 
-def _sidecar_defaults(path: Path):
+def sidecar_defaults(path: Path):
     """Sampler defaults a model ships beside its weights (`toyworld.json`), or None (the paper's)."""
     from harness.models.adapters import GenerationConfig
     from harness.toyworld.sidecar import read_sidecar

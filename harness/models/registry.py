@@ -40,7 +40,7 @@ SiteCounts = dict[str, int | tuple[int, ...]]  # kind -> count (text-encoder kin
 @dataclass(frozen=True)
 class ArchCost:
     """One architecture variant for `loco plan`: its defaults, its site counts per kind, and its cost per
-    denoising step (METHODS.md §8)."""
+    denoising step (docs/methods.md §8)."""
 
     steps: int
     guidance_scale: float
@@ -63,12 +63,15 @@ class Architecture:
     tiny: Callable[[], object]  # builds the tiny pipeline (seeded; `harness.models.parts.seeded`)
     costs: dict[str, ArchCost]  # loco plan's cost table, by variant (the first is the default variant)
     tiny_sites: SiteCounts  # the tiny model's site counts (a tester keeps them equal to the traced table)
+    # `loco plan`'s CPU cost of the tiny model: seconds of one core per image per denoising step (a second
+    # stage's steps included), measured by bench/run_tiny_jobs.py
+    tiny_step_seconds: float = 0.02
     fullsize: Callable[[], object] | None = None  # builds the full-size pipeline (random weights)
     hub_ids: dict[str, str] = field(default_factory=dict)  # the papers' checkpoints -> cost variant
     # The cost variant of a checkpoint from its folder (e.g. SD2.x's 1024-d text encoder), None: the default.
     variant_of: Callable[[object], str | None] | None = None
     state_kinds: tuple[str, ...] = ("resnet",)  # site kinds whose output is the hidden state (harness.sites)
-    # Edit defaults (METHODS.md §4.4): method group (harness.edit.targets.GROUP) -> (kind, indices|None=all).
+    # Edit defaults (docs/methods.md §4.4): method group (harness.edit.targets.GROUP) -> (kind, indices|None=all).
     edit_sites: dict[str, tuple[str, list[int] | None]] = field(default_factory=dict)
     text_patch_step_start: int = 0  # P3's text-edit step_start (t_s = steps - step_start)
     paper_sites: dict[str, str] = field(default_factory=dict)  # site label -> module the papers name there

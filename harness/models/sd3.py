@@ -9,7 +9,7 @@ Because the text K/V inputs change from block to block, a KV swap patches from a
 patching), injection from embeddings is not exact, no closed-form K/V edit applies, and an inference-time
 text patch cannot be installed on a bare pipeline (use `loco sweep` with `attn_patch`).
 
-Papers' layers (METHODS.md §3.2, §4.4): P3's rendered-text block 10 (`transformer_blocks.10.attn`),
+Papers' layers (docs/methods.md §3.2, §4.4): P3's rendered-text block 10 (`transformer_blocks.10.attn`),
 text-edit step_start 2 (0 for toxic-text prevention).
 """
 
@@ -35,6 +35,7 @@ class SD3Adapter(ModelAdapter):
     installs_text_patch = False
     training_objective = "flow"
     kv_projections = ("add_k_proj", "add_v_proj")
+    training_objective = "flow"  # rectified flow (`train_text_to_image_lora_sd3.py`)
     paper_defaults = GenerationConfig(28, 7.0, 1024, 1024)
     gpu_dtype = "bf16"  # its reference runs tolerate it best
 
@@ -44,6 +45,10 @@ class SD3Adapter(ModelAdapter):
     @torch.no_grad()
     def cut_pooled_text(self) -> None:
         self.denoiser.time_text_embed.text_embedder.linear_1.weight.zero_()
+
+    def training_forward(self, noisy, t, cond, batch):
+        return self.denoiser(hidden_states=noisy, timestep=t, encoder_hidden_states=cond["prompt_embeds"],
+                             pooled_projections=cond["pooled_prompt_embeds"]).sample
 
     def _encode(self, prompts):
         embeds, _, pooled, _ = self.pipe.encode_prompt(prompt=prompts, prompt_2=None, prompt_3=None,
@@ -83,6 +88,7 @@ SD3 = register(Architecture(
     pipelines=("StableDiffusion3Pipeline",), tiny=tiny_pipeline,
     costs={"sd3": ArchCost(28, 7.0, 1024, 0.15, {**_MMDIT, "text_self_attn": (12, 32, 24), "text_mlp": (12, 32, 24)},
                            note="SD3-medium MM-DiT, CLIP-L (12) + CLIP-G (32) + T5-XXL (24) text; ~4 s per image")},
+    tiny_step_seconds=0.047,  # CPU s per image-step (bench/run_tiny_jobs.py)
     tiny_sites={**_MMDIT, "text_self_attn": (4, 4, 2), "text_mlp": (4, 4, 2)},
     hub_ids={"stabilityai/stable-diffusion-3-medium-diffusers": "sd3"},
     edit_sites={"patch": ("joint_attn", [10])},

@@ -17,16 +17,17 @@ import torch
 
 from harness.generate import PromptCache, generate_rows
 from harness.interventions import Sample
-from harness.methods import Variant, get_method, plan_variants, references
+from harness.methods import Variant, get_method, references
 from harness.metrics import ScoreBatch, build_scorers, score_all
 from harness.metrics.text import quoted_text
 from harness.models import load_model, resolve_device, set_reproducible
 from harness.results import provenance
 from harness.results.schema import build_row
 from harness.run.packing import Comparison, pack
-from harness.run.plan import WorkUnit, check_step_window
+from harness.run.plan import WorkUnit
 from harness.run.probe import choose_batch_size
 from harness.run.scoring import UnitResult, finish_scores, needs_scoring_actors
+from harness.validate import validate_job
 
 log = logging.getLogger("loco")
 
@@ -51,13 +52,16 @@ class Worker:
 
         self.edit_id = prepare_job_model(self.adapter, job.edit, job.model)  # an edit installed, or an edited model
         self.adapter.prepare_for_job(job)  # IF: the stage II that upsamples before scoring (P3)
-        self.variants = plan_variants(job, self.adapter.sites)
         self.references = references(job)
-        self.mode = self.method.resolve_mode(job, self.adapter)
-        self.noise_std = self.method.noise_std(job, self.adapter)
         self.config = self.adapter.defaults.with_job(job)
         self.calls = self.adapter.denoiser_calls(self.config.steps)
-        check_step_window(job, self.calls)
+        tokenizers = {name: (tok, self.adapter.max_text_length(name))
+                      for name, (_, tok) in self.adapter.text_encoders().items()}
+        # the checks `loco plan` runs against the model's shape (harness.validate), here on the model itself
+        self.variants, self.warnings = validate_job(job, self.adapter.sites, self.calls, tokenizers,
+                                                    self.adapter.pipeline_text)
+        self.mode = self.method.resolve_mode(job, self.adapter)
+        self.noise_std = self.method.noise_std(job, self.adapter)
         # Model-backed scorers are loaded here only when running in-process; otherwise ScoringWorker
         # actors hold them and this worker leaves their columns to them.
         self.scorers = build_scorers(job.metrics, job.scorers, heavy=False)
@@ -83,7 +87,7 @@ class Worker:
         """What the driver needs before dispatching: the site table, the plan and the model's identity."""
         return {"sites": self.adapter.sites.to_records(), "variants": self.variants,
                 "model": self.adapter.info, "config": self.config, "mode": self.mode,
-                "batch_size": self.batch_size, "static": self.run_part}
+                "batch_size": self.batch_size, "static": self.run_part, "warnings": self.warnings}
 
     # ---- one unit ----------------------------------------------------------------------------------
     def run_unit(self, unit: WorkUnit) -> UnitResult:
@@ -106,7 +110,7 @@ class Worker:
         rows, saved = [], {}
         for i, ((p, seed, variant, _), item) in enumerate(zip(entries, items)):
             image, _, seconds, batch_rows = done[item]
-            row_id = f"{self.prompt_ids[p]}-s{seed}-{variant.label}".replace("/", "_")
+            row_id = f"{self.prompt_ids[p]}-s{seed}-{variant.key}".replace("/", "_")
             image_path = None
             if self.job.save_images:
                 saved[row_id] = image

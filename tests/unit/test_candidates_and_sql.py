@@ -4,6 +4,7 @@ exist on full, failed and empty runs; every mistake is one line with exit status
 import json
 from dataclasses import fields
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -161,3 +162,20 @@ def test_loco_rank_by_attribute_applies_each_attributes_rule(run, capsys):
     top = {(r["attribute"], r["concept"]): r["variant"] for r in records if r["rank"] == 1}
     assert top[("style", None)] == "cross_attn#2" and top[("fact", None)] == "cross_attn#1"
     assert {r["best"] for r in records if r["attribute"] == "fact"} == {"highest"}
+
+
+def test_one_run_gives_one_p_top_whichever_verb_prints_it(tmp_path, capsys):
+    # a close race (P(top) well inside (0, 1)): rank, candidates and sql used 2000, 500 and 1000 resamples and
+    # printed 0.69, 0.73 and 0.706 for the same variant; one count and one RNG seed give one number
+    rng = np.random.default_rng(1)
+    noise = {(i, p): rng.normal(0, 0.1) for i in range(2) for p in PROMPTS}  # two windows, equally strong
+    race = make_run(tmp_path, "race", "locogen",
+                    swap_rows(lambda i, p: -0.3 + noise[i, p] if i < 2 else 0.0, PROMPTS, [0]))
+    assert main(["rank", str(race), "--json"]) == 0
+    ranked = {(r["concept"], r["variant"]): r["p_top"] for r in json.loads(capsys.readouterr().out)}
+    assert main(["candidates", str(race), "--out", str(tmp_path / "c.json")]) == 0
+    evidence = {e["variant"]: e["p_top"] for e in load_candidates(tmp_path / "c.json").find("style")[0].evidence}
+    assert main(["sql", str(race), "SELECT variant, p_top FROM rankings WHERE concept IS NULL", "--format", "json"]) == 0
+    sql = {r["variant"]: r["p_top"] for r in json.loads(capsys.readouterr().out)}
+    assert 0.05 < ranked[(None, "cross_attn#0")] < 0.95
+    assert all(ranked[(None, v)] == evidence[v] == sql[v] for v in evidence)

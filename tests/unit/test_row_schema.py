@@ -53,7 +53,7 @@ def test_a_row_part_with_a_missing_or_unknown_column_is_refused():
 SQL_WORDS = {"select", "from", "where", "and", "group", "by", "order", "as", "count", "read_parquet",
              "hive_partitioning", "union_by_name", "true", "false", "list", "any_value", "null", "is", "not",
              "with", "left", "join", "on", "create", "view", "unpivot", "into", "name", "value", "case", "when",
-             "then", "else", "end", "double", "coalesce"}
+             "then", "else", "end", "double", "coalesce", "distinct"}
 
 
 SQL_KEYWORDS_AFTER_TABLE = {"WHERE", "ON", "GROUP", "ORDER", "JOIN", "LEFT"}
