@@ -133,7 +133,7 @@ def _from_config(model: str, folder: Path) -> ModelShape:
 
     index = json.loads((folder / "model_index.json").read_text())
     class_name = index.get("_class_name", "")
-    arch = registry.for_pipeline(class_name)
+    arch = registry.for_checkpoint(folder, class_name)
     if arch is None:
         raise ShapeError(f"model '{model}': pipeline class '{class_name}' is not supported")
     cls = arch.adapter

@@ -12,10 +12,14 @@ pipeline once for one step with a hook on every candidate module and recording t
 
 Kinds:
   cross_attn       UNet attention that reads text (SD/SDXL ``attn2``; IF's fused AttnAddedKV attentions)
-  joint_attn       SD3 joint attention; its text side (``add_k_proj``/``add_v_proj``) is the text path
-  self_attn        UNet self-attention (``attn1``)
+  joint_attn       MM-DiT joint attention (SD3/SD3.5 blocks, FLUX's dual-stream blocks); its text side
+                   (``add_k_proj``/``add_v_proj``) is the text path
+  single_attn      FLUX single-stream attention over one joint sequence, text first (the first 512 T5 tokens,
+                   then the image); the text slice of ``to_k``/``to_v`` is the text path. Its output is the
+                   attention output of the whole sequence before the block's ``proj_out`` mixes it with the MLP
+  self_attn        UNet self-attention (``attn1``; also SD3.5's image-only ``attn2``)
   ff               feed-forward of a transformer block (image stream)
-  ff_context       SD3 feed-forward of the text stream
+  ff_context       MM-DiT feed-forward of the text stream
   resnet           UNet ResNet block
   block            a DiT's transformer block (PixArt, SANA): attention, cross-attention and feed-forward
                    inside one residual block
@@ -30,7 +34,7 @@ What a site's output holds, and so what restoring it means (P1 copies "a compone
                 output is added to the stream inside the block, and the block returns the stream) are of
                 this kind.
   contribution  the output is what the sublayer adds to a residual stream that the enclosing block owns
-                (``attn1``/``attn2``/``ff`` of a transformer block, SD3's joint attention and feed-forwards,
+                (``attn1``/``attn2``/``ff`` of a transformer block, MM-DiT joint attention and feed-forwards,
                 the text encoders' self-attention and MLP sublayers): restoring it replaces the sublayer's
                 contribution, while the corrupted stream it is added to stays.
 At a *state* site the contribution can be restored too: it is the output of its residual branch's last
@@ -49,8 +53,8 @@ import torch
 
 from harness.errors import UserError, did_you_mean
 
-TEXT_KINDS = ("cross_attn", "joint_attn")
-DENOISER_KINDS = ("cross_attn", "joint_attn", "self_attn", "ff", "ff_context", "resnet", "block")
+TEXT_KINDS = ("cross_attn", "joint_attn", "single_attn")
+DENOISER_KINDS = ("cross_attn", "joint_attn", "single_attn", "self_attn", "ff", "ff_context", "resnet", "block")
 TEXT_ENCODER_KINDS = ("text_self_attn", "text_mlp")
 KINDS = DENOISER_KINDS + TEXT_ENCODER_KINDS
 STATE, CONTRIBUTION = "state", "contribution"

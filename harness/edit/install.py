@@ -172,7 +172,8 @@ def _install_text_patch(handle: EditHandle, spec: dict) -> None:
     from harness.models import registry
 
     pipe = handle.pipe
-    arch = registry.for_pipeline(type(pipe).__name__)
+    denoiser = getattr(pipe, "transformer", None)
+    arch = registry.for_pipeline(type(pipe).__name__, dict(denoiser.config) if denoiser is not None else None)
     if arch is None or not arch.adapter.installs_text_patch:
         able = [a.title for a in registry.architectures() if a.adapter.installs_text_patch]
         raise UserError(f"edit: text_patch installs on {', '.join(able[:-1])} and {able[-1]} pipelines (K/V "

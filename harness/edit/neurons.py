@@ -72,7 +72,7 @@ def run(spec, adapter) -> dict:
         edits = {}
         for site in sites:
             per_proj = {}
-            for proj_name, proj in zip(adapter.kv_projections, adapter.kv_modules(site.name)):
+            for proj_name, proj in zip(adapter.kv_projection_names(site.name), adapter.kv_modules(site.name)):
                 if spec.top_n > proj.out_features:
                     raise EditInputError(f"top_n: {spec.top_n} exceeds the {proj.out_features} output neurons of "
                                          f"{site.name}.{proj_name}")

@@ -71,7 +71,7 @@ def edit_kv_projections(adapter, sites, keys: torch.Tensor, value_inputs: torch.
     groups: dict[float, list[tuple[str, torch.nn.Module]]] = {}
     for site in sites:
         k_proj, v_proj = adapter.kv_modules(site.name)
-        for proj_name, proj in zip(adapter.kv_projections, (k_proj, v_proj)):
+        for proj_name, proj in zip(adapter.kv_projection_names(site.name), (k_proj, v_proj)):
             role = "to_k" if proj is k_proj else "to_v"
             if role in lambdas:
                 groups.setdefault(lambdas[role], []).append((f"{site.name}.{proj_name}.weight", proj))

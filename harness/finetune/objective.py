@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from harness.errors import UserError
 from harness.finetune.data import Batch
 
 CACHE_CAPTIONS = 4096  # cache the conditioning of up to this many distinct captions
@@ -37,8 +38,11 @@ class Objective:
     def __init__(self, adapter, snr_gamma: float | None = None):
         from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
+        if adapter.training_objective is None:
+            raise UserError(f"finetune: loco has no training step for {adapter.arch} models yet (the architectures "
+                            "with one: SD1.x/2.x, SDXL, DeepFloyd IF stage I, SD3/SD3.5)")
         self.adapter = adapter
-        self.flow = adapter.training_objective == "flow"
+        self.flow = adapter.training_objective == "flow"  # rectified flow (SD3, SD3.5)
         self.snr_gamma = snr_gamma
         config = adapter.pipe.scheduler.config
         if self.flow:

@@ -23,7 +23,8 @@ class Move:
     """Copy rows `src` into rows `tgt` (indices into the module's batch) when `steps` is active.
 
     `source` replaces `src` for injected values (a tensor aligned with `tgt`); `cols` restricts the copy
-    to some feature columns (a head subset); `position` restricts it to one token position.
+    to some feature columns (a head subset); `position` restricts it to one token position, `tokens` to a
+    token range [start, stop) (the text slice of a joint text-image sequence).
     """
 
     tgt: torch.Tensor
@@ -32,17 +33,20 @@ class Move:
     cols: torch.Tensor | None = None
     position: int | None = None
     steps: StepWindow = field(default_factory=StepWindow)
+    tokens: tuple[int, int] | None = None
 
     def apply(self, out: torch.Tensor) -> None:
         values = self.source if self.source is not None else out[self.src]
         if self.position is not None:
             out[self.tgt, self.position] = values[:, self.position]
-        elif self.cols is None:
-            out[self.tgt] = values.to(out.dtype)
+            return
+        where = slice(*self.tokens) if self.tokens is not None else slice(None)
+        if self.cols is None:
+            out[self.tgt, where] = values[:, where].to(out.dtype)
         else:
-            block = out[self.tgt]
-            block[..., self.cols] = values[..., self.cols].to(out.dtype)
-            out[self.tgt] = block
+            block = out[self.tgt, where]
+            block[..., self.cols] = values[:, where][..., self.cols].to(out.dtype)
+            out[self.tgt, where] = block
 
 
 def apply_moves(moves: list[Move], output, step: int | None):
@@ -122,7 +126,7 @@ def _merge(moves: list[Move], device: torch.device) -> list[Move]:
     groups: dict[tuple, list[Move]] = {}
     for move in moves:
         cols = None if move.cols is None else tuple(move.cols.tolist())
-        key = (move.steps, cols, move.source is not None, move.position)
+        key = (move.steps, cols, move.source is not None, move.position, move.tokens)
         groups.setdefault(key, []).append(move)
     merged = []
     for group in groups.values():
@@ -131,7 +135,8 @@ def _merge(moves: list[Move], device: torch.device) -> list[Move]:
             tgt=torch.cat([m.tgt for m in group]).to(device),
             src=None if head.src is None else torch.cat([m.src for m in group]).to(device),
             source=None if head.source is None else torch.cat([m.source for m in group]),
-            cols=None if head.cols is None else head.cols.to(device), position=head.position, steps=head.steps))
+            cols=None if head.cols is None else head.cols.to(device), position=head.position, steps=head.steps,
+            tokens=head.tokens))
     return merged
 
 
@@ -160,7 +165,8 @@ def _install_denoiser_hooks(hooks: Hooks, adapter, rows: list[Sample], cfg: bool
             donor = (_find_row(rows, swap.source, row.seed, "donor", r) if swap.mode == "patch" else None)
             for site in swap.sites:
                 attn = adapter.module(site)
-                for proj_name, proj in zip(adapter.kv_projections, adapter.kv_modules(site)):
+                tokens = adapter.text_tokens(site)  # None: the projections see text only
+                for proj_name, proj in zip(adapter.kv_projection_names(site), adapter.kv_modules(site)):
                     name = f"{site}.{proj_name}"
                     cols = _head_columns(proj, swap.heads, attn.heads)
                     if donor is None:
@@ -168,11 +174,11 @@ def _install_denoiser_hooks(hooks: Hooks, adapter, rows: list[Sample], cfg: bool
                         # the same empty-prompt K/V, so `branch: both` would copy them onto themselves.
                         tgt = torch.tensor(_branch_indices([r], n, cfg, "cond"))
                         add(name, proj, Move(tgt, source=inject_value(proj, swap.source), cols=cols,
-                                             steps=swap.steps))
+                                             steps=swap.steps, tokens=tokens))
                     else:
                         tgt = torch.tensor(_branch_indices([r], n, cfg, swap.branch))
                         src = torch.tensor(_branch_indices([donor], n, cfg, swap.branch))
-                        add(name, proj, Move(tgt, src, cols=cols, steps=swap.steps))
+                        add(name, proj, Move(tgt, src, cols=cols, steps=swap.steps, tokens=tokens))
                 if adapter.masks_text:  # the text's padding mask moves with its K/V
                     mask = adapter.text_mask(embeddings(swap.source)) if donor is None else None
                     masks.setdefault(site, (attn, []))[1].append(_mask_move(mask, r, donor, n, cfg, swap, attn.heads))

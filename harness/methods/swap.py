@@ -28,13 +28,11 @@ class KVSwapMethod(Method):
     def plan(self, job, sites: list[Site]) -> list[Variant]:
         if job.site_sets is not None:
             return self.plan_sets(job, sites)
-        kinds = {s.kind for s in sites}
-        if len(kinds) > 1:
-            raise JobError(f"sites: windows need one kind of site, got {', '.join(sorted(kinds))}")
         if job.window > len(sites):
             raise JobError(f"window: {job.window} is larger than the {len(sites)} selected sites")
-        # Windows are m consecutive layers: they slide within each run of consecutive indices of the
-        # selection and never across a gap (a window labelled #3-8 must hold layers 3..8).
+        # Windows are m consecutive layers of one kind: they slide within each run of consecutive indices of
+        # the selection and never across a gap (a window labelled #3-8 must hold layers 3..8) or from one kind
+        # to another (FLUX: joint_attn#0-18, then single_attn#0-37).
         runs = consecutive_runs(sites)
         if all(len(run) < job.window for run in runs):
             present = {s.index for s in sites}

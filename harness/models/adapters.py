@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from harness.errors import JobError, UserError
+from harness.models.text_layout import TextLayout
 from harness.sites import SiteTable, classify, discover
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -60,7 +61,7 @@ class ModelInfo:
     device: str
 
 
-class ModelAdapter:
+class ModelAdapter(TextLayout):
     """One loaded pipeline plus what the harness needs to know about its architecture."""
 
     arch: str = ""
@@ -85,24 +86,17 @@ class ModelAdapter:
     # True when an inference-time text patch can be installed on the bare pipeline (`install_text_patch`):
     # the layers' text K/V can be recomputed from prompt B without a donor run.
     installs_text_patch: bool = True
-    # Site kind -> the reader of its attention (`harness.contribution.layouts`: where the image queries and the
-    # text keys sit, which projection is W_o), for the attention contribution (`attn_contrib`).
-    text_attention: dict = {"cross_attn": "cross"}
-    # The text encoders whose tokens make up, in this order, the text sequence the text attention reads (its
-    # key columns): SD3 reads CLIP's 77 tokens, then T5's 256.
-    text_sequence: tuple[str, ...] = ("text_encoder",)
     # Keywords every pipeline call of this architecture passes (ours and a plain one compared with ours), e.g.
     # PixArt's and SANA's ``use_resolution_binning=False``: without it a small request is silently binned to a
     # 1024-px aspect bucket.
     call_options: dict = {}
-    # True when the text sites mask the prompt's padding (`text_mask`): a K/V swap then moves the mask too.
-    masks_text: bool = False
     # Steps of the short generation that discovers the sites (PixArt's pipelines read a 1-step call as a
     # distilled model's and return another output of the scheduler, which DPM-Solver does not have).
     probe_steps: int = 1
     # The objective `loco finetune` trains with (harness.finetune.objective): "ddpm" (noise or velocity
-    # regression at a uniform DDPM timestep) or "flow" (rectified flow: σ-interpolation, target ε − x₀).
-    training_objective: str = "ddpm"
+    # regression at a uniform DDPM timestep), "flow" (rectified flow: σ-interpolation, target ε − x₀), or None
+    # where loco has no training step for the architecture yet (FLUX).
+    training_objective: str | None = "ddpm"
 
     def __init__(self, pipe, info: ModelInfo, tiny: bool):
         self.pipe = pipe
@@ -127,76 +121,41 @@ class ModelAdapter:
         names = (self.denoiser_name, *self.text_encoder_names)
         return {n: getattr(self.pipe, n) for n in names if getattr(self.pipe, n, None) is not None}
 
-    def pipeline_text(self, prompt: str) -> str:
-        """The prompt as the pipeline hands it to its tokenizers (token positions are found in this)."""
-        return prompt
-
-    def token_positions(self, encoder_name: str, prompt: str, words: str) -> dict:
-        """P1's positions of `words` in `prompt` (`harness.interventions.token_positions`: span, first/middle/
-        last subject, last) in text encoder `encoder_name`'s token sequence; ValueError when absent or cut off.
-        An architecture whose pipeline puts text before the prompt (SANA's instruction) overrides this."""
-        from harness.interventions.text import token_positions
-
-        tokenizer = self.text_encoders()[encoder_name][1]
-        return token_positions(tokenizer, self.pipeline_text(prompt), words, self.max_text_length(encoder_name))
-
-    def kv_positions(self, prompt: str, words: str) -> dict:
-        """The same positions counted in the sequence the text sites' K/V read (`kv_input`): the first text
-        encoder's tokens here; SANA's pipeline keeps only the tail of its encoder's sequence, and maps them."""
-        return self.token_positions(next(iter(self.text_encoders())), prompt, words)
-
-    def text_encoders(self) -> dict[str, tuple[torch.nn.Module, object]]:
-        """Text encoder and its tokenizer, by component name."""
-        out = {}
-        for enc, tok in zip(self.text_encoder_names, self.tokenizer_names):
-            if getattr(self.pipe, enc, None) is not None:
-                out[enc] = (getattr(self.pipe, enc), getattr(self.pipe, tok))
-        return out
-
     def module(self, site_name: str) -> torch.nn.Module:
         component, _, path = site_name.partition(".")
         return self.components()[component].get_submodule(path)
 
+    def kv_projection_names(self, site_name: str) -> tuple[str, str]:
+        """The names of the K and V projections through which text enters at `site_name` (`kv_projections`;
+        an architecture whose text sites differ overrides this: FLUX's single-stream blocks use to_k/to_v)."""
+        return self.kv_projections
+
     def kv_modules(self, site_name: str) -> tuple[torch.nn.Module, torch.nn.Module]:
         """The K and V projections through which text enters at a text-reading attention site."""
         attn = self.module(site_name)
-        return getattr(attn, self.kv_projections[0]), getattr(attn, self.kv_projections[1])
+        k_name, v_name = self.kv_projection_names(site_name)
+        return getattr(attn, k_name), getattr(attn, v_name)
 
-    def text_reader(self, site_name: str):
-        """The attention reader of a text-reading site (`text_attention` by the site's kind)."""
-        kind = self.sites[site_name].kind
-        if kind not in self.text_attention:
-            raise JobError(f"sites: '{site_name}' is a {kind} site; the attention contribution reads "
-                           f"{', '.join(self.text_attention)} sites on {self.arch}")
-        return self.text_attention[kind]
-
-    def text_length(self) -> int:
-        """The length of the text sequence the text attention reads (`text_sequence`)."""
-        return sum(self.max_text_length(name) for name in self.text_sequence)
-
-    def concept_columns(self, prompt: str, concept: str) -> list[int]:
-        """The positions of `concept`'s tokens in the text sequence (`text_sequence`): every encoder's span,
-        offset by the lengths of the encoders before it (an encoder the pipeline lacks still takes its place)."""
-        if len(self.text_sequence) == 1:  # one encoder: its positions in the sequence the K/V read (SANA's tail)
-            return list(self.kv_positions(prompt, concept)["span"])
-        encoders = self.text_encoders()
-        columns, offset = [], 0
-        for name in self.text_sequence:
-            if name in encoders:
-                columns += [offset + i for i in self.token_positions(name, prompt, concept)["span"]]
-            offset += self.max_text_length(name)
-        return columns
-
-    def kv_input(self, cond: dict[str, torch.Tensor]) -> torch.Tensor:
-        """What the text sites' K/V projections read, from a prompt's conditioning (`encode`): its prompt
-        embeddings here; an architecture that projects them first (PixArt's caption projection) overrides this."""
-        return cond["prompt_embeds"]
-
-    def text_mask(self, cond: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        """The additive attention bias (rows × 1 × tokens) with which the text sites mask the prompt's padding,
-        from a prompt's conditioning (`masks_text`), or None when they attend to every text token (SD, SDXL, IF,
-        SD3). A K/V swap moves it with the K/V (`harness.interventions.hooks`)."""
+    def text_tokens(self, site_name: str) -> tuple[int, int] | None:
+        """The token range [start, stop) of the text in the outputs of `kv_modules(site_name)`, or None when
+        those projections see text only (cross-attention K/V, SD3's add_k/add_v). FLUX's single-stream
+        blocks project one joint sequence, text first: a KV swap copies only its text slice."""
         return None
+
+    @torch.no_grad()
+    def cut_text_at(self, site_name: str) -> None:
+        """Make the text-reading site `site_name` ignore the text, in place (`harness.planted`): its K and V
+        projections zeroed, weights and biases, so the text tokens' attention logits are constant and their
+        values zero. An architecture whose text K/V share a projection with the image overrides this."""
+        for proj in self.kv_modules(site_name):
+            proj.weight.zero_()
+            if proj.bias is not None:
+                proj.bias.zero_()
+
+    def plain_call_kwargs(self) -> dict:
+        """Keywords a plain pipeline call needs to run as ours does: `call_options`, and any that make it encode
+        prompts as `encode` does (FLUX: the T5 length)."""
+        return dict(self.call_options)
 
     def cfg_batch(self, guidance_scale: float) -> bool:
         """Whether a call at `guidance_scale` runs the [uncond × B, cond × B] CFG batch (diffusers' SD, SDXL,
@@ -237,10 +196,6 @@ class ModelAdapter:
         """Image size of the short traced generation that discovers the sites."""
         return 8 * self.pipe.vae_scale_factor
 
-    def max_text_length(self, encoder_name: str) -> int:
-        """The sequence length the pipeline encodes `encoder_name`'s text with."""
-        return 77
-
     @torch.no_grad()
     def cut_pooled_text(self) -> None:
         """Cut the text paths that bypass the text-attention sites (pooled embeddings, text time
@@ -271,7 +226,8 @@ class ModelAdapter:
         size = self.probe_size()
 
         def run_once():
-            cond, neg = self.encode(["a photo"]), self.encode_negative(1)
+            cond = self.encode(["a photo"])
+            neg = self.encode_negative(1) if self.cfg_batch(2.0) else None  # guidance-distilled: no negative
             self.generate(cond, neg, seeds=[0], steps=self.probe_steps, guidance_scale=2.0, height=size, width=size,
                           decode=False)
 

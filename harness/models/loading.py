@@ -137,7 +137,7 @@ def _load(model: str, device: str, dtype: str) -> ModelAdapter:
     path = locate(model)
     index = json.loads((path / "model_index.json").read_text())
     class_name = index.get("_class_name", "")
-    arch = registry.for_pipeline(class_name)
+    arch = registry.for_checkpoint(path, class_name)
     if arch is None:
         raise ModelLoadError(f"model '{model}': pipeline class '{class_name}' is not supported; expected one of "
                              + ", ".join(p for a in registry.architectures() for p in a.pipelines))

@@ -154,10 +154,20 @@ def build_random(builder, device: str, dtype: torch.dtype):
 
 
 def t5_xxl_encoder():
-    """T5 v1.1 XXL's encoder (4.8B parameters; PixArt's, FLUX's and SD3's long text encoder)."""
+    """T5 v1.1 XXL's encoder (4.7B parameters; PixArt's, FLUX's and SD3's long text encoder)."""
     from transformers import T5Config, T5EncoderModel
 
     config = T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
                       relative_attention_num_buckets=32, relative_attention_max_distance=128,
                       feed_forward_proj="gated-gelu", is_encoder_decoder=False, tie_word_embeddings=False)
     return T5EncoderModel(config).eval()
+
+
+def vae16(scaling: float, shift: float):
+    """The 16-channel latent VAE of SD3 and FLUX (8× downsampling, no quant convs)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, layers_per_block=2,
+                         block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                         up_block_types=("UpDecoderBlock2D",) * 4, sample_size=1024, scaling_factor=scaling,
+                         shift_factor=shift, use_quant_conv=False, use_post_quant_conv=False).eval()

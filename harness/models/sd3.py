@@ -1,4 +1,5 @@
-"""Stable Diffusion 3 (and, until it has its own module, SD3.5): an MM-DiT of 24 JointTransformerBlocks.
+"""Stable Diffusion 3 (SD3.5, its successor on the same pipeline, is `harness.models.sd35`): an MM-DiT of 24
+JointTransformerBlocks.
 Text is CLIP-L ⊕ CLIP-G (77 tokens) concatenated with T5-XXL (256 tokens); the text stream runs through the
 blocks beside the image stream and evolves block to block, and each block's joint attention reads it through
 `add_k_proj`/`add_v_proj` (the ``joint_attn`` sites). The last block is `context_pre_only`, so there is one
@@ -32,6 +33,7 @@ class SD3Adapter(ModelAdapter):
     tokenizer_names = ("tokenizer", "tokenizer_2", "tokenizer_3")
     kv_input_is_prompt_embeds = False
     installs_text_patch = False
+    training_objective = "flow"
     kv_projections = ("add_k_proj", "add_v_proj")
     text_attention = {"joint_attn": "joint"}  # one softmax over [image, text] keys, qk-norm on SD3.5
     text_sequence = ("text_encoder", "text_encoder_3")  # CLIP-L ⊕ CLIP-G (77 tokens), then T5 (256)
@@ -62,15 +64,16 @@ class SD3Adapter(ModelAdapter):
                 "negative_pooled_prompt_embeds": neg_pooled}
 
 
-def tiny_pipeline():
-    """SD3 layout: 24 JointTransformerBlocks (the last context_pre_only); CLIP-L + CLIP-G + T5 text."""
+def tiny_pipeline(**transformer_extra):
+    """SD3 layout: 24 JointTransformerBlocks (the last context_pre_only); CLIP-L + CLIP-G + T5 text.
+    `transformer_extra`: SD3.5's additions (`dual_attention_layers`, `qk_norm`)."""
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
 
     tokenizer_3 = t5_tokenizer()
     transformer = SD3Transformer2DModel(
         sample_size=8, patch_size=2, in_channels=16, out_channels=16, num_layers=24, attention_head_dim=8,
         num_attention_heads=2, joint_attention_dim=64, caption_projection_dim=16, pooled_projection_dim=64,
-        pos_embed_max_size=16,
+        pos_embed_max_size=16, **transformer_extra,
     ).eval()
     return StableDiffusion3Pipeline(
         transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=tiny_vae(16, sd3=True),
@@ -89,8 +92,7 @@ SD3 = register(Architecture(
                            note="SD3-medium MM-DiT, CLIP-L (12) + CLIP-G (32) + T5-XXL (24) text; ~4 s per image")},
     tiny_step_seconds=0.047,  # CPU s per image-step (bench/run_tiny_jobs.py)
     tiny_sites={**_MMDIT, "text_self_attn": (4, 4, 2), "text_mlp": (4, 4, 2)},
-    hub_ids={"stabilityai/stable-diffusion-3-medium-diffusers": "sd3", "stabilityai/stable-diffusion-3.5-medium": "sd3",
-             "stabilityai/stable-diffusion-3.5-large": "sd3"},
+    hub_ids={"stabilityai/stable-diffusion-3-medium-diffusers": "sd3"},
     edit_sites={"patch": ("joint_attn", [10])},
     text_patch_step_start=2,
     paper_sites={"joint_attn#10": "transformer.transformer_blocks.10.attn"},  # P3's rendered-text block

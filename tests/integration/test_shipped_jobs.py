@@ -13,7 +13,9 @@ import yaml
 from analysis.rank import RankError, rank
 from harness.jobs import load_job
 from harness.methods import get_method
+from harness.models import registry
 from harness.preflight import model_arch, plan
+from harness.sites import TEXT_KINDS
 from harness.sweep import run_sweep
 
 JOBS = sorted((Path(__file__).parents[2] / "jobs").glob("*.yaml"))
@@ -49,9 +51,10 @@ def test_every_job_plans_without_loading_a_model(path):
 def tiny_counterpart(path: Path):
     """The job on its tiny counterpart, cut to a few rows: one prompt and seed, few steps and sites."""
     job = load_job(path)
-    arch, _ = model_arch(job.model)
+    variant, _ = model_arch(job.model)
+    arch = registry.for_variant(variant)  # the architecture of a cost variant (sd21 -> sd15, sd35_large -> sd35)
     data = yaml.safe_load(path.read_text())
-    data.update(model=f"tiny:{'sd15' if arch == 'sd21' else arch}", seeds=[job.seeds[0]], steps=STEPS,
+    data.update(model=f"tiny:{arch.name}", seeds=[job.seeds[0]], steps=STEPS,
                 prompts=[r.model_dump(exclude_none=True) for r in job.prompts[:1]],
                 metrics=list(dict.fromkeys([PAPER_SCORER.get(job.method, "mse"), "mse"])),
                 step_start=[s for s in job.step_start if s < STEPS][:2] or [0],
@@ -61,8 +64,8 @@ def tiny_counterpart(path: Path):
     index = sel.index if sel and sel.index else list(range(job.window + 1))
     if sel and sel.kind:
         data["sites"] = {"kind": sel.kind, "index": index}
-    elif job.method != "causal_trace":
-        data["sites"] = {"kind": "joint_attn" if arch == "sd3" else "cross_attn", "index": index}
+    elif job.method != "causal_trace":  # the architecture's first text-reading kind
+        data["sites"] = {"kind": next(k for k in TEXT_KINDS if k in arch.tiny_sites), "index": index}
     if job.stage_ii is not None:
         data["stage_ii"] = {"steps": 2}
     return load_job(data, base_dir=path.parent)
