@@ -17,13 +17,18 @@ format is YAML (or JSON when FILE ends in .json), version ``loco-candidates/1``:
         sites: [unet.up_blocks.1.attentions.1.transformer_blocks.0.attn2]   # what an edit should touch
         indices: [8]
         separated: true           # false: the runner-up is as good; look at `evidence` before editing
+        status: selected          # or why `sites` is empty: "nothing distinguishable from 0", "one prompt",
+                                  # "constant metric", "corruption ineffective"
+        n_prompts: 12             # the prompts behind every interval (none with 1; a warning below 10)
         warning: null
         threshold: null           # causal tracing: {value, how, validation_prompts, test_prompts}
+        corruption: null          # causal tracing: {metric, clean, clean_ci_low, clean_ci_high, corrupted, effective}
         evidence:                 # the strongest variants, best first
           - {variant: cross_attn#8, sites: [...], value: 0.61, reference: 0.83, effect: -0.22,
              ci_low: -0.25, ci_high: -0.19, p_top: 0.97, n_prompts: 12, selected: true}
 
-`load_candidates(path, model_fingerprint=...)` reads it back for `loco edit`.
+A set holds only variants whose effect is distinguishable from 0 (`analysis.choose`): `sites` may be
+empty, and `warning` then says why. `load_candidates(path, model_fingerprint=...)` reads it back for `loco edit`.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from analysis.agreement import agreement_table
 from analysis.effects import GroupRanking, rank_run
+from analysis.intervals import N_BOOT
 from analysis.runs import AnalysisError, Run, open_runs, require_results
 from harness.results import provenance
 
@@ -56,8 +62,11 @@ class CandidateSet(BaseModel):
     sites: list[str]
     indices: list[int]
     separated: bool
+    status: str = "selected"
+    n_prompts: int | None = None
     warning: str | None = None
     threshold: dict | None = None
+    corruption: dict | None = None
     evidence: list[dict]
     minimal: dict | None = None  # with --minimal-set: the smallest top-ranked set reaching a share of the all-layer effect
 
@@ -69,20 +78,21 @@ class CandidatesFile(BaseModel):
     model: dict
     runs: list[dict]
     sets: list[CandidateSet]
-    agreement: list[dict] = []  # runs of different methods on one attribute: Kendall tau, top-k overlap
+    # runs of different methods, per attribute and concept, on their common prompts: Kendall tau over the sites,
+    # top-k overlap (`analysis.agreement`, the `agreement` view of `loco sql`)
+    agreement: list[dict] = []
 
     def find(self, attribute: str | None = None, concept: str | None = None) -> list[CandidateSet]:
-        """The sets of `attribute` (any when None); with `concept`, that concept's set first, then the attribute's."""
+        """The sets of `attribute` (any when None); with `concept`, that concept's set when it names sites,
+        else the attribute's (a concept with one prompt has no interval and so no sites of its own)."""
         sets = [s for s in self.sets if attribute is None or s.attribute == attribute]
         if concept is not None:
-            sets = [s for s in sets if s.concept == concept] or [s for s in sets if s.concept is None]
+            sets = [s for s in sets if s.concept == concept and s.sites] or [s for s in sets if s.concept is None]
         return sets
 
 
-def group_to_set(group: GroupRanking, top: int = 1, evidence: int = 5) -> CandidateSet:
+def group_to_set(group: GroupRanking, evidence: int = 5) -> CandidateSet:
     chosen = [v for v in group.variants if v.selected]
-    if group.rule.select == "top" and top > 1:
-        chosen = group.variants[:top]
     sites = list(dict.fromkeys(s for v in chosen for s in (v.sites or ([v.site] if v.site else []))))
     indices = list(dict.fromkeys(i for v in chosen for i in (v.indices or ([v.index] if v.index is not None else []))))
     chosen_names = {v.variant for v in chosen}
@@ -92,7 +102,8 @@ def group_to_set(group: GroupRanking, top: int = 1, evidence: int = 5) -> Candid
     return CandidateSet(attribute=group.attribute or None, concept=group.concept or None, method=group.method,
                         rule=group.rule.description, metric=group.rule.metric,
                         kind=next((v.kind for v in chosen), None), sites=sites, indices=indices,
-                        separated=group.separated, warning=group.warning, threshold=group.threshold, evidence=ev)
+                        separated=group.separated, status=group.status, n_prompts=group.n_prompts,
+                        warning=group.warning, threshold=group.threshold, corruption=group.corruption, evidence=ev)
 
 
 def model_of(runs: list[Run]) -> dict:
@@ -105,20 +116,21 @@ def model_of(runs: list[Run]) -> dict:
     return {"id": run.model_id, "fingerprint": run.model_fingerprint, "arch": run.model.get("arch")}
 
 
-def build_candidates(paths, metric: str | None = None, top: int = 1, n_boot: int = 2000,
+def build_candidates(paths, metric: str | None = None, top: int | None = None, n_boot: int = N_BOOT,
                      groups: list[GroupRanking] | None = None) -> CandidatesFile:
+    """The candidates file of `paths`; `top` replaces the papers' set sizes of top-k rules."""
     runs = open_runs(paths)
     for run in runs:
         require_results(run)
-    if top < 1:
+    if top is not None and top < 1:
         raise AnalysisError(f"--top: expected at least 1 variant per set, got {top}")
-    groups = groups if groups is not None else [g for run in runs for g in rank_run(run, metric, n_boot)]
+    groups = groups if groups is not None else [g for run in runs for g in rank_run(run, metric, n_boot, top=top)]
     return CandidatesFile(
         format=FORMAT, created_at=provenance.now(), model=model_of(runs),
         runs=[{"run": r.name, "path": str(r.path), "method": r.method,
                "job_fingerprint": r.manifest.get("job_fingerprint")} for r in runs],
-        sets=[group_to_set(g, top) for g in groups],
-        agreement=[asdict(a) for a in agreement_table(groups)])
+        sets=[group_to_set(g) for g in groups],
+        agreement=[asdict(a) for a in agreement_table(groups, runs)])
 
 
 def dump_candidates(candidates: CandidatesFile, path: str | Path | None = None) -> str:

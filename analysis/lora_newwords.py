@@ -3,7 +3,7 @@
     uv run python -m analysis.lora_newwords --out runs/lora-newwords            # the full comparison
     uv run python -m analysis.lora_newwords --out runs/lora-newwords-short --short   # the CI-sized one
 
-P3 (METHODS.md §3.8) fine-tunes SDXL with LoRA on only the three cross-attention layers attention patching
+P3 (docs/methods.md §3.8) fine-tunes SDXL with LoRA on only the three cross-attention layers attention patching
 localized for rendered text and reports better text with generations otherwise preserved, against a LoRA on
 every attention layer and one on random layers. On the toyworld model the claim can be checked against
 known facts: attention patching localized its `word` attribute to one layer (`cross_attn#1`, the model
@@ -203,7 +203,7 @@ def card_section(summaries: list[dict]) -> str:
         "`python -m analysis.lora_newwords --out runs/lora-newwords --record` (`--steps N` for another length; the "
         "localized arm alone: `loco finetune jobs/finetune/toyworld_new_words.yaml --out DIR`). P3 reports that a LoRA "
         "on only the localized text layers improves rendered text and preserves the rest better than a LoRA on all "
-        "layers (METHODS.md §3.8). Here: LoRA on `cross_attn#1` (attention patching's `word` layer) vs every attention "
+        "layers (docs/methods.md §3.8). Here: LoRA on `cross_attn#1` (attention patching's `word` layer) vs every attention "
         "layer vs one random cross-attention layer, same data and steps; read by probes retrained to read the new "
         f"words too (`{PROBES.name}`). Every recorded run, shortest first:"]
     for summary in sorted(summaries, key=lambda s: s["settings"]["steps"]):

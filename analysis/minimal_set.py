@@ -21,6 +21,7 @@ import yaml
 
 from analysis.candidates import CandidatesFile
 from analysis.effects import GroupRanking, rank_run
+from analysis.intervals import N_BOOT
 from analysis.runs import AnalysisError, Run
 
 SWAP_METHODS = ("locogen", "attn_patch")
@@ -66,7 +67,7 @@ def choose(group: GroupRanking, fraction: float) -> dict:
 
 
 def find_minimal_sets(candidates: CandidatesFile, runs: list[Run], fraction: float = 0.9, max_size: int = 8,
-                      out: str | Path | None = None, local: bool = False, n_boot: int = 1000) -> CandidatesFile:
+                      out: str | Path | None = None, local: bool = False, n_boot: int = N_BOOT) -> CandidatesFile:
     """Plan, run and evaluate the follow-up sweep of each run; attach `minimal` to each candidate set."""
     from harness.jobs import load_job
     from harness.sweep import run_sweep

@@ -1,8 +1,17 @@
 """`loco sql RUN_DIR... "SELECT ..."` and `loco sql RUN_DIR...` (interactive): read-only DuckDB over runs.
 
-Only reading statements run (SELECT, WITH, DESCRIBE, SHOW, EXPLAIN, SUMMARIZE); a wrong table or column is
-one line with the close matches. Output: a table (default), CSV, JSON (a list of records) or Parquet
-(needs --out).
+Read-only in two layers, so that neither alone has to be perfect:
+
+* **statements**: only reading statements run (SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE, and EXPLAIN
+  of one of those — ``EXPLAIN ANALYZE`` *runs* what it explains, so ``EXPLAIN ANALYZE COPY ... TO`` is a
+  write and is refused like COPY itself);
+* **files**: the connection may open only the run directories' own files (`allowed_paths`: the Parquet
+  parts, sites.csv, failures.parquet), never installs or loads an extension (a ``read_csv('https://…')``
+  would otherwise fetch httpfs over the network), and its configuration is locked, so a query cannot
+  switch any of this back on (`sandbox`).
+
+A wrong table or column is one line with the close matches. Output: a table (default), CSV, JSON (a list
+of records) or Parquet (needs --out; written here by pyarrow, outside the sandbox).
 """
 
 from __future__ import annotations
@@ -21,11 +30,14 @@ from analysis.runs import AnalysisError, open_runs
 from analysis.views import COMPUTED, VIEWS, connect
 
 FORMATS = ("table", "csv", "json", "parquet")
-READING = {"SELECT", "EXPLAIN"}
+READING = {"SELECT"}
 
 
 class SqlError(AnalysisError):
     """A query that cannot run; one line."""
+
+
+EXPLAINED = re.compile(r"^\s*EXPLAIN\s+(ANALY[SZ]E\s+|\([^)]*\)\s*)?", re.IGNORECASE)
 
 
 def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
@@ -37,8 +49,25 @@ def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
         raise SqlError("sql: the query is empty")
     for st in statements:
         kind = st.type.name
+        if kind == "EXPLAIN":  # EXPLAIN ANALYZE runs the statement it explains: that one must read too
+            inner = EXPLAINED.sub("", st.query, count=1)
+            kinds = [s.type.name for s in con.extract_statements(inner)] if inner != st.query else [kind]
+            kind = next((k for k in kinds if k != "SELECT"), "EXPLAIN")
+            if kind == "EXPLAIN":
+                continue
         if kind not in READING:
             raise SqlError(f"sql: read-only: only SELECT-like queries run here, got a {kind} statement")
+
+
+def sandbox(con: duckdb.DuckDBPyConnection, runs) -> duckdb.DuckDBPyConnection:
+    """Let `con` open only the runs' own files, with no extension installed or loaded, and lock that."""
+    files = [str(p) for r in runs for p in (*r.parts, r.sites_csv, *r.failure_files()) if p.is_file()]
+    allowed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    for setting in (f"allowed_paths = [{allowed}]", "enable_external_access = false",
+                    "autoinstall_known_extensions = false", "autoload_known_extensions = false",
+                    "lock_configuration = true"):
+        con.execute(f"SET {setting}")
+    return con
 
 
 def one_line(exc: Exception) -> str:
@@ -83,7 +112,9 @@ def render(rel: duckdb.DuckDBPyRelation, fmt: str, out: str | None = None) -> st
     if fmt == "parquet":
         if not out:
             raise SqlError("--format parquet: needs --out FILE (Parquet is binary)")
-        rel.write_parquet(str(out))
+        import pyarrow.parquet as pq
+
+        pq.write_table(rel.fetch_arrow_table(), str(out))  # by pyarrow: the connection may not write files
         return ""
     names, rows = rel.columns, rel.fetchall()
     if fmt == "table":
@@ -106,12 +137,12 @@ def run_query(paths, query: str, fmt: str = "table", out: str | None = None) -> 
     runs = open_runs(paths)
     if fmt not in FORMATS:
         raise SqlError(f"--format: expected one of {', '.join(FORMATS)}, got '{fmt}'")
-    con = connect(runs, computed=needs_computed(query))
+    con = sandbox(connect(runs, computed=needs_computed(query)), runs)
     rel = execute(con, query)
     return "" if rel is None else render(rel, fmt, out)
 
 
-SHELL_HELP = """views: results, sites, effects, rankings, candidates, failures
+SHELL_HELP = """views: results, sites, effects, rankings, candidates, agreement_sites, agreement, failures
 end a query with ';'.  .tables  .schema VIEW  .mode table|csv|json  .quit"""
 
 
@@ -119,7 +150,7 @@ def shell(paths, stdin=None, stdout=None) -> int:
     """A small read-only prompt over the views (the plain `duckdb` CLI works too; see README)."""
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     runs = open_runs(paths)
-    con = connect(runs)
+    con = sandbox(connect(runs), runs)
     mode, buffer = "table", []
     interactive = stdin.isatty()
     print(f"loco sql over {', '.join(r.name for r in runs)}\n{SHELL_HELP}", file=stdout)

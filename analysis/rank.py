@@ -1,19 +1,21 @@
-"""Rank the sites (or windows) of a run by their effect, with bootstrap confidence intervals.
+"""`loco rank`: the tables a person reads — per attribute under the paper's rule, or one pooled table.
 
-The effect of a variant is the mean of a metric over every (prompt, seed) it was generated for. Which way
-is "more effect" comes from the metric's declared direction (MSE up, SSIM down, CLIP to the original
-prompt down, ...) and from the method: LocoGen and attention patching look for the sites whose
-intervention moves the image most; causal tracing looks for the sites whose *restoration* brings the
-corrupted image back, i.e. the smallest distance to the clean image (or the highest CLIP score to the
-caption, P1's measure).
+**Per attribute** (the default; `format_groups`): each attribute (and concept) of a run ranked under its
+paper's rule (`analysis.effects`, `analysis.selection`): paired effects with cluster-bootstrap intervals,
+the number of prompts beside every interval and P(top), `*` on the candidate set (`analysis.choose`),
+and why a group has no candidates (one prompt, a constant metric, an ineffective corruption). Facts are
+ranked by CLIP to the target, style and objects by CLIP to the prompt, as P2 does.
 
-The interval is a percentile *cluster* bootstrap (`analysis.bootstrap`): whole prompts are resampled with
-their seeds nested inside, and every variant uses the same resamples (fixed RNG seed, so a report is
-reproducible). Resampling prompt × seed rows independently would understate the spread whenever prompts
-differ more than seeds. `loco candidates` adds paired effects, P(top) and the papers' per-attribute rules.
+**Pooled** (`loco rank --pooled`; `rank`): one table over every row of the run, the mean of one metric per
+variant whatever the attribute — what the known-answer tests read on planted models. Which way is "more
+effect" comes from the metric's direction (MSE up, SSIM down, CLIP to the prompt down, ...) and the
+method: LocoGen and patching look for the largest change, causal tracing for the best restoration (the
+smallest distance to the clean image, or the highest CLIP to the caption). OCR F1 is aggregated as P3
+does, the F1 of mean precision and mean recall; `aggregate="mean"` overrides.
 
-OCR F1 columns are aggregated as P3 does: F1 of the mean precision and mean recall over the rows of a
-variant (2·mean(P)·mean(R)/(mean(P)+mean(R))), not the mean of per-row F1; `aggregate="mean"` overrides.
+Both use the same cluster bootstrap (`analysis.bootstrap`: whole prompts resampled with their seeds), the
+same number of resamples and the same RNG seed (`analysis.intervals`), and both refuse a metric that is
+constant over the rows they would rank.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import duckdb
 import numpy as np
 
 from analysis.bootstrap import cluster_bootstrap
+from analysis.effects import GroupRanking
+from analysis.intervals import BOOT_SEED, LEVEL, MIN_PROMPTS, N_BOOT, interval_text, p_top_text
 from analysis.runs import check_not_multi_model
 from harness.errors import UserError, did_you_mean
 from harness.metrics import direction
@@ -36,6 +40,7 @@ DEFAULT_METRICS = {  # first present column wins; the toyworld probes' analog be
     "locogen": ("clip_t_prompt", "probe_p_prompt", "mse"),
     "attn_patch": ("ocr_char_f1_target", "clip_t_target", "probe_p_target", "mse"),
     "causal_trace": ("clip_t_prompt", "probe_p_prompt", "mse"),
+    "attn_contrib": ("attn_contrib",),  # measured, not scored: Zarei et al.'s attention contribution
 }
 RESTORING_METHODS = ("causal_trace",)
 OCR_F1 = re.compile(r"ocr_(char|word)_f1_(text|target)")
@@ -58,9 +63,10 @@ class RankedSite:
     step_start: int | None
     position: str | None
     mean: float
-    ci_low: float
-    ci_high: float
-    n: int
+    ci_low: float | None  # None with one prompt: no interval
+    ci_high: float | None
+    n: int  # rows
+    n_prompts: int
 
 
 @dataclass(frozen=True)
@@ -101,8 +107,8 @@ def statistic(aggregate: str, columns: np.ndarray) -> np.ndarray:
     return np.divide(2 * p * r, p + r, out=np.zeros_like(p), where=(p + r) > 0)  # f1_of_means, vectorized
 
 
-def bootstrap_ci(columns: np.ndarray, aggregate: str = "mean", n_boot: int = 2000, level: float = 0.95,
-                 seed: int = 0, clusters: np.ndarray | None = None) -> tuple[float, float]:
+def bootstrap_ci(columns: np.ndarray, aggregate: str = "mean", n_boot: int = N_BOOT, level: float = LEVEL,
+                 seed: int = BOOT_SEED, clusters: np.ndarray | None = None) -> tuple[float, float]:
     """Percentile bootstrap interval of `aggregate` over the rows (last axis) of `columns`, resampling
     the `clusters` (a prompt id per row) with their rows together; without clusters, rows one by one."""
     columns = np.atleast_2d(np.asarray(columns, dtype=np.float64))
@@ -152,8 +158,8 @@ def default_order(method: str, metric: str) -> str:
 
 
 def rank(run_dir: str | Path, metric: str | None = None, order: str | None = None,
-         n_boot: int = 2000, aggregate: str | None = None) -> Ranking:
-    """Rank a run's variants by `metric` (default: see `_choose_metric`)."""
+         n_boot: int = N_BOOT, aggregate: str | None = None) -> Ranking:
+    """Rank a run's variants by `metric` (default: see `_choose_metric`), all rows pooled."""
     run_dir = Path(run_dir)
     if n_boot < 1:
         raise RankError(f"--bootstrap: expected at least 1 resample, got {n_boot}")
@@ -174,29 +180,66 @@ def rank(run_dir: str | Path, metric: str | None = None, order: str | None = Non
         record["values"] = np.array([record[f"v{i}"] for i in range(len(value_columns))], dtype=np.float64)
         record["stat"] = float(statistic(aggregate, record["values"]))
         records.append(record)
+    cells = np.concatenate([r["values"].ravel() for r in records]) if records else np.array([])
+    if cells.size and (cells == cells[0]).all():
+        raise RankError(f"{metric} is constant ({cells[0]:g}) on all {cells.size} variant rows of '{run_dir}': "
+                        "there is nothing to rank; choose a metric that varies with --metric")
     records.sort(key=lambda r: (r["stat"] if order == "asc" else -r["stat"], r["site_index"] or 0))
     ranked = []
     for i, r in enumerate(records, start=1):
+        n_prompts = len(set(r["clusters"]))
         low, high = bootstrap_ci(r["values"], aggregate, n_boot=n_boot, clusters=np.array(r["clusters"]))
+        if n_prompts < 2:
+            low = high = None
         ranked.append(RankedSite(i, r["site"], r["variant"], r["kind"], r["site_index"], r["window_start"],
-                                 r["window_size"], r["step_start"], r["position"], r["stat"], low, high, int(r["n"])))
+                                 r["window_size"], r["step_start"], r["position"], r["stat"], low, high, int(r["n"]),
+                                 n_prompts))
     refs = {role: float(statistic(aggregate, np.array(lists, dtype=np.float64)))
             for role, _, *lists in con.execute(_sql("references", value_columns, present), params).fetchall()}
     return Ranking(str(run_dir), method, metric, order, aggregate, ranked, refs)
 
 
 def format_ranking(ranking: Ranking, top: int | None = None) -> str:
-    """A terminal table, best first."""
+    """The pooled table, best first, with the prompts behind each interval."""
     shown = ranking.sites[:top] if top else ranking.sites
     width = max([len(s.variant) for s in shown] + [7])
     statistic_name = "F1 of mean P, R" if ranking.aggregate == "f1_of_means" else "mean"
     lines = [f"{ranking.method} · {ranking.metric} ({statistic_name}; {'higher' if ranking.order == 'desc' else 'lower'}"
-             f" = stronger effect) · {ranking.run_dir}",
-             f"{'rank':>4}  {'variant':<{width}}  {'mean':>10}  {'95% CI':>23}  {'n':>4}  site"]
+             f" = stronger effect; every attribute pooled) · {ranking.run_dir}",
+             f"{'rank':>4}  {'variant':<{width}}  {'mean':>10}  {'95% CI, prompts':>31}  {'rows':>4}  site"]
     for s in shown:
-        ci = f"[{s.ci_low:.4g}, {s.ci_high:.4g}]"
-        lines.append(f"{s.rank:>4}  {s.variant:<{width}}  {s.mean:>10.4g}  {ci:>23}  {s.n:>4}  {s.site}")
+        ci = interval_text(s.ci_low, s.ci_high, s.n_prompts)
+        lines.append(f"{s.rank:>4}  {s.variant:<{width}}  {s.mean:>10.4g}  {ci:>31}  {s.n:>4}  {s.site}")
     if ranking.references:
         refs = ", ".join(f"{role} {mean:.4g}" for role, mean in ranking.references.items())
         lines.append(f"references: {refs}")
+    n = max((s.n_prompts for s in ranking.sites), default=0)
+    if n < MIN_PROMPTS:
+        lines.append(f"note: {n} prompts (< {MIN_PROMPTS}): intervals are rough" if n > 1
+                     else "note: one prompt: no intervals")
     return "\n".join(lines)
+
+
+def format_groups(groups: list[GroupRanking], top: int | None = 10) -> str:
+    """Terminal tables, one per attribute (and concept), strongest first; `*` marks the candidate set."""
+    blocks = []
+    for g in groups:
+        shown = g.variants[:top] if top else g.variants
+        width = max([len(v.variant) for v in shown] + [7])
+        lines = [f"{g.method} · {g.label} · {g.rule.description}",
+                 f"{'rank':>4}  {'variant':<{width}}  {'value':>9}  {'effect':>9}  {'95% CI (effect), prompts':>33}  "
+                 f"{'P(top)':>6}"]
+        for v in shown:
+            ci = interval_text(v.ci_low, v.ci_high, v.n_prompts)
+            lines.append(f"{v.rank:>4}  {v.variant:<{width}}  {v.value:>9.4g}  {v.effect:>9.4g}  {ci:>33}  "
+                         f"{p_top_text(v.p_top):>6}{' *' if v.selected else ''}")
+        if g.status != "selected":
+            lines.append(f"no candidates: {g.status}")
+        if g.threshold:
+            value = g.threshold["value"]
+            cut = "none" if value is None else f"effect {'>' if g.rule.sign > 0 else '<'} {value:.4g}"
+            lines.append(f"threshold: {cut} ({g.threshold['how']})")
+        if g.warning:
+            lines.append(f"warning: {g.warning}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)

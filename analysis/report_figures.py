@@ -33,15 +33,16 @@ def effect_curve(group: GroupRanking) -> go.Figure:
     for name, variants in series.items():
         variants = _by_x(variants)
         x = [_x(v) for v in variants]
-        fig.add_trace(go.Scatter(x=x + x[::-1], y=[v.ci_high for v in variants] + [v.ci_low for v in variants][::-1],
-                                 fill="toself", line=dict(width=0), opacity=0.25, showlegend=False, hoverinfo="skip",
-                                 name=f"{name} 95% CI"))
+        if all(v.ci_low is not None for v in variants):  # one prompt: no interval, no band
+            fig.add_trace(go.Scatter(x=x + x[::-1], y=[v.ci_high for v in variants] + [v.ci_low for v in variants][::-1],
+                                     fill="toself", line=dict(width=0), opacity=0.25, showlegend=False,
+                                     hoverinfo="skip", name=f"{name} 95% CI"))
         fig.add_trace(go.Scatter(x=x, y=[v.effect for v in variants], mode="lines+markers", name=name,
                                  text=[v.variant for v in variants],
                                  hovertemplate="%{text}<br>effect %{y:.4g}<extra></extra>"))
     fig.add_hline(y=0, line=dict(color="gray", dash="dot"))
     fig.update_layout(title=f"{group.method} · {group.label}: effect on {group.rule.metric} "
-                      f"({'higher' if group.rule.sign > 0 else 'lower'} = stronger)",
+                      f"({'higher' if group.rule.sign > 0 else 'lower'} = stronger; n={group.n_prompts} prompts)",
                       xaxis_title="layer (forward index; window start)",
                       yaxis_title=f"effect vs {group.rule.reference}", **LAYOUT)
     return fig
@@ -79,10 +80,12 @@ def trace_bars(group: GroupRanking, site_order: list[str]) -> go.Figure | None:
         return None
     rank = {name: i for i, name in enumerate(site_order)}
     denoiser.sort(key=lambda v: (rank.get(v.site, len(rank)), v.variant))
+    bars = [v.ci_low is not None for v in denoiser]  # one prompt: no interval, no error bar
     fig = go.Figure(go.Bar(x=[v.variant for v in denoiser], y=[v.value for v in denoiser],
                            marker_color=["crimson" if v.selected else "steelblue" for v in denoiser],
-                           error_y=dict(type="data", symmetric=False, array=[v.ci_high - v.effect for v in denoiser],
-                                        arrayminus=[v.effect - v.ci_low for v in denoiser])))
+                           error_y=dict(type="data", symmetric=False, visible=any(bars),
+                                        array=[v.ci_high - v.effect if b else 0 for v, b in zip(denoiser, bars)],
+                                        arrayminus=[v.effect - v.ci_low if b else 0 for v, b in zip(denoiser, bars)])))
     fig.add_hline(y=denoiser[0].reference, line=dict(color="gray", dash="dot"), annotation_text="corrupted")
     fig.update_layout(title=f"causal tracing · {group.label}: restored {group.rule.metric} per denoiser site "
                       "(red: above the threshold)", xaxis_title="site (forward order)", yaxis_title=group.rule.metric,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import UserError
+from harness.paths import shown
 
 
 class AnalysisError(UserError):
@@ -70,11 +71,11 @@ def open_run(path: str | Path) -> Run:
     """A run directory: it must hold a manifest.json or a results/ folder written by `loco sweep`."""
     path = Path(path)
     if not path.is_dir():
-        raise AnalysisError(f"run directory '{path}' does not exist")
+        raise AnalysisError(f"run directory '{shown(path)}' does not exist")
     manifest_path = path / "manifest.json"
     check_not_multi_model(path)
     if not manifest_path.is_file() and not (path / "results").is_dir():
-        raise AnalysisError(f"'{path}' is not a run directory (expected manifest.json or results/ from `loco sweep`)")
+        raise AnalysisError(f"'{shown(path)}' is not a run directory (expected manifest.json or results/ from `loco sweep`)")
     try:
         manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     except json.JSONDecodeError as exc:

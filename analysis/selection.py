@@ -4,8 +4,14 @@
 |---|---|---|---|---|
 | `locogen` | style, object, action, ... | `clip_t_prompt` (CLIP to the prompt) | lowest | P2 §2.1 |
 | `locogen` | fact | `clip_t_target` (CLIP to the new fact) | highest | P2 §2.1 |
-| `attn_patch` | text (any) | `ocr_char_f1_target`, F1 of mean P, R | highest | P3 §3.4 |
+| `attn_patch` | text (any) | `ocr_char_f1_target`, F1 of mean P, R | highest 3 on SDXL, 1 on IF/SD3 | P3 §3.4, §7.5 |
 | `causal_trace` | any | restored `clip_t_prompt` | highest, above a threshold | P1 §1.2 |
+| `attn_contrib` | any | `attn_contrib` (measured, no reference row) | highest 6 | Zarei et al. §3 |
+
+How many variants a "top" rule keeps is the paper's set size (`Rule.set_size`): P2's LocoGen keeps the
+best window (its size m is the job's), P3's Algorithm keeps the top 3 layers on SDXL (55, 56, 57) and
+1 on DeepFloyd IF and SD3, Zarei et al. keep the top K = 6 blocks by attention contribution. What may enter
+a set is decided in `analysis.choose` (an effect whose interval excludes 0, a corruption that worked).
 
 On the toyworld model (`harness.toyworld`) images are read by attribute probes instead of CLIP and OCR
 (`harness.metrics.probe`); a run scored with them and not with the paper's metric is ranked by the
@@ -19,7 +25,8 @@ caption back, with the threshold chosen on a validation split (`analysis.thresho
 
 Effects are paired with the method's reference rows of the same prompt and seed: ``control`` (the
 prompt un-intervened) for LocoGen and patching, ``corrupted`` (noised concept, nothing restored) for
-causal tracing. When the paper's metric was not scored, the rule falls back to the image distance
+causal tracing; the attention contribution has none (its value is the effect). When the paper's metric was
+not scored, the rule falls back to the image distance
 (`mse`: largest change for swaps, smallest distance to the clean image for restores) and says so.
 """
 
@@ -34,7 +41,9 @@ from harness.metrics import direction
 
 FACT_ATTRIBUTES = ("fact", "facts")
 OCR_F1 = re.compile(r"ocr_(char|word)_f1_(text|target)")
-REFERENCE = {"locogen": "control", "attn_patch": "control", "causal_trace": "corrupted"}
+# The role a variant's effect is paired with; attn_contrib has none ("none" matches no row: effect = value).
+REFERENCE = {"locogen": "control", "attn_patch": "control", "causal_trace": "corrupted", "attn_contrib": "none"}
+ZAREI_K = 6  # Zarei et al.: the K dominant blocks of a concept
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class Rule:
     select: str  # "top" (best variant) or "threshold" (every state above a validation-chosen threshold)
     source: str  # where the rule comes from, for the candidates file
     fallback: bool = False
+    set_size: int = 1  # "top" rules: how many of the best variants the paper's set holds
 
     @property
     def columns(self) -> list[str]:
@@ -62,10 +72,23 @@ class Rule:
     def description(self) -> str:
         way = "highest" if self.sign > 0 else "lowest"
         stat = "F1 of mean P and R" if self.aggregate == "f1_of_means" else "mean"
-        text = f"{self.method}/{self.attribute}: {way} {self.metric} ({stat}), paired with {self.reference} rows"
+        paired = "measured, no reference row" if self.reference == "none" else f"paired with {self.reference} rows"
+        text = f"{self.method}/{self.attribute}: {way} {self.metric} ({stat}), {paired}"
         if self.select == "threshold":
             text += "; states above a threshold chosen on a validation split of prompts"
+        elif self.set_size > 1:
+            text += f"; the top {self.set_size}"
         return text + (f" [fallback: {self.source}]" if self.fallback else f" [{self.source}]")
+
+
+P3_SET_SIZE = {"sdxl": 3}  # P3 §3.2/§7.5: SDXL's text lives in 3 layers (55-57); IF and SD3 in 1
+
+
+def set_size(method: str, arch: str | None) -> int:
+    """The paper's candidate-set size for a "top" rule on `arch` (the model's architecture)."""
+    if method == "attn_contrib":
+        return ZAREI_K
+    return P3_SET_SIZE.get(arch or "", 1) if method == "attn_patch" else 1
 
 
 PROBE_ANALOG = {"clip_t_prompt": "probe_p_prompt", "clip_t_target": "probe_p_target",
@@ -81,11 +104,16 @@ def _paper_rule(method: str, attribute: str) -> tuple[tuple[str, ...], int, str]
         return ("ocr_char_f1_target", "ocr_word_f1_target"), +1, "P3 §3.4: highest OCR F1 to the target text"
     if method == "causal_trace":
         return ("clip_t_prompt",), +1, "P1 §1.2: restored CLIP to the caption above a validation threshold"
-    raise AnalysisError(f"method '{method}' has no selection rule; expected locogen, attn_patch or causal_trace")
+    if method == "attn_contrib":
+        return ("attn_contrib",), +1, f"Zarei et al. §3: the top K = {ZAREI_K} blocks by attention contribution"
+    raise AnalysisError(f"method '{method}' has no selection rule; expected locogen, attn_patch, causal_trace or "
+                        "attn_contrib")
 
 
-def rule_for(method: str, attribute: str, present: list[str], metric: str | None = None) -> Rule:
-    """The rule for one (method, attribute) group of a run whose rows have the columns `present`."""
+def rule_for(method: str, attribute: str, present: list[str], metric: str | None = None,
+             arch: str | None = None) -> Rule:
+    """The rule for one (method, attribute) group of a run whose rows have the columns `present`, made
+    with a model of architecture `arch` (sd15, sdxl, if, sd3, ...: it sets P3's set size)."""
     paper, paper_sign, source = _paper_rule(method, attribute)
     metric_cols = [c for c in present if direction(c) != 0]
     select = "threshold" if method == "causal_trace" else "top"
@@ -101,7 +129,7 @@ def rule_for(method: str, attribute: str, present: list[str], metric: str | None
             fallback, source = True, f"--metric {metric}, largest effect by the metric's direction"
     else:
         chosen = next((m for m in paper if m in metric_cols), None)
-        probe = PROBE_ANALOG[paper[0]]
+        probe = PROBE_ANALOG.get(paper[0])
         if chosen is not None:
             metric, sign, fallback = chosen, paper_sign, False
         elif probe in metric_cols:
@@ -116,4 +144,5 @@ def rule_for(method: str, attribute: str, present: list[str], metric: str | None
             source = f"{paper[0]} not scored; {metric}, largest effect ({source.split(':')[0]})"
     pr = [metric.replace("_f1_", "_p_"), metric.replace("_f1_", "_r_")]
     aggregate = "f1_of_means" if OCR_F1.fullmatch(metric) and all(c in present for c in pr) else "mean"
-    return Rule(method, attribute, metric, aggregate, sign, REFERENCE[method], select, source, fallback)
+    return Rule(method, attribute, metric, aggregate, sign, REFERENCE[method], select, source, fallback,
+                set_size(method, arch))

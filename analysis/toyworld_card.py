@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from analysis.bootstrap import cluster_bootstrap
+from analysis.choose import CONSTANT, INEFFECTIVE, ONE_PROMPT
 from analysis.effects import rank_run
+from analysis.intervals import N_BOOT, interval_text, p_top_text
 from analysis.runs import open_run
 from harness.toyworld import world
 
@@ -31,7 +33,7 @@ ATTRS = ("color", "shape", "background", "word")
 METHOD_NAMES = {"locogen": "LocoGen (P2)", "causal_trace": "causal tracing (P1)", "attn_patch": "attention patching (P3)"}
 
 
-def mean_ci(values: np.ndarray, clusters: np.ndarray, n_boot: int = 2000) -> tuple[float, float, float]:
+def mean_ci(values: np.ndarray, clusters: np.ndarray, n_boot: int = N_BOOT) -> tuple[float, float, float]:
     """Mean and 95% cluster-bootstrap interval (prompts resampled with their seeds)."""
     boot = cluster_bootstrap(values[None, None, :], clusters, n_boot=n_boot)
     return float(boot.value[0]), float(boot.ci_low[0]), float(boot.ci_high[0])
@@ -135,15 +137,83 @@ def localization_section(demo: Path, n_boot: int, top: int = 3) -> str:
     for group in sorted(groups, key=lambda g: (order.get(g.attribute, 9), g.method)):
         shown = group.variants[:top]
         named |= {v.variant: v.site for v in shown if v.site}
-        cells = "; ".join(f"{'*' if v.selected else ''}{v.variant} {v.effect:+.3f} [{v.ci_low:+.3f}, {v.ci_high:+.3f}]"
+        cells = "; ".join(f"{'*' if v.selected else ''}{v.variant} {v.effect:+.3f} "
+                          f"{interval_text(v.ci_low, v.ci_high, v.n_prompts, '+.3f').rsplit(' n=', 1)[0]}"
                           for v in shown)
         attr = "word" if group.attribute == "text" else group.attribute
         lines.append(f"| {attr} | {METHOD_NAMES.get(group.method, group.method)} | {group.rule.metric} | "
                      f"{group.rule.reference} {shown[0].reference:.2f} | {cells} | "
-                     f"{shown[0].p_top:.2f} | {shown[0].n_prompts} |")
+                     f"{p_top_text(shown[0].p_top)} | {shown[0].n_prompts} |")
     lines += ["", "The sites named above (indices count each kind in forward order: down blocks, mid, up blocks):", ""]
     lines += [f"- `{label}`: `{site}`" for label, site in sorted(named.items())]
     return "\n".join(lines)
+
+
+TEXT_STATE = "text_self_attn#0@last_subject"  # P1's one causal text-encoder state (docs/methods.md §1.2)
+
+
+def noise_of(run_dir: Path) -> str:
+    """The corruption a causal-trace run used, read from its rows: σ rule and value(s), κ, noise draws."""
+    import duckdb
+
+    rule, scale, sigma, draws = duckdb.connect().execute(
+        "SELECT any_value(noise_rule), any_value(noise_scale), any_value(noise_std), max(noise_draw) + 1 "
+        "FROM read_parquet($g, hive_partitioning = true, union_by_name = true) WHERE role = 'corrupted'",
+        {"g": str(run_dir / "results" / "**" / "*.parquet")}).fetchone()
+    sigmas = ", ".join(f"{x:.3g}" for x in sigma or [])
+    return f"κ = {scale:g} × σ = {sigmas} (`noise_std: {rule}`), {draws} noise draw{'s' if draws != 1 else ''} per prompt"
+
+
+def _text_state(group) -> str:
+    """Where P1's text-encoder finding stands in a causal-trace group, and why it is or is not a candidate."""
+    state = next((v for v in group.variants if v.variant == TEXT_STATE), None)
+    if state is None:
+        return "not traced"
+    where = (f"rank {state.rank} of {len(group.variants)}, {state.effect:+.3f} "
+             f"{interval_text(state.ci_low, state.ci_high, state.n_prompts, '+.3f').rsplit(' n=', 1)[0]}")
+    if state.selected:
+        return f"**found**: {where}"
+    threshold = (group.threshold or {}).get("value")
+    if group.status in (INEFFECTIVE, CONSTANT, ONE_PROMPT):
+        why = group.status
+    elif threshold is None or group.rule.sign * state.effect <= group.rule.sign * threshold:
+        why = "below the threshold"
+    else:
+        why = f"above the threshold but not distinguishable from 0 (Holm over {len(group.variants)} states)"
+    return f"not found ({why}): {where}"
+
+
+def causal_tracing_section(demo: Path, n_boot: int) -> str:
+    """Did each attribute's corruption work, which states cleared the threshold, and P1's text-encoder state."""
+    lines = ["## Causal tracing: did the corruption work?", "",
+             "Causal tracing can only find a state that brings back what the corruption took away. The corruption "
+             "*worked* when the corrupted run's P(the prompt's label) lies below the clean run's 95% interval over "
+             "prompts; otherwise the attribute is reported as *corruption ineffective* and yields no candidates. "
+             "Candidates are the states above a threshold chosen on held-out validation prompts whose effect is "
+             "distinguishable from 0 (`analysis/choose.py`). The last column is P1's text-encoder finding, the "
+             "layer-0 self-attention at the last subject token.", ""]
+    for run_dir in run_dirs(demo):
+        run = open_run(run_dir)
+        if run.method != "causal_trace" or not run.has_results:
+            continue
+        lines += [f"`{run_dir.name}`: {noise_of(run_dir)}.", "",
+                  "| attribute | prompts | clean → corrupted | corruption | threshold (validation / test prompts) "
+                  "| candidates | text_self_attn#0 at the last subject token |", "|---|---|---|---|---|---|---|"]
+        for group in rank_run(run, n_boot=n_boot, by_concept=False):
+            c = group.corruption or {}
+            clean = (f"{c['clean']:.2f} [{c['clean_ci_low']:.2f}, {c['clean_ci_high']:.2f}] → {c['corrupted']:.2f}"
+                     if c.get("clean_ci_low") is not None else f"{c.get('clean', float('nan')):.2f} → "
+                     f"{c.get('corrupted', float('nan')):.2f}")
+            worked = "—" if not c else ("worked" if c["effective"] else "**ineffective**")
+            t = group.threshold or {}
+            threshold = ("—" if t.get("value") is None else
+                         f"{t['value']:+.3f} ({len(t['validation_prompts'])} / {len(t['test_prompts'])})")
+            chosen = ", ".join(v.variant for v in group.variants if v.selected) or f"none ({group.status})"
+            attr = "word" if group.attribute == "text" else group.attribute
+            lines.append(f"| {attr} | {c.get('n_prompts', group.n_prompts)} | {clean} | {worked} | {threshold} | "
+                         f"{chosen} | {_text_state(group)} |")
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 def edit_section(demo: Path) -> str:
@@ -161,7 +231,7 @@ def edit_section(demo: Path) -> str:
     return "\n".join(lines)
 
 
-def build_card(demo: Path, quality_rows: list[dict], render_acc: dict, weights: Path = WEIGHTS, n_boot: int = 2000) -> str:
+def build_card(demo: Path, quality_rows: list[dict], render_acc: dict, weights: Path = WEIGHTS, n_boot: int = N_BOOT) -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 cwd=Path(__file__).parent).stdout.strip()
@@ -179,7 +249,7 @@ def build_card(demo: Path, quality_rows: list[dict], render_acc: dict, weights: 
     lora = [f"{MARKER}\n{card_section(runs)}\n{MARKER}"] if runs else []
     return "\n\n".join(["\n".join(head), world_section(), training_section(weights),
                         probes_section(quality_rows, render_acc, n_boot), localization_section(demo, n_boot),
-                        edit_section(demo), *lora]) + "\n"
+                        causal_tracing_section(demo, n_boot), edit_section(demo), *lora]) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(WEIGHTS / "MODEL_CARD.md"))
     parser.add_argument("--seeds", type=int, default=2, help="samples per quality prompt (default 2)")
     parser.add_argument("--max-train", type=int, default=24, help="training combinations sampled (default 24)")
-    parser.add_argument("--bootstrap", type=int, default=2000)
+    parser.add_argument("--bootstrap", type=int, default=N_BOOT)
     args = parser.parse_args(argv)
     from harness.models import load_model, set_reproducible
     from harness.toyworld.probes import load_probes

@@ -1,5 +1,5 @@
 """DuckDB views over one or many run directories: `results`, `sites`, `effects`, `rankings`,
-`candidates`, `failures`.
+`candidates`, `agreement` (over `agreement_sites`), `failures`.
 
 | view | one row per | from |
 |---|---|---|
@@ -8,6 +8,8 @@
 | `effects` | (variant row, metric): value, paired reference value, effect = value − reference | `results` (SQL) |
 | `rankings` | (run, attribute, concept, variant): paper rule, cluster-bootstrap CI, P(top) | `analysis.effects` |
 | `candidates` | (run, attribute, concept): the candidate layer set and its evidence | `analysis.candidates` |
+| `agreement_sites` | (two runs, attribute, concept, common site): each run's strength, common prompts | `analysis.agreement` |
+| `agreement` | (two runs, attribute, concept): Kendall τ over the common sites, top-k overlap | `sql/agreement_view.sql` |
 | `failures` | failed unit (columns: `harness.results.failures.SCHEMA`) from `failures.parquet`; else empty | the run |
 
 Every view exists even when a run has no rows (an empty run, or a run whose units all failed), with the
@@ -23,19 +25,21 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from analysis.agreement import create_views
+from analysis.intervals import N_BOOT
 from analysis.runs import Run
 from harness.results.schema import COLUMNS
 
 SQL_DIR = Path(__file__).with_name("sql")
-VIEWS = ("results", "sites", "effects", "rankings", "candidates", "failures")
+VIEWS = ("results", "sites", "effects", "rankings", "candidates", "agreement_sites", "agreement", "failures")
 VIEW_COLUMNS = ("run",)  # what the views add to the row schema: the run directory's name
-COMPUTED = ("rankings", "candidates")
+COMPUTED = ("rankings", "candidates", "agreement_sites", "agreement")
 SITES_COLUMNS = {"kind": "VARCHAR", "index": "BIGINT", "name": "VARCHAR", "module_type": "VARCHAR",
                  "params": "BIGINT", "label": "VARCHAR"}
 EFFECTS_COLUMNS = {"method": "VARCHAR", "attribute": "VARCHAR", "concept": "VARCHAR", "variant": "VARCHAR",
                    "site": "VARCHAR", "kind": "VARCHAR", "site_index": "BIGINT", "window_start": "BIGINT",
                    "window_size": "BIGINT", "step_start": "BIGINT", "position": "VARCHAR", "prompt_id": "VARCHAR",
-                   "seed": "BIGINT", "metric": "VARCHAR", "value": "DOUBLE", "reference": "DOUBLE",
+                   "seed": "BIGINT", "noise_draw": "BIGINT", "metric": "VARCHAR", "value": "DOUBLE", "reference": "DOUBLE",
                    "reference_role": "VARCHAR", "effect": "DOUBLE"}
 
 
@@ -99,41 +103,45 @@ def _arrow(records: list[dict], empty: dict[str, str]) -> pa.Table | None:
     return pa.Table.from_pylist(rows)
 
 
-def computed_records(runs: list[Run], n_boot: int) -> tuple[list[dict], list[dict]]:
-    """Rankings and candidate sets of every run with results, as flat records."""
+def computed_records(runs: list[Run], n_boot: int) -> tuple[list[dict], list[dict], list[dict]]:
+    """Rankings, candidate sets and agreement sites (`analysis.agreement`) of every run with results, as flat
+    records."""
+    from analysis.agreement import agreement_sites
     from analysis.candidates import group_to_set
     from analysis.effects import rank_run
 
-    rankings, candidates = [], []
+    rankings, candidates, every = [], [], []
     for run in runs:
         if not run.has_results:
             continue
         groups = rank_run(run, n_boot=n_boot)
+        every += groups
         for g in groups:
             rankings += g.records()
             s = group_to_set(g).model_dump(mode="json")
             candidates.append({"run": run.name, **{k: v for k, v in s.items() if k not in ("evidence", "threshold")},
                                "threshold": None if s["threshold"] is None else s["threshold"]["value"],
                                "evidence": json.dumps(s["evidence"])})
-    return rankings, candidates
+    return rankings, candidates, agreement_sites(every, [r for r in runs if r.has_results])
 
 
 RANKINGS_COLUMNS = {"method": "VARCHAR", "attribute": "VARCHAR", "concept": "VARCHAR", "metric": "VARCHAR",
                     "aggregate": "VARCHAR", "reference_role": "VARCHAR", "best": "VARCHAR", "rule": "VARCHAR",
-                    "separated": "BOOLEAN", "rank": "BIGINT", "variant": "VARCHAR", "site": "VARCHAR",
+                    "separated": "BOOLEAN", "status": "VARCHAR", "rank": "BIGINT", "variant": "VARCHAR", "site": "VARCHAR",
                     "sites": "VARCHAR[]", "kind": "VARCHAR", "index": "BIGINT", "indices": "BIGINT[]",
                     "window_start": "BIGINT", "window_size": "BIGINT", "step_start": "BIGINT", "position": "VARCHAR",
                     "value": "DOUBLE", "reference": "DOUBLE", "effect": "DOUBLE", "ci_low": "DOUBLE",
                     "ci_high": "DOUBLE", "p_top": "DOUBLE", "n_prompts": "BIGINT", "n_rows": "BIGINT",
-                    "selected": "BOOLEAN"}
+                    "selected": "BOOLEAN", "distinct": "BOOLEAN"}
 CANDIDATES_COLUMNS = {"attribute": "VARCHAR", "concept": "VARCHAR", "method": "VARCHAR", "rule": "VARCHAR",
                       "metric": "VARCHAR", "kind": "VARCHAR", "sites": "VARCHAR[]", "indices": "BIGINT[]",
-                      "separated": "BOOLEAN", "warning": "VARCHAR", "threshold": "DOUBLE", "evidence": "VARCHAR"}
+                      "separated": "BOOLEAN", "status": "VARCHAR", "n_prompts": "BIGINT", "warning": "VARCHAR",
+                      "threshold": "DOUBLE", "corruption": "VARCHAR", "evidence": "VARCHAR"}
 
 
-def connect(runs: list[Run], computed: bool = True, n_boot: int = 1000) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the six views defined over `runs` (the files are only read).
-    `computed=False` leaves `rankings` and `candidates` empty (they run the bootstrap)."""
+def connect(runs: list[Run], computed: bool = True, n_boot: int = N_BOOT) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the views defined over `runs` (the files are only read).
+    `computed=False` leaves `rankings`, `candidates` and the agreement views empty (they run the bootstrap)."""
     con = duckdb.connect()
     con.execute(f"CREATE VIEW results AS {results_sql(runs)}")
     con.execute(f"CREATE VIEW sites AS {sites_sql(runs)}")
@@ -144,7 +152,8 @@ def connect(runs: list[Run], computed: bool = True, n_boot: int = 1000) -> duckd
         con.execute((SQL_DIR / "effects_view.sql").read_text().replace("{metric_columns}", cols))
     else:
         con.execute(f"CREATE VIEW effects AS {empty_select(EFFECTS_COLUMNS)}")
-    rankings, candidates = computed_records(runs, n_boot) if computed else ([], [])
+    rankings, candidates, agreement = computed_records(runs, n_boot) if computed else ([], [], [])
+    create_views(con, agreement)
     for name, records, columns in (("rankings", rankings, RANKINGS_COLUMNS), ("candidates", candidates, CANDIDATES_COLUMNS)):
         table = _arrow(records, columns)
         if table is None:

@@ -1,8 +1,10 @@
 """Reference-style loops: the papers' way of running the same science, for same-run speed ratios.
 
 One pipeline call per variant, batch 1, prompt strings re-encoded by every call, forward hooks doing the
-intervention — the structure of LocoGen's `trace_attn_layer.py` (P2), P3's cached K/V patching scripts and a
-P1-style causal trace with a cached clean run. Written here from the papers' descriptions (METHODS.md), not
+intervention — the structure of LocoGen's `trace_attn_layer.py` (P2), P3's cached K/V patching scripts (on
+FLUX also the structure of Zarei et al.'s block-by-block scripts: a clean run cached, then one call per
+prompt and block with that block's hooks installed by hand) and a P1-style causal trace with a cached clean
+run. Written here from the papers' descriptions (docs/methods.md), not
 copied. Each function returns the list of images it generated (uint8), so the benchmark can check that the
 harness produced the same pictures.
 """
@@ -29,9 +31,12 @@ def _hooked(*handles):
             handle.remove()
 
 
-def _call(pipe, prompt, seed, cfg, **extra) -> np.ndarray:
-    out = pipe(prompt=prompt, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale, height=cfg.height,
-               width=cfg.width, generator=torch.Generator().manual_seed(seed), output_type="np", **extra)
+def _call(adapter, prompt, seed, cfg, **extra) -> np.ndarray:
+    """One plain pipeline call at batch 1 (with the keywords the architecture's plain call needs: FLUX's T5
+    length), as uint8."""
+    out = adapter.pipe(prompt=prompt, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
+                       height=cfg.height, width=cfg.width, generator=torch.Generator().manual_seed(seed),
+                       output_type="np", **adapter.plain_call_kwargs(), **extra)
     return (np.asarray(out.images) * 255).round().clip(0, 255).astype(np.uint8)[0]
 
 
@@ -40,11 +45,10 @@ def locogen_loop(adapter, pairs, seed, cfg, window: int = 1, starts: int | None 
     every attn2.to_k/to_v outside the window overwrite the conditional half (batch index 1) with the
     projection of the original prompt's embeddings; one call per window start (the first `starts` of
     them, default all), plus the original image."""
-    pipe = adapter.pipe
     sites = [s.name for s in adapter.sites.of_kind("cross_attn")]
     images = []
     for prompt, target in pairs:
-        images.append(_call(pipe, prompt, seed, cfg))
+        images.append(_call(adapter, prompt, seed, cfg))
         for start in range(len(sites) - window + 1)[:starts]:
             original = adapter.encode([prompt])["prompt_embeds"]  # re-encoded for every call, as the loop does
             handles = []
@@ -57,7 +61,7 @@ def locogen_loop(adapter, pairs, seed, cfg, window: int = 1, starts: int | None 
                         return out
                     handles.append(proj.register_forward_hook(hook))
             with _hooked(*handles):
-                images.append(_call(pipe, target, seed, cfg))
+                images.append(_call(adapter, target, seed, cfg))
     return images
 
 
@@ -70,12 +74,14 @@ class _Steps:
         self.step += 1
 
 
-def patching_loop(adapter, pairs, seed, cfg, step_start: int) -> list[np.ndarray]:
-    """P3's cached patching (SD3 / IF): run prompt B once caching every layer's text-side K/V output per
-    step on the CPU, run A once, then for each layer run A again replacing that layer's K/V with B's from
-    step `step_start` on."""
-    pipe = adapter.pipe
-    sites = [s.name for kind in TEXT_KINDS for s in adapter.sites.of_kind(kind)]  # SD3: joint_attn; UNets: cross_attn
+def patching_loop(adapter, pairs, seed, cfg, step_start: int, limit: int | None = None) -> list[np.ndarray]:
+    """P3's cached patching (SD3 / IF), and Zarei et al.'s block-by-block loop on FLUX: run prompt B once
+    caching every layer's text-side K/V output per step on the CPU, run A once, then for each layer run A
+    again replacing that layer's text K/V with B's from step `step_start` on. Where a projection sees text
+    and image together (FLUX's single-stream blocks) only its text slice (`adapter.text_tokens`) is cached
+    and replaced. `limit`: the first that many layers only."""
+    sites = [s.name for kind in TEXT_KINDS for s in adapter.sites.of_kind(kind)][:limit]  # SD3: joint; FLUX: + single
+    text = {site: slice(*(adapter.text_tokens(site) or (None, None))) for site in sites}
     images = []
     for prompt, target in pairs:
         cache: dict[tuple[int, int], torch.Tensor] = {}
@@ -83,23 +89,23 @@ def patching_loop(adapter, pairs, seed, cfg, step_start: int) -> list[np.ndarray
         handles = []
         for i, site in enumerate(sites):
             for j, proj in enumerate(adapter.kv_modules(site)):
-                def record(_m, _a, out, key=(i, j)):
-                    cache[key + (steps.step,)] = out.detach().to("cpu", copy=True)
+                def record(_m, _a, out, key=(i, j), tokens=text[site]):
+                    cache[key + (steps.step,)] = out[:, tokens].detach().to("cpu", copy=True)
                 handles.append(proj.register_forward_hook(record))
         with _hooked(*handles, steps.handle):
-            images.append(_call(pipe, target, seed, cfg))
-        images.append(_call(pipe, prompt, seed, cfg))
+            images.append(_call(adapter, target, seed, cfg))
+        images.append(_call(adapter, prompt, seed, cfg))
         for i, site in enumerate(sites):
             steps = _Steps(adapter.denoiser)
             handles = []
             for j, proj in enumerate(adapter.kv_modules(site)):
-                def patch(_m, _a, out, key=(i, j)):
+                def patch(_m, _a, out, key=(i, j), tokens=text[site]):
                     if steps.step >= step_start:
-                        return cache[key + (steps.step,)].to(out.device, out.dtype)
+                        out[:, tokens] = cache[key + (steps.step,)].to(out.device, out.dtype)
                     return out
                 handles.append(proj.register_forward_hook(patch))
             with _hooked(*handles, steps.handle):
-                images.append(_call(pipe, prompt, seed, cfg))
+                images.append(_call(adapter, prompt, seed, cfg))
     return images
 
 
@@ -130,11 +136,11 @@ def causal_trace_loop(adapter, items, seed, cfg, kinds=("cross_attn",), scale: f
                 clean[(site, steps.step)] = out.detach().clone()
             handles.append(adapter.module(site).register_forward_hook(record))
         with _hooked(*handles, steps.handle):
-            images.append(_call(pipe, prompt, seed, cfg))
+            images.append(_call(adapter, prompt, seed, cfg))
         noise_handles = [m.register_forward_hook(corrupt) for m in input_embedding_modules(encoder)]
         with _hooked(*noise_handles), torch.no_grad():  # the prompt's embeddings only, not the negative's
             corrupted = pipe.encode_prompt(prompt, adapter.device, 1, False)[0]
-        images.append(_call(pipe, None, seed, cfg, prompt_embeds=corrupted))
+        images.append(_call(adapter, None, seed, cfg, prompt_embeds=corrupted))
         for site in sites:
             steps = _Steps(adapter.denoiser)
 
@@ -142,5 +148,5 @@ def causal_trace_loop(adapter, items, seed, cfg, kinds=("cross_attn",), scale: f
                 out[1] = clean[(site, steps.step)][1]
                 return out
             with _hooked(adapter.module(site).register_forward_hook(restore), steps.handle):
-                images.append(_call(pipe, None, seed, cfg, prompt_embeds=corrupted))
+                images.append(_call(adapter, None, seed, cfg, prompt_embeds=corrupted))
     return images

@@ -1,11 +1,17 @@
 """CPU benchmark: the same localization work three ways, in one process and one run.
 
     uv run python bench/run_cpu.py [--repeats 3] [--out bench/results/cpu.json]
+    uv run python bench/run_cpu.py --only dit --repeats 1 --out bench/results/cpu_dit.json
 
 Workloads (tiny models, CPU):
-  locogen       LocoGen m=1 over all 16 cross-attention layers of tiny SD1.x, 4 prompts
-  patching      P3 cached patching, step_start=2, all 24 joint blocks of tiny SD3, 3 SimpleBench pairs
-  causal_trace  P1 causal trace over the 16 cross-attention layers of tiny SD1.x, 3 prompts
+  locogen        LocoGen m=1 over all 16 cross-attention layers of tiny SD1.x, 4 prompts
+  patching       P3 cached patching, step_start=2, all 24 joint blocks of tiny SD3, 3 SimpleBench pairs
+  causal_trace   P1 causal trace over the 16 cross-attention layers of tiny SD1.x, 3 prompts
+  flux_patching  (group `dit`) block-by-block K/V patching of the text tokens over all 57 blocks of tiny
+                 FLUX.1-dev (19 dual-stream joint attentions, 38 single-stream text slices), the clean prompt
+                 into the styled one, 2 prompts, 4 steps; the reference is Zarei et al.'s loop structure
+
+A DiT workload is one line in `workloads()` (`dit(...)` of a LocoGen or patching workload on a tiny DiT).
 
 Ways: the reference-style loop (bench/reference.py: one pipeline call per variant, batch 1, hooks), the
 harness in-process (a warm `Worker`), the harness through Ray (warm actors, one per core, `run_ray`).
@@ -41,6 +47,7 @@ from harness.run.plan import plan_units  # noqa: E402
 from harness.run.pool import ActorPool  # noqa: E402
 from harness.run.ray_pool import init_ray, ray_workers, run_ray  # noqa: E402
 from harness.run.worker import Worker  # noqa: E402
+from harness.sites import TEXT_KINDS  # noqa: E402
 
 STYLE = [("a house in the style of van gogh", "a house", "van gogh"),
          ("a cat in the style of monet", "a cat", "monet"),
@@ -51,24 +58,48 @@ SIGNS = [('A sign that says "assembly".', 'A sign that says "popular".'),
          ('A sign that says "william".', 'A sign that says "notable".')]
 
 
+def locogen_workload(model: str, prompts=STYLE, seed: int = 0, **job) -> dict:
+    """P2's LocoGen (m=1) over every cross-attention layer, against LocoGen's own loop (`trace_attn_layer.py`)."""
+    return dict(
+        job={"model": model, "method": "locogen", "seeds": [seed],
+             "prompts": [{"prompt": a, "target": b} for a, b, *_ in prompts], **job},
+        reference=lambda ad, cfg: reference.locogen_loop(ad, [(a, b) for a, b, *_ in prompts], seed, cfg),
+        roles=("control",))
+
+
+def patching_workload(model: str, pairs, seed: int, step_start: int, method: str = "attn_patch", **job) -> dict:
+    """K/V patching of the text tokens, one text-attention block at a time, prompt B's into prompt A's run,
+    against the cached patching loop (P3's scripts; Zarei et al.'s block-by-block structure on FLUX)."""
+    return dict(
+        job={"model": model, "method": method, "step_start": step_start, "seeds": [seed],
+             "prompts": [{"prompt": a, "target": b} for a, b, *_ in pairs], **job},
+        reference=lambda ad, cfg: reference.patching_loop(ad, [(a, b) for a, b, *_ in pairs], seed, cfg,
+                                                          step_start=step_start),
+        roles=("target", "control"))
+
+
+def dit(spec: dict) -> dict:
+    """A diffusion-transformer workload (issue 18): selected together by `--only dit`."""
+    return {**spec, "group": "dit"}
+
+
 def workloads():
-    """name → (job dict, reference function, arguments, science images, harness-row order)."""
+    """name → (job dict, reference function, the harness's reference rows in the loop's order[, group]).
+    The reference loop makes, per prompt, those rows' images and one image per variant."""
     return {
-        "locogen": dict(
-            job={"model": "tiny:sd15", "method": "locogen", "seeds": [0],
-                 "prompts": [{"prompt": a, "target": b} for a, b, _ in STYLE]},
-            reference=lambda ad, cfg: reference.locogen_loop(ad, [(a, b) for a, b, _ in STYLE], 0, cfg),
-            roles=("control",), per_prompt=17),
-        "patching": dict(
-            job={"model": "tiny:sd3", "method": "attn_patch", "step_start": 2, "seeds": [42],
-                 "prompts": [{"prompt": a, "target": b} for a, b in SIGNS]},
-            reference=lambda ad, cfg: reference.patching_loop(ad, SIGNS, 42, cfg, step_start=2),
-            roles=("target", "control"), per_prompt=26),
+        "locogen": locogen_workload("tiny:sd15"),
+        "patching": patching_workload("tiny:sd3", SIGNS, 42, step_start=2),
         "causal_trace": dict(
+            # the reference loop restores the cond half with the embedding matrix's σ: the job asks for the same
             job={"model": "tiny:sd15", "method": "causal_trace", "sites": {"kind": "cross_attn"}, "seeds": [0],
+                 "branch": "cond", "noise_std": "embedding",
                  "prompts": [{"prompt": a, "target": b, "concept": c} for a, b, c in STYLE[:3]]},
             reference=lambda ad, cfg: reference.causal_trace_loop(ad, [(a, c) for a, _, c in STYLE[:3]], 0, cfg),
-            roles=("control", "corrupted"), per_prompt=18),
+            roles=("control", "corrupted")),
+        # Diffusion transformers at 4 steps (57 FLUX blocks make 59 images per prompt). Zarei et al.'s FLUX
+        # setting, block by block: the clean prompt's text K/V into the styled prompt's run (as
+        # jobs/zarei_locogen_flux_style.yaml), no CFG batch.
+        "flux_patching": dit(patching_workload("tiny:flux", STYLE[:2], 0, step_start=0, method="locogen", steps=4)),
     }
 
 
@@ -82,9 +113,16 @@ def ordered_images(results, roles) -> list[np.ndarray]:
             by_prompt.setdefault(r["prompt_id"], []).append(r)
         for prompt_rows in by_prompt.values():
             refs = [next(r for r in prompt_rows if r["role"] == role) for role in roles]
-            variants = sorted((r for r in prompt_rows if r["role"] == "variant"), key=lambda r: r["site_index"])
+            variants = sorted((r for r in prompt_rows if r["role"] == "variant"), key=forward_order)
             out.extend(result.images[r["row_id"]] for r in [*refs, *variants] if r["row_id"] in rows)
     return out
+
+
+def forward_order(row: dict) -> tuple[int, int]:
+    """The reference loops' order of variants: by text-attention kind as `TEXT_KINDS` lists them (FLUX: the
+    dual-stream blocks, then the single-stream ones), then by index."""
+    kind = TEXT_KINDS.index(row["kind"]) if row["kind"] in TEXT_KINDS else -1
+    return kind, row["site_index"]
 
 
 def raise_failure(failure) -> None:
@@ -102,19 +140,16 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 
 def run(name: str, spec: dict, repeats: int) -> dict:
     job = load_job({"name": f"bench-{name}", "save_images": True, "executor": {"prompts_per_unit": 1}, **spec["job"]})
-    n_prompts = len(job.prompts)
-    science = n_prompts * spec["per_prompt"]
+    load_before = os.getloadavg()[0]  # the machine is shared: a busy one slows the ways unevenly
     set_reproducible(False)
     torch.set_num_threads(os.cpu_count())
     adapter = load_model(job.model)
-    d = adapter.defaults
-    from harness.generate import GenerationConfig
-
-    cfg = GenerationConfig(d.steps, d.guidance_scale, d.height, d.width)
+    cfg = adapter.defaults.with_job(job)
     ref_seconds, ref_images = timed(lambda: spec["reference"](adapter, cfg), repeats)
-    assert len(ref_images) == science, (len(ref_images), science)
 
     worker = Worker(job)
+    science = len(job.prompts) * (len(spec["roles"]) + len(worker.variants))
+    assert len(ref_images) == science, (len(ref_images), science)
     units = plan_units(job, worker.variants)
     worker.run_unit(units[0])  # warm-up
     local_seconds, results = timed(lambda: [worker.run_unit(u) for u in units], repeats)
@@ -146,19 +181,20 @@ def run(name: str, spec: dict, repeats: int) -> dict:
         "reference_img_s": science / ref_seconds, "local_img_s": science / local_seconds,
         "local_fast_kernels_img_s": science / fast_seconds, "ray_img_s": science / ray_seconds,
         "local_vs_reference": ref_seconds / local_seconds, "ray_vs_reference": ref_seconds / ray_seconds,
-        "max_pixel_diff_vs_reference": diff, **ablations,
+        "max_pixel_diff_vs_reference": diff, "load_average_before_after": [load_before, os.getloadavg()[0]],
+        **ablations,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", nargs="*", help="workloads to run (default: all)")
+    parser.add_argument("--only", nargs="*", help="workloads or groups (dit) to run (default: all)")
     parser.add_argument("--out", default="bench/results/cpu.json")
     args = parser.parse_args()
     quiet()
     rows = [run(name, spec, args.repeats) for name, spec in workloads().items()
-            if not args.only or name in args.only]
+            if not args.only or name in args.only or spec.get("group") in args.only]
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpu": platform.processor()
               or platform.machine(), "cores": os.cpu_count(), "repeats": args.repeats, **provenance.versions(),
               "results": rows}

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import UserError, did_you_mean
+from harness.words import find_words
 
 DATA = Path(__file__).with_name("data")
 BUCKETS = {"top_1000": "all_unigram_top_1000_100", "1000_10000": "all_unigram_1000_10000_100",
@@ -103,9 +104,10 @@ def concept_prompts(concept: str) -> list[dict]:
     anchor = table[concept]["anchor"]
     rows = []
     for i, line in enumerate(p.strip() for p in path.read_text(encoding="utf-8").splitlines()):
-        if line and concept in line.lower():
-            start = line.lower().index(concept)
-            target = line[:start] + anchor + line[start + len(concept):]
+        found = find_words(line, concept) if line else None  # whole words: "nemo" is not in "anemone"
+        if found:
+            start, end = found
+            target = line[:start] + anchor + line[end:]
             rows.append({"id": f"{concept.replace(' ', '_')}-{i:03d}", "prompt": line, "target": target,
-                         "attribute": table[concept]["kind"], "concept": line[start:start + len(concept)]})
+                         "attribute": table[concept]["kind"], "concept": line[start:end]})
     return rows

@@ -17,3 +17,9 @@ def did_you_mean(name: str, choices, default: str | None = None) -> str:
 class JobError(UserError):
     """A job that cannot run as written; the message is one line naming the field. (Defined here so the
     method registry, which the job model consults, can raise it without importing `harness.jobs`.)"""
+
+
+class Stopped(Exception):
+    """A run that cannot go on for a reason outside the job — its Ray node died, no worker could start
+    within `executor.node_wait`, the disk is full. Finished work is kept and the manifest says `stopped`;
+    the CLI prints the message as one line and exits 3: running the same command again resumes."""

@@ -19,6 +19,8 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from harness.contribution import Measurements, contribution_hooks
+from harness.hooks import Hooks
 from harness.interventions import Sample, denoiser_hooks, text_hooks
 from harness.models.adapters import GenerationConfig
 
@@ -117,11 +119,16 @@ class _Branch:
 
 
 def generate_rows(adapter, rows: list[Sample], config: GenerationConfig, cache: PromptCache | None = None,
-                  as_float: bool = False, share_prefix: bool | None = None) -> np.ndarray:
-    """Images (uint8, N×H×W×3; float32 in [0, 1] with `as_float`) for `rows`, in one pipeline call."""
+                  as_float: bool = False, share_prefix: bool | None = None,
+                  measurements: Measurements | None = None) -> np.ndarray:
+    """Images (uint8, N×H×W×3; float32 in [0, 1] with `as_float`) for `rows`, in one pipeline call.
+
+    `measurements`: what hooks measure for some of the rows (`harness.contribution`), written into its
+    `results`; such a batch runs in full from step 0 (the hooks address the rows, not a compact prefix)."""
     cache = cache or PromptCache(adapter)
     share_prefix = SHARE_PREFIX if share_prefix is None else share_prefix
-    at = branch_step(adapter, rows, config) if share_prefix else 0
+    measuring = measurements is not None and bool(measurements.in_batch(rows))
+    at = branch_step(adapter, rows, config) if share_prefix and not measuring else 0
     keys = list(dict.fromkeys((row.text_key, row.seed) for row in rows))
     if len(keys) == len(rows):
         at = 0
@@ -145,7 +152,11 @@ def generate_rows(adapter, rows: list[Sample], config: GenerationConfig, cache: 
     if at:
         counter.expected_batch = len(run_rows) * (2 if cfg else 1)
         callback = _Branch(adapter, index, len(run_rows), cfg, at, counter)
-    with torch.no_grad(), hooks:
-        return adapter.generate(cond, negative, [r.seed for r in run_rows], config.steps, config.guidance_scale,
-                                config.height, config.width, as_float=as_float, callback=callback,
-                                upsample_cond=upsample_cond)
+    measures, collect = contribution_hooks(adapter, rows, cfg, measurements) if measuring else (Hooks(), None)
+    with torch.no_grad(), hooks, measures:
+        images = adapter.generate(cond, negative, [r.seed for r in run_rows], config.steps, config.guidance_scale,
+                                  config.height, config.width, as_float=as_float, callback=callback,
+                                  upsample_cond=upsample_cond)
+    if collect is not None:
+        collect()
+    return images

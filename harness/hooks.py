@@ -15,6 +15,7 @@ The hooks themselves are PyTorch's (`register_forward_hook`, `register_forward_p
 registration order beside hooks other libraries add. A hook function has PyTorch's signatures:
 
     forward:              fn(module, args: tuple, output: Tensor | tuple) -> output | None
+    forward (kwargs):     fn(module, args: tuple, kwargs: dict, output) -> output | None
     pre_forward:          fn(module, args: tuple) -> args | None
     pre_forward (kwargs): fn(module, args: tuple, kwargs: dict) -> (args, kwargs) | None
 """
@@ -35,9 +36,9 @@ class Hooks:
         self._unnamed = 0  # hooks kept by `add` without a name: numbered hook#0, hook#1, ...
 
     # ---- registering ---------------------------------------------------------------------------------------
-    def forward(self, name: str, module: torch.nn.Module, fn: Callable) -> str:
-        """Run `fn(module, args, output)` after `module`'s forward; a returned value replaces the output."""
-        return self._keep(name, module.register_forward_hook(fn).remove)
+    def forward(self, name: str, module: torch.nn.Module, fn: Callable, with_kwargs: bool = False) -> str:
+        """Run `fn` after `module`'s forward; a returned value replaces the output."""
+        return self._keep(name, module.register_forward_hook(fn, with_kwargs=with_kwargs).remove)
 
     def pre_forward(self, name: str, module: torch.nn.Module, fn: Callable, with_kwargs: bool = False) -> str:
         """Run `fn` before `module`'s forward; a returned value replaces its inputs."""

@@ -4,7 +4,7 @@ Minimal job (everything else has a default)::
 
     name: van-gogh-locogen
     model: tiny:sd15            # or a diffusers directory, or a hub id already in the local HF cache
-    method: locogen             # locogen | attn_patch | causal_trace
+    method: locogen             # locogen | attn_patch | causal_trace | attn_contrib
     window: 2
     prompts:
       - {prompt: "a house in the style of van gogh", target: "a house", attribute: style, concept: "van gogh"}
@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +30,9 @@ from harness.methods.registry import METHOD_NAMES, get_method
 from harness.metrics import check_metric, check_scorer_names
 from harness.metrics.text import quoted_text  # noqa: F401  (re-exported for prompt rows)
 from harness.model_list import model_slug  # noqa: F401  (re-exported)
+from harness.paths import absolute, resolve_job_paths
+from harness.specfile import apply_overrides, format_validation_error
+from harness.words import find_words, missing_words_message
 
 REQUIRED_KEYS = ("name", "method", "prompts")  # keys without a default; named when a job file is empty
 # The categories the papers group prompts by (a prompt row's `attribute`; see PromptRow).
@@ -42,10 +44,8 @@ __all__ = ["ATTRIBUTES", "DEFAULT_JOB", "ExecutorSpec", "JobError", "JobSpec", "
 
 def parse_index(value: Any) -> list[int] | None:
     """Forward indices from ``5``, ``"40-50"``, ``"0-3,8,10-11"`` or a list of ints (ranges inclusive)."""
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return [value]
+    if value is None or isinstance(value, int):
+        return None if value is None else [value]
     if isinstance(value, list):
         if not all(isinstance(v, int) for v in value):
             raise ValueError("expected integers")
@@ -82,10 +82,9 @@ class SiteSelector(Strict):
             return {"names": value}
         if isinstance(value, dict):
             value = dict(value)
-            if isinstance(value.get("kind"), str):
-                value["kind"] = [value["kind"]]
-            if isinstance(value.get("names"), str):
-                value["names"] = [value["names"]]
+            for key in ("kind", "names"):
+                if isinstance(value.get(key), str):
+                    value[key] = [value[key]]
         return value
 
     @field_validator("index", mode="before")
@@ -119,7 +118,7 @@ class PromptRow(Strict):
 
     @model_validator(mode="after")
     def _vocabulary(self) -> PromptRow:
-        in_prompt = lambda words: bool(words) and words.lower() in self.prompt.lower()  # noqa: E731
+        in_prompt = lambda words: bool(words) and find_words(self.prompt, words) is not None  # noqa: E731
         old_form = ((self.attribute is not None and self.attribute not in ATTRIBUTES
                      and (in_prompt(self.attribute) or self.concept in ATTRIBUTES))
                     or (self.attribute is None and self.concept in ATTRIBUTES and not in_prompt(self.concept)))
@@ -131,8 +130,7 @@ class PromptRow(Strict):
             raise ValueError(f"attribute: unknown attribute '{self.attribute}'"
                              f"{did_you_mean(self.attribute, ATTRIBUTES)}; expected one of {', '.join(ATTRIBUTES)}")
         if self.concept is not None and not in_prompt(self.concept):
-            raise ValueError(f"concept: '{self.concept}' does not occur in prompt '{self.prompt}' (the concept is "
-                             "the words in the prompt that carry the attribute)")
+            raise ValueError(f"concept: {missing_words_message(self.prompt, self.concept)} (the words that carry it)")
         return self
 
 
@@ -157,6 +155,10 @@ class ExecutorSpec(Strict):
     prompts_per_unit: int = Field(1, ge=1)  # prompt shard size of a work unit
     variants_per_unit: int | None = Field(None, ge=1)  # None = every variant of a shard in one unit
     max_retries: int = Field(2, ge=0)  # re-runs of a unit whose actor died
+    # seconds queued units may wait with no worker able to run them (workers loading the model, or restarting
+    # after their node was lost, until the cluster replaces it) before the sweep stops, keeping finished
+    # units; the progress display shows the wait. A private Ray whose only node died stops at once.
+    node_wait: float = Field(600.0, gt=0)
 
 
 class JobSpec(Strict):
@@ -183,8 +185,9 @@ class JobSpec(Strict):
     metrics: list[str] = ["mse", "psnr", "ssim"]
     scorers: dict[str, dict[str, Any]] = {}  # per-scorer options, e.g. {clip: {model: ViT-B-32}}
     noise_scale: float = Field(3.0, gt=0)  # causal tracing: κ in κ·σ
-    noise_std: Literal["embedding", "subject"] | float = "embedding"  # causal tracing: σ (harness.interventions)
+    noise_std: Literal["embedding", "subject"] | float = "subject"  # causal tracing: σ, ROME's rule by default
     noise_seed: int = 0
+    noise_draws: int = Field(1, ge=1)  # causal tracing: noise draws per prompt (ROME: 10), draw d seeds noise_seed + d
     positions: list[Literal["first_subject", "middle_subject", "last_subject", "last"]] = list(POSITIONS)
     restore: Literal["output", "state", "contribution"] = "output"  # causal tracing: output = P1 (harness.sites)
     save_images: bool = False
@@ -215,11 +218,7 @@ class JobSpec(Strict):
     @field_validator("seeds", mode="before")
     @classmethod
     def _seeds(cls, value: Any) -> Any:
-        if isinstance(value, int):
-            return [value]
-        if isinstance(value, str):
-            return parse_index(value)
-        return value
+        return parse_index(value) if isinstance(value, (int, str)) else value
 
     @field_validator("lora")
     @classmethod
@@ -245,6 +244,7 @@ class JobSpec(Strict):
         method = get_method(self.method)
         for i, row in enumerate(self.prompts):
             method.check_prompt(i, row)
+        self._method_reads(method)
         method.check_job(self)
         if self.site_sets is not None:
             if not method.joint_sets:
@@ -252,8 +252,6 @@ class JobSpec(Strict):
                                  "(joint interventions are K/V swaps: locogen, attn_patch)")
             if not self.site_sets or any(not s for s in self.site_sets):
                 raise ValueError("site_sets: expected a non-empty list of non-empty lists of site names")
-        if not isinstance(self.noise_std, str) and not self.noise_std > 0:
-            raise ValueError(f"noise_std: expected 'embedding', 'subject' or a number > 0, got {self.noise_std}")
         if any(s < 0 for s in self.step_start):
             raise ValueError("step_start: expected steps >= 0")
         if len(set(self.seeds)) != len(self.seeds):
@@ -267,10 +265,23 @@ class JobSpec(Strict):
             raise ValueError(f"prompts: id '{dup}' is used by more than one row (ids name rows in the results)")
         return self
 
+    def _method_reads(self, method) -> None:
+        """A method-specific key the method does not read, set to anything but its default, is a mistake
+        (the user expects it to act): refused, naming the methods that read it."""
+        from harness.methods.base import METHOD_KEYS
+        from harness.methods.registry import METHODS
+
+        for key in METHOD_KEYS:
+            default = type(self).model_fields[key].get_default(call_default_factory=True)
+            if key not in method.reads and getattr(self, key) != default:
+                readers = [name for name, m in METHODS.items() if key in m.reads]
+                raise ValueError(f"{key}: method '{self.method}' does not read it (only {', '.join(readers)}); "
+                                 "remove it")
+
     @property
     def effective_branch(self) -> str:
-        """The job's `branch`, else its method's default (P3 patches both CFG halves; LocoGen and causal
-        tracing intervene on the conditional half)."""
+        """The job's `branch`, else its method's default (P3 patches both CFG halves, causal tracing restores
+        both halves of the clean run; LocoGen swaps the conditional half)."""
         return self.branch or get_method(self.method).default_branch
 
     @property
@@ -288,9 +299,10 @@ class JobSpec(Strict):
     def fingerprint(self) -> str:
         """Hash of everything that changes results (not where or how they are executed)."""
         # Keys added later are left out at their defaults, so fingerprints of jobs that do not set them stay.
-        defaults = {"edit": None, "lora": None, "noise_std": "embedding", "restore": "output", "models": None}
+        defaults = {"edit": None, "lora": None, "noise_std": "embedding", "restore": "output", "models": None, "noise_draws": 1}
         unset = {key for key, value in defaults.items() if getattr(self, key) == value}
         data = self.model_dump(mode="json", exclude={"executor", "save_images", "batch_size"} | unset)
+        data = get_method(self.method).hashed(self, data)  # what the method's results depend on
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def prompt_ids(self) -> list[str]:
@@ -316,64 +328,17 @@ def read_prompt_file(path: Path) -> list[dict]:
     raise JobError(f"prompts: '{path}' must be a .csv or .jsonl file")
 
 
-def _model_at(loc: tuple, root: type[BaseModel]) -> type[BaseModel]:
-    """The pydantic model that owns the field at `loc` (to suggest a close key for a typo)."""
-    model = root
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        fields = {f.alias or n: f for n, f in model.model_fields.items()}
-        annotation = fields[part].annotation
-        candidates = [annotation, *typing.get_args(annotation)]
-        candidates += [a for c in candidates for a in typing.get_args(c)]
-        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), model)
-    return model
-
-
-def format_validation_error(exc: ValidationError, source: str, root: type[BaseModel] | None = None) -> str:
-    """One line for the first error of validating a `root` model (default `JobSpec`; edit files use it
-    too): ``SOURCE: key.path: what was expected``, with a close key suggested for an unknown one."""
-    err = exc.errors()[0]
-    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        names = [f.alias or n for n, f in _model_at(err["loc"][:-1], root or JobSpec).model_fields.items()]
-        msg = "unknown key" + did_you_mean(err["loc"][-1], names)
-    elif err["type"] == "missing":
-        msg = "required"
-    elif err["type"] == "literal_error":
-        msg = f"got {err['input']!r}, {msg[0].lower()}{msg[1:]}"
-    return f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}"
-
-
-def apply_overrides(data: dict, pairs: list[str]) -> dict:
-    """`--set key=value` pairs (dotted keys, YAML values) applied on top of a job's keys."""
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise JobError(f"--set: expected KEY=VALUE, got '{pair}'")
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise JobError(f"--set {key}: value '{value}' is not valid YAML ({getattr(exc, 'problem', exc)})") from None
-        node, parts = data, key.split(".")
-        for depth, part in enumerate(parts[:-1]):
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise JobError(f"--set {key}: '{'.'.join(parts[:depth + 1])}' is not a mapping of keys")
-        node[parts[-1]] = parsed
-    return data
-
-
 def load_job(data: dict | str | Path, base_dir: Path | None = None, overrides: list[str] = ()) -> JobSpec:
-    """Validate a job from a dict, YAML text or a YAML file, with `--set` `overrides` applied; prompts may
-    name a CSV/JSONL file (relative to the job file)."""
+    """Validate a job from a dict, YAML text or a YAML file, with `--set` `overrides` applied. Every path
+    in it is made absolute before anything travels (`harness.paths`): a path in the file against the
+    file's folder (`base_dir` for a dict; default the working directory), one in an override against the
+    working directory. Prompts may name a CSV/JSONL file."""
     source = "job"
     if isinstance(data, Path) or (isinstance(data, str) and "\n" not in data and data.endswith((".yaml", ".yml"))):
         path = Path(data)
         if not path.is_file():
             raise JobError(f"job file '{path}' does not exist")
-        source, base_dir = str(path), path.parent
+        source, base_dir = str(path), absolute(path).parent
         data = path.read_text(encoding="utf-8")
     if isinstance(data, str):
         try:
@@ -388,18 +353,19 @@ def load_job(data: dict | str | Path, base_dir: Path | None = None, overrides: l
                        "(see harness/default_job.yaml)")
     if not isinstance(data, dict):
         raise JobError(f"{source}: expected a mapping of job keys, got {type(data).__name__}")
-    data = apply_overrides(dict(data), list(overrides))
+    if "edits" in data and "prompts" not in data:
+        raise JobError(f"{source}: this is an edit file (it has `edits:`), not a sweep job; run it with "
+                       f"`loco edit {source} --out DIR`")
+    data = apply_overrides(resolve_job_paths(data, base_dir), list(overrides))
     if isinstance(data.get("prompts"), str):
         try:
-            data["prompts"] = read_prompt_file((base_dir or Path.cwd()) / data["prompts"])
+            data["prompts"] = read_prompt_file(Path(data["prompts"]))
         except JobError as exc:
             raise JobError(f"{source}: {exc}") from None
-    data.update({key: str((base_dir or Path.cwd()) / Path(data[key]).expanduser())  # relative to the job file,
-                 for key in ("edit", "lora") if isinstance(data.get(key), str)})  # as prompt files are
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:
-        raise JobError(format_validation_error(exc, source)) from None
+        raise JobError(format_validation_error(exc, source, JobSpec)) from None
 
 
 DEFAULT_JOB = Path(__file__).with_name("default_job.yaml")

@@ -55,13 +55,21 @@ def run_multi_sweep(job: JobSpec, out: str | Path | None = None, force: bool = F
                             "directory per model under its root: choose another --out or pass --force")
         RunStore(root).clear()  # --force: the single-model run goes, the models' directories take its place
     sweeps = [SweepRun(one, where, force, group=where.name) for one, where in model_dirs(job, root)]
-    for sweep in sweeps:  # a directory of another job is refused before any model loads
-        sweep.open()
-    index = {"job_name": job.name, "models": [{"model": s.job.model, "dir": s.store.root.name} for s in sweeps]}
-    (root / INDEX).write_text(json.dumps(index, indent=2))
-    if (backend or job.executor.backend) == "local":
-        return [summary for sweep in sweeps for summary in _run_wave([sweep], job, quiet, lambda one, label: _local(one))]
-    return _run_on_ray(job, sweeps, quiet, root)
+    made_root = not root.exists()
+    try:
+        for sweep in sweeps:  # a directory of another job (or one in use) is refused before any model loads
+            sweep.open()
+        index = {"job_name": job.name, "models": [{"model": s.job.model, "dir": s.store.root.name} for s in sweeps]}
+        if (backend or job.executor.backend) == "local":
+            return [summary for sweep in sweeps
+                    for summary in _run_wave([sweep], job, quiet, lambda one, label: _local(one), root, index)]
+        return _run_on_ray(job, sweeps, quiet, root, index)
+    except BaseException:
+        for sweep in sweeps:  # models not reached keep their directories as they were
+            sweep.stop()
+        if made_root and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
+        raise
 
 
 def _local(job: JobSpec):
@@ -70,7 +78,7 @@ def _local(job: JobSpec):
     return LocalBackend(job)
 
 
-def _run_on_ray(job: JobSpec, sweeps: list[SweepRun], quiet: bool, root: Path) -> list[SweepSummary]:
+def _run_on_ray(job: JobSpec, sweeps: list[SweepRun], quiet: bool, root: Path, index: dict) -> list[SweepSummary]:
     import ray
 
     from harness.run.ray_pool import RayBackend, init_ray, ray_address
@@ -87,14 +95,15 @@ def _run_on_ray(job: JobSpec, sweeps: list[SweepRun], quiet: bool, root: Path) -
         summaries = []
         for i in range(0, len(sweeps), size):
             summaries += _run_wave(sweeps[i:i + size], job, quiet,
-                                   lambda one, label: RayBackend(one, budget, label, log_dir=root))
+                                   lambda one, label: RayBackend(one, budget, label, log_dir=root), root, index)
     finally:
         if started and ray.is_initialized():
             ray.shutdown()
     return summaries
 
 
-def _run_wave(sweeps: list[SweepRun], job: JobSpec, quiet: bool, open_backend) -> list[SweepSummary]:
+def _run_wave(sweeps: list[SweepRun], job: JobSpec, quiet: bool, open_backend, root: Path,
+              index: dict) -> list[SweepSummary]:
     """Plan and run the models of one wave side by side, then finish their manifests; on any error or
     interruption every model of the wave keeps its finished units and its manifest says it stopped."""
     runners = []
@@ -102,6 +111,7 @@ def _run_wave(sweeps: list[SweepRun], job: JobSpec, quiet: bool, open_backend) -
         for sweep in sweeps:
             runners.append(open_backend(sweep.job, sweep.group))
             sweep.plan(runners[-1])
+        (root / INDEX).write_text(json.dumps(index, indent=2))  # once a model has started writing
         groups = {s.group: (len(s.todo), s.todo_rows) for s in sweeps} if len(sweeps) > 1 else None
         name = job.name if len(sweeps) > 1 else f"{job.name} · {sweeps[0].group}"
         with SweepProgress(name, sum(len(s.todo) for s in sweeps), sum(s.todo_rows for s in sweeps), quiet,
@@ -115,6 +125,7 @@ def _run_wave(sweeps: list[SweepRun], job: JobSpec, quiet: bool, open_backend) -
 
                 run_groups([PoolGroup(s.todo, r.generate, r.score, s.on_result, s.on_failure)
                             for s, r in zip(sweeps, runners)], progress)
+        summaries = [sweep.finish() for sweep in sweeps]  # before Ray stops, which an interrupt may cut
     except BaseException:
         for sweep in sweeps:
             sweep.stop()
@@ -122,4 +133,4 @@ def _run_wave(sweeps: list[SweepRun], job: JobSpec, quiet: bool, open_backend) -
     finally:
         for runner in runners:
             runner.close()
-    return [sweep.finish() for sweep in sweeps]
+    return summaries

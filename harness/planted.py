@@ -3,7 +3,9 @@
 A localization method is only trustworthy if it finds a layer when the answer is known. `plant` edits a
 model in place so that every text-reading attention site except one ignores the text: its K and V
 projections are zeroed (weights and biases), which makes the text tokens' attention logits constant and
-their values zero, so the site's output no longer depends on the prompt. The other text paths are cut
+their values zero, so the site's output no longer depends on the prompt. (FLUX's single-stream blocks project
+text and image with the same to_k/to_v, so there the text slice of their outputs is zeroed by a hook the
+model keeps: `ModelAdapter.cut_text_at`.) The other text paths are cut
 as well — SDXL's pooled text embedding in the added time conditioning, DeepFloyd IF's text time
 embedding, SD3's pooled text projection — so the planted site is the *only* way the prompt can change the
 image. Then:
@@ -31,8 +33,5 @@ def plant(adapter, site_name: str) -> None:
         raise ValueError(f"plant: '{site_name}' is a {planted.kind} site; expected one of {', '.join(TEXT_KINDS)}")
     for site in table.sites:
         if site.kind in TEXT_KINDS and site.name != site_name:
-            for proj in adapter.kv_modules(site.name):
-                proj.weight.zero_()
-                if proj.bias is not None:
-                    proj.bias.zero_()
+            adapter.cut_text_at(site.name)  # K/V zeroed (FLUX's single-stream blocks: their text slice)
     adapter.cut_pooled_text()  # the architecture's other text paths (pooled embeddings, ...)

@@ -5,15 +5,19 @@ how many work units, generations (images), denoising steps and result rows the j
 GPU-hours that is, and whether every checkpoint it will look for (the pipeline, IF's stage II, the CLIP and
 OCR weights) is already in the local cache.
 
-Nothing here builds or loads a network. The site counts come from each architecture's cost table (declared
-in its module, `harness.models.<arch>`, and found through `harness.models.registry`: the block structure of
-each pipeline, the same counts `loco sites` finds by tracing; each architecture's tester keeps the tiny
-counts equal to the traced tiny models), the architecture of a model id from its cached ``model_index.json``
-or, when it is not cached, from the papers' hub ids the architectures list. The variant list is built by the engine's
-own planner (`harness.methods.plan_variants`) over a stand-in site table with those counts, so a plan
-counts exactly what the sweep will run.
+No weight is read. The model's shape comes from `harness.model_shape`: a local or cached model's own
+configs (its components built on the meta device: site counts per kind, scheduler, tokenizers, shipped
+sampler defaults), a tiny model's declared counts, or — for a hub id not downloaded yet — its
+architecture's cost table (`harness.models.<arch>`). The job is then validated exactly as the sweep's
+worker validates it (`harness.validate`: the method's own planner over a stand-in site table with those
+counts, the step window against the scheduler's denoiser calls, the prompts against the token limits),
+so a plan counts what the sweep will run and refuses what the sweep would refuse.
 
-GPU-hours are *estimates* (METHODS.md §8): seconds per denoising step of one image on one H100 in fp16 at
+Tiny models get a CPU-time estimate instead of GPU-hours: each architecture's measured seconds per
+image-step on one core plus each metric's scoring seconds per image (bench/run_tiny_jobs.py keeps both
+within 2× of the shipped tiny jobs' measured CPU time).
+
+GPU-hours are *estimates* (docs/methods.md §8): seconds per denoising step of one image on one H100 in fp16 at
 the architecture's paper resolution, scaled by pixel count, times every row's steps. They ignore what
 batching saves (loco carries many variants per pass), so they are an upper bound for planning a booking.
 """
@@ -29,8 +33,6 @@ from harness.jobs import JobSpec
 from harness.models import registry
 from harness.models.registry import ArchCost
 from harness.sites import Site, SiteTable
-
-TINY_STEP_SECONDS = 0.02  # a tiny model's step on one CPU core (measured order of magnitude)
 
 
 def __getattr__(name: str):
@@ -84,81 +86,57 @@ class Plan:
     cost_basis: str
     checkpoints: list[Checkpoint] = field(default_factory=list)
     first_variants: list[str] = field(default_factory=list)
+    noise_draws: int = 1  # causal tracing: every restore and the corrupted row once per draw
+    warnings: list[str] = field(default_factory=list)  # what the sweep will say too (prompts it cuts, ...)
+    cpu_seconds: float | None = None  # tiny models: one core's seconds for every unit (model loading aside)
+    shape: str = ""  # where the model's structure came from: config (read, no weights) | tiny | cost table
+    calls: int | None = None  # denoiser calls per generation (PNDM: one more than its steps)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def format(self) -> str:
-        tiny = " (tiny model: CPU seconds, not GPU-hours)" if self.tiny else ""
         lines = [
             f"{self.job}: {self.method} on {self.model} ({self.arch})",
             f"  units            {self.units:,}",
-            f"  variants         {self.variants:,} (+{self.references} reference rows per prompt × seed)",
+            f"  variants         {self.variants:,}"
+            + (f" = {self.variants // self.noise_draws:,} restores × {self.noise_draws} noise draws"
+               if self.noise_draws > 1 else "")
+            + f" (+{self.references} reference rows per prompt × seed)",
             f"  generations      {self.generations:,} = {self.prompts} prompts × {self.seeds} seeds × "
-            f"{self.variants + self.references}",
+            f"{self.generations // max(1, self.prompts * self.seeds)}",
             f"  denoising steps  {self.denoising_steps:,} ({self.steps} scheduler steps per generation"
-            f"{', plus stage II' if self.denoising_steps != self.generations * self.steps else ''})",
+            f"{f' = {self.calls} denoiser calls' if self.calls not in (None, self.steps) else ''}"
+            f"{', plus stage II' if self.denoising_steps != self.generations * (self.calls or self.steps) else ''})",
             f"  expected rows    {self.expected_rows:,}",
-            f"  GPU-hours        ~{self.gpu_hours:.3g}{tiny} [{self.cost_basis}]",
+            (f"  CPU time         ~{self.cpu_seconds:,.0f} s of one core for the units [{self.cost_basis}]"
+             if self.cpu_seconds is not None else f"  GPU-hours        ~{self.gpu_hours:.3g} [{self.cost_basis}]"),
             "  checkpoints",
         ]
         lines += [f"    {c.role:<9} {c.name:<48} {'found' if c.found else 'MISSING':<8} {c.where}"
                   for c in self.checkpoints] or ["    (none: built in)"]
-        lines += [f"  variants: {', '.join(self.first_variants)}{' ...' if self.variants > 10 else ''}"]
+        lines += [f"  variants: {', '.join(self.first_variants)}{' ...' if self.variants // self.noise_draws > 10 else ''}"]
+        lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
 def model_arch(model: str) -> tuple[str, bool]:
-    """(cost variant, tiny) of a model id, from its name, its cached model_index.json or the known ids."""
-    base = model.partition("+planted=")[0]
-    if base.startswith(("tiny:", "random:")):
-        arch = base.split(":", 1)[1]
-        if registry.get(arch) is None:
-            kind = base.split(":", 1)[0]
-            raise PlanError(f"model '{model}': unknown {kind} model; expected one of "
-                            + ", ".join(f"{kind}:{a}" for a in registry.names()))
-        return arch, base.startswith("tiny:")
-    index = _model_index(base)
-    if index is not None:
-        class_name = index[0].get("_class_name", "")
-        arch = registry.for_pipeline(class_name)
-        if arch is None:
-            raise PlanError(f"model '{model}': pipeline class '{class_name}' is not supported")
-        return (arch.variant_of and arch.variant_of(index[1])) or arch.default_variant, False
-    known = _known_models()
-    if base in known:
-        return known[base], False
-    if base.startswith((".", "/", "~")) or base.count("/") != 1:
-        raise PlanError(f"model '{model}': no such directory")
-    raise PlanError(f"model '{model}' is not a local directory and is not in the local Hugging Face cache, "
-                    "nor one of the papers' checkpoints, so its architecture is unknown")
+    """(cost variant, tiny) of a model id (`harness.model_shape`)."""
+    from harness.model_shape import ShapeError, model_shape
+
+    try:
+        shape = model_shape(model)
+    except ShapeError as exc:
+        raise PlanError(str(exc)) from None
+    return shape.variant, shape.tiny
 
 
 def _model_index(model: str) -> tuple[dict, Path] | None:
     """The pipeline's model_index.json (and its folder) from a local directory or the HF cache, or None."""
-    from harness.models.builtin import builtin_path
+    from harness.model_shape import pipeline_folder
 
-    path = Path(model).expanduser()
-    if not path.is_dir():
-        path = builtin_path(model) or path
-    if path.is_dir() and (path / "model_index.json").is_file():
-        return json.loads((path / "model_index.json").read_text()), path
-    found = _cached(model, "model_index.json")
-    if found:
-        return json.loads(Path(found).read_text()), Path(found).parent
-    return None
-
-
-def _cached(repo: str, filename: str) -> str | None:
-    from huggingface_hub import try_to_load_from_cache
-
-    if repo.count("/") != 1 or repo.startswith((".", "/", "~")):
-        return None
-    try:
-        found = try_to_load_from_cache(repo, filename)
-    except Exception:  # an id the hub library rejects is simply not cached
-        return None
-    return found if isinstance(found, str) else None
+    folder = pipeline_folder(model)
+    return (json.loads((folder / "model_index.json").read_text()), folder) if folder else None
 
 
 def stand_in_sites(counts: dict[str, int | tuple[int, ...]], arch: str = "") -> SiteTable:
@@ -170,7 +148,8 @@ def stand_in_sites(counts: dict[str, int | tuple[int, ...]], arch: str = "") -> 
 
     def semantics(kind: str) -> dict:
         state = kind in state_kinds
-        return {"output": "state", "contribution": "conv2" if kind == "resnet" else "to_out.0"} if state else {}
+        contribution = {"resnet": "conv2", "block": None}.get(kind, "to_out.0")
+        return {"output": "state", "contribution": contribution} if state else {}
 
     def components(n: int | tuple[int, ...]) -> list[tuple[str, int]]:
         if isinstance(n, int):
@@ -233,47 +212,62 @@ def _ocr_checkpoint(options: dict) -> Checkpoint:
 
 
 def plan(job: JobSpec) -> Plan:
-    """The plan of `job`: counts, estimate and checkpoints, computed without loading a model."""
-    from harness.methods import plan_variants, references
+    """The plan of `job`: counts, estimate and checkpoints, computed without loading a model's weights. The
+    job is validated as its sweep's worker will validate it (`harness.validate`), against the model's own
+    shape (`harness.model_shape`: site counts, sampler defaults, scheduler and tokenizers of a local model
+    read from its configs)."""
+    from harness.methods import get_method, references
+    from harness.model_shape import ShapeError, model_shape
     from harness.run.plan import plan_units
+    from harness.validate import validate_job
 
-    arch, tiny = model_arch(job.model)
-    declared = registry.for_variant(arch)
-    cost: ArchCost = declared.costs[arch]
-    counts = declared.tiny_sites if tiny else cost.sites
+    try:
+        shape = model_shape(job.model)
+    except ShapeError as exc:
+        raise PlanError(str(exc)) from None
+    arch, tiny = shape.variant, shape.tiny
+    cost: ArchCost = shape.arch.costs[arch]
     if job.sites and job.sites.names and not tiny:
         raise PlanError("sites.names: a plan counts sites by kind and index; name lists and globs need the "
                         "model's site table (`loco sites MODEL`); select by {kind, index} to plan")
-    table = stand_in_sites(counts, arch)
-    if tiny and job.sites and job.sites.names:  # names need the real table; a tiny model builds in a second
-        from harness.models import load_model
-
-        table = load_model(job.model, "cpu", "fp32").sites
-    variants = plan_variants(job, table)
+    table = stand_in_sites(shape.counts, arch)
+    if tiny and job.sites and job.sites.names:  # names need the traced table; a tiny model traces in seconds
+        table = shape.adapter.sites
+    config = shape.defaults().with_job(job)
+    steps, size, width = config.steps, config.height, config.width
+    calls = shape.calls(steps)
+    variants, warnings = validate_job(job, table, calls, shape.tokenizers(), shape.text)
     refs = len(references(job))
     units = plan_units(job, variants)
-    if tiny:
-        steps, size = job.steps or 10, job.height or declared.adapter.tiny_size
-    else:
-        steps, size = job.steps or cost.steps, job.height or cost.resolution
-    if max(job.step_start) >= steps:
-        raise PlanError(f"step_start: {max(job.step_start)} is not below the {steps} denoising steps")
-    generations = len(job.prompts) * len(job.seeds) * (len(variants) + refs)
+    rows = len(job.prompts) * len(job.seeds) * (len(variants) + refs)
+    generations = len(job.prompts) * len(job.seeds) * get_method(job.method).generations(len(variants), refs)
     extra_steps, extra_seconds = _stage_ii_cost(job, arch, tiny)
-    width = job.width or size
     if tiny:
-        seconds = generations * (steps + extra_steps) * TINY_STEP_SECONDS
-        basis = f"{TINY_STEP_SECONDS} CPU s per step of a tiny model"
+        per_image = (calls + extra_steps) * shape.arch.tiny_step_seconds + score_seconds(job.metrics)
+        seconds = generations * per_image
+        basis = (f"{shape.arch.tiny_step_seconds} CPU s per image-step + {score_seconds(job.metrics):.3g} s "
+                 "scoring per image, one core (bench/run_tiny_jobs.py)")
     else:
         per_step = cost.step_seconds * (size * width) / cost.resolution**2
         seconds = generations * (steps * per_step + extra_seconds)
         basis = (f"H100 fp16 estimate {per_step:.3g} s per image-step at {size}×{width}"
                  + (f" + {extra_seconds} s stage II per image" if extra_seconds else "")
-                 + "; METHODS.md §8; batching makes it less")
+                 + "; docs/methods.md §8; batching makes it less")
     return Plan(job.name, job.method, job.model, arch, tiny, len(variants), refs, len(job.prompts),
-                len(job.seeds), len(units), generations, steps, generations * (steps + extra_steps), generations,
+                len(job.seeds), len(units), generations, steps, generations * (calls + extra_steps), rows,
                 round(seconds / 3600, 4), basis, checkpoints(job, arch, tiny),
-                [v.label for v in variants[:10]])
+                list(dict.fromkeys(v.label for v in variants))[:10],
+                job.noise_draws if job.method == "causal_trace" else 1, warnings, round(seconds, 1) if tiny else None,
+                shape.source, calls)
+
+
+# CPU seconds of one core to score one (tiny) image, per metric, measured by bench/run_tiny_jobs.py; metrics
+# not listed are pure image functions (~0.005 s).
+SCORE_SECONDS = {"clip_score": 0.15, "ocr": 0.2, "image_notext": 0.2, "lpips": 0.05, "toxicity": 0.2, "probe": 0.01}
+
+
+def score_seconds(metrics: list[str]) -> float:
+    return sum(SCORE_SECONDS.get(m, 0.005) for m in metrics)
 
 
 def _stage_ii_cost(job: JobSpec, arch: str, tiny: bool) -> tuple[int, float]:

@@ -12,25 +12,34 @@ pipeline once for one step with a hook on every candidate module and recording t
 
 Kinds:
   cross_attn       UNet attention that reads text (SD/SDXL ``attn2``; IF's fused AttnAddedKV attentions)
-  joint_attn       SD3 joint attention; its text side (``add_k_proj``/``add_v_proj``) is the text path
-  self_attn        UNet self-attention (``attn1``)
+  joint_attn       MM-DiT joint attention (SD3/SD3.5 blocks, FLUX's dual-stream blocks); its text side
+                   (``add_k_proj``/``add_v_proj``) is the text path
+  single_attn      FLUX single-stream attention over one joint sequence, text first (the first 512 T5 tokens,
+                   then the image); the text slice of ``to_k``/``to_v`` is the text path. Its output is the
+                   attention output of the whole sequence before the block's ``proj_out`` mixes it with the MLP
+  self_attn        UNet self-attention (``attn1``; also SD3.5's image-only ``attn2``)
   ff               feed-forward of a transformer block (image stream)
-  ff_context       SD3 feed-forward of the text stream
+  ff_context       MM-DiT feed-forward of the text stream
   resnet           UNet ResNet block
+  block            a DiT's transformer block (PixArt, SANA): attention, cross-attention and feed-forward
+                   inside one residual block
   text_self_attn   text-encoder self-attention sublayer (output before the residual add)
   text_mlp         text-encoder MLP sublayer (output before the residual add)
 
 What a site's output holds, and so what restoring it means (P1 copies "a component's output"):
   state         the output already includes the residual: restoring it restores the whole hidden state
                 there, so nothing of the corrupted run before the site survives it. ResNet blocks
-                (``(shortcut(x) + conv2(...)) / output_scale_factor``) and IF's AttnAddedKV attentions (their
-                processor adds the input back) are of this kind.
+                (``(shortcut(x) + conv2(...)) / output_scale_factor``), IF's AttnAddedKV attentions (their
+                processor adds the input back) and a DiT's transformer blocks (``block``: each sublayer's
+                output is added to the stream inside the block, and the block returns the stream) are of
+                this kind.
   contribution  the output is what the sublayer adds to a residual stream that the enclosing block owns
-                (``attn1``/``attn2``/``ff`` of a transformer block, SD3's joint attention and feed-forwards,
+                (``attn1``/``attn2``/``ff`` of a transformer block, MM-DiT joint attention and feed-forwards,
                 the text encoders' self-attention and MLP sublayers): restoring it replaces the sublayer's
                 contribution, while the corrupted stream it is added to stays.
 At a *state* site the contribution can be restored too: it is the output of its residual branch's last
-module (`Site.contribution`: ``conv2`` of a ResNet, ``to_out.0`` of an AttnAddedKV attention). At a
+module (`Site.contribution`: ``conv2`` of a ResNet, ``to_out.0`` of an AttnAddedKV attention); a DiT block
+has three residual branches, whose contributions are its ``self_attn``/``cross_attn``/``ff`` sites. At a
 *contribution* site the state after it is computed inside the enclosing block and cannot be restored.
 """
 
@@ -44,8 +53,8 @@ import torch
 
 from harness.errors import UserError, did_you_mean
 
-TEXT_KINDS = ("cross_attn", "joint_attn")
-DENOISER_KINDS = ("cross_attn", "joint_attn", "self_attn", "ff", "ff_context", "resnet")
+TEXT_KINDS = ("cross_attn", "joint_attn", "single_attn")
+DENOISER_KINDS = ("cross_attn", "joint_attn", "single_attn", "self_attn", "ff", "ff_context", "resnet", "block")
 TEXT_ENCODER_KINDS = ("text_self_attn", "text_mlp")
 KINDS = DENOISER_KINDS + TEXT_ENCODER_KINDS
 STATE, CONTRIBUTION = "state", "contribution"
@@ -92,10 +101,15 @@ class Site:
     @property
     def restores(self) -> tuple[str, ...]:
         """What a restore at this site can copy from the clean run (see the module docstring)."""
-        return (STATE, CONTRIBUTION) if self.output == STATE else (CONTRIBUTION,)
+        if self.output == STATE:
+            return (STATE, CONTRIBUTION) if self.contribution else (STATE,)
+        return (CONTRIBUTION,)
 
     def restore_module(self, what: str) -> str:
         """The module whose output is copied to restore `what` (``state`` or ``contribution``) here."""
+        if what not in self.restores and self.output == STATE:
+            raise SiteError(f"restore: '{self.name}' is a {self.kind} site with several residual branches; restore "
+                            "its state (output), or a contribution at its self_attn, cross_attn or ff sites")
         if what not in self.restores:
             raise SiteError(f"restore: '{self.name}' is a {self.kind} site whose output is a contribution (the "
                             "residual is added outside it), so its state cannot be restored; use restore: "
@@ -107,6 +121,8 @@ def output_semantics(kind: str, module: torch.nn.Module) -> tuple[str, str | Non
     """(what the module's output holds, the submodule whose output is the contribution at a state site)."""
     if kind == "resnet":
         return STATE, "conv2"
+    if kind == "block":
+        return STATE, None
     processor = type(getattr(module, "processor", None)).__name__
     if kind in ("cross_attn", "self_attn") and (processor.startswith("AttnAddedKV")
                                                 or getattr(module, "residual_connection", False)):

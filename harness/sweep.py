@@ -54,7 +54,7 @@ class SweepRun:
 
     def __init__(self, job: JobSpec, out: str | Path | None = None, force: bool = False, group: str | None = None):
         self.job, self.force, self.group = job, force, group
-        self.store = RunStore(Path(out) if out else Path("runs") / job.name)
+        self.store = RunStore(Path(out) if out else Path("runs") / job.name)  # absolute: the cwd's, now
         self.fingerprint = job.fingerprint()
         self.layout = {"prompts_per_unit": job.executor.prompts_per_unit,
                        "variants_per_unit": job.executor.variants_per_unit}
@@ -67,17 +67,23 @@ class SweepRun:
         self.written = 0
         self.progress: SweepProgress | None = None
         self.started = time.perf_counter()
+        self.ended = False  # finished or stopped: the directory is released
 
     def open(self) -> None:
-        """Claim the run directory for this job (refused when it holds another job's results)."""
+        """Claim the run directory for this job: its lock, and refused when it holds another job's
+        results — before any model loads. Nothing is written until `plan` has the model's description."""
         self.store.open(self.job, self.fingerprint, self.layout, force=self.force)
         self.failures = {f.unit_id: f for f in self.store.read_failures()}
 
     def plan(self, runner) -> None:
         """Plan the units from the backend's description of the model, skip the whole parts, and write
-        the manifest (status running)."""
+        job.yaml, the site table and the manifest (status running)."""
         self.started = time.perf_counter()  # a model's time starts with its own backend (models run in waves)
         info = runner.describe()
+        for warning in info.get("warnings", ()):  # found by the worker that loaded the model (it may be remote)
+            log.warning("%s", warning)
+        self.store.start()
+        self.failures = {f.unit_id: f for f in self.store.read_failures()}  # none left after --force
         self.store.write_sites(info["sites"])
         self.units = plan_units(self.job, info["variants"])
         self.rows_per_unit = planned_rows(self.units, len(references(self.job)))
@@ -117,17 +123,32 @@ class SweepRun:
             self.progress.unit_failed(failure.unit_id, failure.error, self.group)
 
     def stop(self) -> None:
-        """Interrupted or crashed: finished units stay; the manifest says the run stopped short."""
-        if self.manifest:
+        """Interrupted or crashed: finished units stay; the manifest says the run stopped short. Before
+        anything was written (a bad site, a refused model): the directory is left as it was."""
+        if self.ended:
+            return
+        self.ended = True
+        if not self.manifest:
+            self.store.abandon()
+            return
+        try:
             self.store.write_manifest({**self.manifest, "status": "stopped", "rows_written": self.written,
                                        "units_failed": len(self.failures)})
+        except Exception as exc:  # noqa: BLE001 - the error that stopped the sweep is the one to report
+            log.warning("could not mark %s stopped: %s", self.store.root, exc)
+        finally:
+            self.store.close()
 
     def finish(self) -> SweepSummary:
-        self.store.write_failures(list(self.failures.values()))  # always there, empty when none failed
-        seconds = time.perf_counter() - self.started
-        self.store.write_manifest({**self.manifest, "status": "incomplete" if self.failures else "complete",
-                                   "finished_at": provenance.now(), "seconds": round(seconds, 3),
-                                   "rows_written": self.written, "units_failed": len(self.failures)})
+        self.ended = True
+        try:
+            self.store.write_failures(list(self.failures.values()))  # always there, empty when none failed
+            seconds = time.perf_counter() - self.started
+            self.store.write_manifest({**self.manifest, "status": "incomplete" if self.failures else "complete",
+                                       "finished_at": provenance.now(), "seconds": round(seconds, 3),
+                                       "rows_written": self.written, "units_failed": len(self.failures)})
+        finally:
+            self.store.close()
         return SweepSummary(self.store.root, len(self.units), len(self.todo), len(self.units) - len(self.todo),
                             self.written, seconds, len(self.damaged),
                             tuple(sorted(self.failures.values(), key=lambda f: f.unit_id)), self.job.model)
@@ -149,10 +170,11 @@ def run_sweep(job: JobSpec, out: str | Path | None = None, force: bool = False,
         sweep.plan(runner)
         with SweepProgress(job.name, len(sweep.todo), sweep.todo_rows, quiet) as sweep.progress:
             runner.run(sweep.todo, sweep.on_result, sweep.on_failure, sweep.progress)
+        summary = sweep.finish()  # every unit accounted for: said before Ray stops, which an interrupt may cut
     except BaseException:
         sweep.stop()
         raise
     finally:
         if runner is not None:
             runner.close()
-    return sweep.finish()
+    return summary

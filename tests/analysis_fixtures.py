@@ -23,13 +23,16 @@ def site_name(i: int) -> str:
 
 
 def make_run(root: Path, name: str, method: str, rows: list[dict], n_sites: int = 4, fingerprint: str = "fp-A",
-             model_id: str = "tiny:sd15", units: int = 2, status: str = "complete", failures: list[dict] | None = None) -> Path:
+             model_id: str = "tiny:sd15", units: int = 2, status: str = "complete", failures: list[dict] | None = None,
+             arch: str = "sd15", job: dict | None = None) -> Path:
     """A run directory holding `rows`, split into `units` Parquet parts by prompt."""
     run = Path(root) / name
     store = RunStore(run)
     run.mkdir(parents=True, exist_ok=True)
     store.write_manifest({"job_name": name, "job_fingerprint": f"job-{name}", "method": method, "status": status,
-                          "model": {"model_id": model_id, "arch": "sd15", "fingerprint": fingerprint}})
+                          "model": {"model_id": model_id, "arch": arch, "fingerprint": fingerprint}})
+    if job is not None:
+        (run / "job.yaml").write_text(json.dumps(job))  # JSON is YAML
     with open(run / "sites.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["kind", "index", "name"])
         writer.writeheader()
@@ -56,13 +59,18 @@ def _row(role: str, prompt_id: str, seed: int, attribute: str, concept: str, sit
 
 def swap_rows(effect, prompts: list[str], seeds: list[int], n_sites: int = 4, attribute: str = "style",
               concept: str = "van gogh", metric: str = "clip_t_prompt", control: float = 0.8,
-              reference_role: str = "control", noise: float = 0.01, seed: int = 0) -> list[dict]:
+              reference_role: str = "control", noise: float = 0.01, seed: int = 0, clean: float | None = None,
+              clean_noise: float = 0.0) -> list[dict]:
     """Rows of a sweep where site i on prompt p shifts `metric` by effect(i, p) from the reference value
-    (plus small seed noise); the reference rows hold `control`."""
+    (plus small seed noise); the reference rows hold `control`. `clean`: causal tracing's clean rows
+    (role control, `metric` = clean plus `clean_noise` per prompt and seed) beside the corrupted ones."""
     rng = np.random.default_rng(seed)
     rows = []
     for p in prompts:
         for s in seeds:
+            if clean is not None:
+                rows.append(_row("control", p, s, attribute, concept, None,
+                                 **{metric: clean + clean_noise * rng.standard_normal(), "mse": 0.0}))
             rows.append(_row(reference_role, p, s, attribute, concept, None, **{metric: control, "mse": 0.0}))
             for i in range(n_sites):
                 shift = effect(i, p)

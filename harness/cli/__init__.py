@@ -19,7 +19,9 @@ dotted name in `harness.cli.registry.VERBS` and imported only when needed. Harne
 graph one-way (`analysis` → `harness`), with no cycle, while one entry point serves both.
 
 User mistakes (a bad job key, an unknown site, a model that is not cached) end with one line on stderr
-and exit status 2; anything else is a bug and keeps its traceback.
+and exit status 2; a fault outside the job that stops a run (its Ray node died, the disk is full:
+`harness.errors.Stopped`) with one line and exit status 3, finished work kept; Ctrl-C and SIGTERM with
+one line and 130. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ import sys
 
 from harness.cli.quiet import quiet
 from harness.cli.registry import VERBS, build_parser, call_verb
-from harness.errors import UserError
+from harness.errors import Stopped, UserError
+from harness.run.signals import stop_on_sigterm
 
 __all__ = ["VERBS", "build_parser", "call_verb", "main", "quiet"]
 
@@ -37,10 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet()
     try:
-        return args.func(args)
+        with stop_on_sigterm():  # SIGTERM (timeout, Kubernetes, Slurm) ends a verb as Ctrl-C does
+            return args.func(args)
     except UserError as exc:
         print(f"loco: error: {exc}", file=sys.stderr)
         return 2
+    except Stopped as exc:  # a fault outside the job (node lost, disk full): finished work kept
+        print(f"loco: stopped: {exc}", file=sys.stderr)
+        return 3
     except Exception as exc:  # a damaged file of a run (truncated part, ...): one line naming it
         better = _damaged_file(exc, args)
         if better is None:

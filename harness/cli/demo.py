@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from harness.cli.registry import add_quiet
+from harness.paths import cli_model, cli_path
+
 HELP = "the whole flow on the built-in toyworld model: sweeps, ranking, candidates, an edit, the report"
 DESCRIPTION = ("On the toyworld model (trained on a synthetic world, read by attribute probes): LocoGen and causal "
                "tracing for colour and shape and attention patching for the rendered word on local Ray, rankings "
@@ -10,11 +13,13 @@ DESCRIPTION = ("On the toyworld model (trained on a synthetic world, read by att
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", default="runs/demo", help="output directory (default runs/demo; replaced)")
-    parser.add_argument("--model", help="another model of the toyworld's vocabulary (default: the jobs' toyworld)")
+    parser.add_argument("--out", type=cli_path, default="runs/demo", help="output directory (default runs/demo; replaced)")
+    parser.add_argument("--model", type=cli_model,
+                        help="another model of the toyworld's vocabulary (default: the jobs' toyworld)")
     parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                         help="a job override for every sweep, e.g. --set seeds=[0]")
     parser.add_argument("--local", action="store_true", help="run the sweeps in this process instead of on Ray")
+    add_quiet(parser)
 
 
 def run(args) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from harness.paths import cli_path
+
 HELP = "edit a model's knowledge in closed form or at inference time"
 DESCRIPTION = ("Carry out the edit an EDIT.yaml describes (method diffquickfix | locoedit | uce | time | neurons | "
                "text_patch). Weight edits write a complete diffusers directory (only the edited parameters differ) "
@@ -10,10 +12,10 @@ DESCRIPTION = ("Carry out the edit an EDIT.yaml describes (method diffquickfix |
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("spec", nargs="?", help="edit YAML file")
-    parser.add_argument("--out", help="output directory")
+    parser.add_argument("spec", nargs="?", metavar="EDIT", help="edit YAML file")
+    parser.add_argument("--out", type=cli_path, help="output directory")
     parser.add_argument("--force", action="store_true", help="replace a non-empty --out")
-    parser.add_argument("--revert", metavar="EDITED_DIR", help="write the original model back from an edited one")
+    parser.add_argument("--revert", type=cli_path, metavar="EDITED_DIR", help="write the original model back from an edited one")
 
 
 def run(args) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from harness.paths import cli_path
+
 HELP = "compare an edited model with its original on the same prompts"
 DESCRIPTION = ("Generate the same prompts and seeds with the original and the edited model and write rows "
                "(efficacy / generalization / specificity sets; image distance, embedding and K/V shift, and with "
@@ -10,11 +12,11 @@ DESCRIPTION = ("Generate the same prompts and seeds with the original and the ed
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("edit", help="an output directory of `loco edit`")
-    parser.add_argument("--prompts", help="CSV/JSONL rows: prompt, set (efficacy | generalization | specificity), "
+    parser.add_argument("edit", type=cli_path, metavar="EDIT_DIR", help="an output directory of `loco edit`")
+    parser.add_argument("--prompts", type=cli_path, help="CSV/JSONL rows: prompt, set (efficacy | generalization | specificity), "
                         "optional target, attribute (default: the edit's augmentations, the concept-ablation prompts of the "
                         "concept and of its hard negatives, and unrelated prompts)")
-    parser.add_argument("--out", required=True, help="directory for results.parquet and summary.json")
+    parser.add_argument("--out", type=cli_path, required=True, help="directory for results.parquet and summary.json")
     parser.add_argument("--seeds", default="0", help="seeds, e.g. 0-3 (default 0)")
     parser.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
     parser.add_argument("--metrics", help="comma-separated scorers applied to both models' images, e.g. probe "

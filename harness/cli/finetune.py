@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from harness.paths import cli_path
+
 HELP = "LoRA fine-tune of chosen attention layers (a candidate set, sites, or a baseline)"
 DESCRIPTION = ("Train a LoRA (PEFT) on the projections of the attention layers a candidates file, `sites`, or a "
                "baseline (all_attention, all_cross_attention, random: N) names, and write a diffusers LoRA "
@@ -10,8 +12,9 @@ DESCRIPTION = ("Train a LoRA (PEFT) on the projections of the attention layers a
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("spec", help="fine-tune YAML file (model, candidates|sites|baseline|random, data, rank, ...)")
-    parser.add_argument("--out", required=True, help="adapter directory to write (resumed from its checkpoints)")
+    parser.add_argument("spec", metavar="SPEC",
+                        help="fine-tune YAML file (model, candidates|sites|baseline|random, data, rank, ...)")
+    parser.add_argument("--out", type=cli_path, required=True, help="adapter directory to write (resumed from its checkpoints)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a spec key (YAML value), e.g. --set steps=100")
     parser.add_argument("--force", action="store_true", help="replace a finished adapter or another spec's checkpoints")

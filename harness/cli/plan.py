@@ -8,12 +8,12 @@ from pathlib import Path
 
 HELP = "print a job's units, generations, steps, rows, GPU-hour estimate and checkpoints; load nothing"
 DESCRIPTION = ("Validate a job and print its plan: work units, generations, denoising steps, expected result "
-    "rows, an estimate of GPU-hours from a per-architecture cost table (METHODS.md §8), and each checkpoint "
+    "rows, an estimate of GPU-hours from a per-architecture cost table (docs/methods.md §8), and each checkpoint "
     "the sweep will look for in the local cache (found or missing). No model is loaded.")
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("job", nargs="?", help="job YAML file (default: the embedded default job)")
+    parser.add_argument("job", nargs="?", metavar="JOB", help="job YAML file (default: the embedded default job)")
     parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                         help="override a job key (dotted keys, YAML values)")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")

@@ -36,6 +36,23 @@ def verb_module(name: str):
     return importlib.import_module(VERBS[name])
 
 
+QUIET_HELP = "no live progress display (logs, CI); warnings and the summary still print"
+
+
+def add_quiet(parser) -> None:
+    """``--quiet``, the same on every verb that runs a sweep (sweep, demo, regress, candidates)."""
+    parser.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+
+
+
+def run_verb(module, args) -> int:
+    """Run a verb, with no live display under its ``--quiet``."""
+    from harness.run.progress import no_live_display
+
+    with no_live_display(bool(getattr(args, "quiet", False))):
+        return module.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loco", description="Localize and edit knowledge in text-to-image "
                                      "diffusion models: layer-by-layer intervention sweeps on Ray.")
@@ -44,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = verb_module(name)
         p = sub.add_parser(name, help=module.HELP, description=module.DESCRIPTION)
         module.add_arguments(p)
-        p.set_defaults(func=module.run)
+        p.set_defaults(func=lambda args, module=module: run_verb(module, args))
     return parser
 
 
@@ -53,4 +70,4 @@ def call_verb(name: str, argv: list[str]) -> int:
     module = verb_module(name)
     parser = argparse.ArgumentParser(prog=f"loco {name}")
     module.add_arguments(parser)
-    return module.run(parser.parse_args(argv))
+    return run_verb(module, parser.parse_args(argv))

@@ -12,7 +12,7 @@ DESCRIPTION = ("Score images from any source with the same scorers a sweep uses.
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("images", nargs="+", help="image files")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument("--metrics", default="clip_score,ocr", help="comma-separated metrics (default clip_score,ocr)")
     parser.add_argument("--text", help="the text the image should render (OCR metrics *_text)")
     parser.add_argument("--prompt", help="the prompt the image was made from (CLIP *_prompt; default: --text)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from harness.paths import cli_model
+
 HELP = "print a model's intervention sites"
 DESCRIPTION = ("Every site with its kind, its index in forward-call order within the kind (per encoder for "
     "text-encoder kinds), its forward index among all sites of its component, name, module type, whether its "
@@ -14,7 +16,7 @@ DESCRIPTION = ("Every site with its kind, its index in forward-call order within
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("model")
+    parser.add_argument("model", type=cli_model, metavar="MODEL")
     parser.add_argument("--kind", help="only sites of this kind (e.g. cross_attn, joint_attn, resnet, text_mlp)")
     parser.add_argument("--device", default="cpu", help="device to load the model on (default cpu)")
     parser.add_argument("--json", action="store_true", help="print JSON records")

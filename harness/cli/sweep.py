@@ -3,13 +3,12 @@ print the top of its ranking."""
 
 from __future__ import annotations
 
-import signal
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
-from harness.cli.registry import call_verb
+from harness.cli.registry import add_quiet, call_verb
 from harness.errors import UserError
+from harness.paths import cli_path
 
 HELP = "run an intervention sweep and write per-row results to Parquet"
 DESCRIPTION = ("Run the sweep a job file describes (without one: the embedded default, a LocoGen sweep on the "
@@ -18,14 +17,14 @@ DESCRIPTION = ("Run the sweep a job file describes (without one: the embedded de
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("job", nargs="?", help="job YAML file (default: the embedded default job)")
-    parser.add_argument("--out", help="run directory (default: runs/<job name>)")
+    parser.add_argument("job", nargs="?", metavar="JOB", help="job YAML file (default: the embedded default job)")
+    parser.add_argument("--out", type=cli_path, help="run directory (default: runs/<job name>)")
     parser.add_argument("--force", action="store_true", help="replace a run directory that holds another job")
     parser.add_argument("--local", action="store_true", help="run in this process instead of on Ray")
     parser.add_argument("--address", help="join this Ray cluster (`auto`: the one started on this node with "
                         "`ray start`/`ray up`; default: executor.address, else RAY_ADDRESS, else a private "
                         "Ray started and stopped here)")
-    parser.add_argument("--quiet", action="store_true", help="no live progress display (logs, CI)")
+    add_quiet(parser)
     parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                         help="override a job key (dotted keys, YAML values), e.g. --set model=tiny:sdxl")
     parser.add_argument("--dry-run", action="store_true", help="validate the job and print the plan; generate nothing")
@@ -42,8 +41,7 @@ def run(args) -> int:
     backend = "local" if args.local else None
     if job.multi_model:
         return _multi(job, args, backend)
-    with stop_on_sigterm():
-        summary = run_sweep(job, out=args.out, force=args.force, backend=backend, quiet=args.quiet)
+    summary = run_sweep(job, out=args.out, force=args.force, backend=backend, quiet=args.quiet)
     repaired = f", {summary.units_repaired} damaged parts re-run" if summary.units_repaired else ""
     print(f"{job.name}: {summary.rows_written} rows from {summary.units_run - summary.units_failed} units "
           f"({summary.units_skipped} already done{repaired}) in {summary.seconds:.1f} s → {summary.run_dir}")
@@ -54,7 +52,7 @@ def run(args) -> int:
               "command again to retry only those", file=sys.stderr)
         return 1
     try:  # through the verb registry: harness does not import analysis (see harness.cli)
-        call_verb("rank", [str(summary.run_dir), "--top", "5", "--bootstrap", "500"])
+        call_verb("rank", [str(summary.run_dir), "--top", "5", "--no-concepts"])  # per attribute, the paper's rule
     except UserError as exc:  # the sweep itself succeeded; say why there is no table
         print(f"no ranking: {exc}")
         return 0
@@ -66,8 +64,7 @@ def _multi(job, args, backend) -> int:
     """A multi-model sweep: one summary line per model's run directory; exit 1 when any unit failed."""
     from harness.multisweep import run_multi_sweep
 
-    with stop_on_sigterm():
-        summaries = run_multi_sweep(job, out=args.out, force=args.force, backend=backend, quiet=args.quiet)
+    summaries = run_multi_sweep(job, out=args.out, force=args.force, backend=backend, quiet=args.quiet)
     for s in summaries:
         failed = f", {s.units_failed} failed (see {s.run_dir / 'failures.parquet'})" if s.failures else ""
         print(f"{job.name} [{s.model}]: {s.rows_written} rows from {s.units_run - s.units_failed} units "
@@ -78,24 +75,6 @@ def _multi(job, args, backend) -> int:
               "retry only those", file=sys.stderr)
         return 1
     return 0
-
-
-@contextmanager
-def stop_on_sigterm():
-    """SIGTERM (a scheduler, `kill`, a preempted driver node) stops the sweep as Ctrl-C does: finished units
-    kept, the manifest marked stopped, the actors killed and a private Ray stopped."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread (the verb called from a thread): leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _dry_run(job) -> int:

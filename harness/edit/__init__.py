@@ -5,7 +5,7 @@ or a rendered word, these modules change those layers — and only those:
 
 * **Closed-form weight edits** (`solver`): TIME, UCE, DiffQuickFix and LocoEdit are one ridge regression
   per edited matrix, W = (λ W_old C0 + Σ v kᵀ + Σ W_old p pᵀ)(λ C0 + Σ k kᵀ + Σ p pᵀ)⁻¹, with different
-  keys k, values v, λ and preserve set p (METHODS.md §11); MEMIT replaces the λI prior by a key
+  keys k, values v, λ and preserve set p (docs/methods.md §11); MEMIT replaces the λI prior by a key
   covariance C0. `diffquickfix`, `locoedit`, `uce`, `time_edit` only decide keys, values and matrices.
 * **Inference-time edits** (`neurons`, `text_patch`): nothing is written into the weights; a spec file
   says what to do at which layers, and `install.install_edit(pipe, spec)` puts hooks on any diffusers

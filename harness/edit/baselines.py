@@ -1,4 +1,4 @@
-"""The toxic-text baselines P3 compares text patching with (METHODS.md §3.7, Table 4), as inference-time edits.
+"""The toxic-text baselines P3 compares text patching with (docs/methods.md §3.7, Table 4), as inference-time edits.
 
 Each reads the same `words_file` as `text_patch` (your list; loco ships none) and acts only on prompts
 that contain a listed word:
@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from harness.edit.install import denoiser_of
 from harness.errors import UserError
 
 BASELINES = ("prompt_swap", "negative_prompt", "sld")
@@ -44,7 +45,6 @@ DEFAULT_SAFETY_CONCEPT = (  # diffusers' StableDiffusionPipelineSafe default
     "cruelty")
 SLD_MEDIUM = {"sld_guidance_scale": 1000.0, "sld_warmup_steps": 10, "sld_threshold": 0.01, "sld_momentum_scale": 0.3,
               "sld_mom_beta": 0.4}
-ARCHS = {"StableDiffusionPipeline", "StableDiffusionXLPipeline", "IFPipeline", "StableDiffusion3Pipeline"}
 
 
 def run(spec, adapter) -> dict:
@@ -119,8 +119,7 @@ def _wrap_encode(handle, remember) -> None:
         replaced = remember(original, args, kwargs, out, prompts, in_kwargs) if prompts else None
         return out if replaced is None else replaced
 
-    pipe.encode_prompt = encode_prompt
-    handle._encode = encode_prompt
+    handle.replace(f"{handle.spec['kind']}/encode_prompt", pipe, "encode_prompt", encode_prompt)
 
 
 def install_prompt_swap(handle, spec: dict) -> None:
@@ -204,8 +203,13 @@ def _cfg_partners(handle, embeds: torch.Tensor, memory: _Remembered) -> dict[int
 
 
 def _check_pipeline(pipe, kind: str) -> None:
-    if type(pipe).__name__ not in ARCHS:
-        raise UserError(f"edit: {kind} installs on SD1.x/2.x, SDXL, DeepFloyd IF and SD3 pipelines (a guidance "
+    """The guidance hooks need a CFG batch [uncond × B, cond × B] (the architecture's `has_cfg_batch`)."""
+    from harness.models import registry
+
+    arch = registry.for_pipeline(type(pipe).__name__)
+    if arch is None or not arch.adapter.has_cfg_batch:
+        able = [a.title for a in registry.architectures() if a.adapter.has_cfg_batch]
+        raise UserError(f"edit: {kind} installs on {', '.join(able[:-1])} and {able[-1]} pipelines (a guidance "
                         f"hook on their denoiser), not {type(pipe).__name__}")
 
 
@@ -219,11 +223,7 @@ def install_negative_prompt(handle, spec: dict) -> None:
             return None
         return args, _replace_text(kwargs, {u: info for u, info in partners.values()})
 
-    handle._handles.append(_denoiser(handle.pipe).register_forward_pre_hook(pre, with_kwargs=True))
-
-
-def _denoiser(pipe):
-    return getattr(pipe, "unet", None) or pipe.transformer
+    handle.pre_forward("negative_prompt/denoiser", denoiser_of(handle.pipe), pre, with_kwargs=True)
 
 
 def install_sld(handle, spec: dict) -> None:
@@ -234,7 +234,7 @@ def install_sld(handle, spec: dict) -> None:
     memory = _conditioning_for(texts_of, handle, spec)
     p = {k: float(spec[k]) for k in SLD_MEDIUM}
     state = {"inside": False, "step": 0, "momentum": {}}
-    denoiser = _denoiser(pipe)
+    denoiser = denoiser_of(pipe)
 
     def hook(module, args, kwargs, output):
         if state["inside"]:
@@ -275,7 +275,7 @@ def install_sld(handle, spec: dict) -> None:
         output.sample = eps
         return output
 
-    handle._handles.append(denoiser.register_forward_hook(hook, with_kwargs=True))
+    handle.forward("sld/denoiser", denoiser, hook, with_kwargs=True)
 
 
 INSTALLERS = {"prompt_swap": install_prompt_swap, "negative_prompt": install_negative_prompt, "sld": install_sld}

@@ -18,7 +18,10 @@ def run_kv(spec, adapter, lambdas: dict[str, float], edit_scale: float = 1.0, pa
     with Timer() as timer:
         keys, value_inputs = pairs(adapter, spec.edits, spec.augmentations(), spec.eos)
         preserve = concept_embeddings(adapter, spec.preserve, spec.augmentations()) if spec.preserve else None
-        prior = prompt_covariance(adapter, spec.prior_prompts) if spec.prior == "covariance" else None
+        prior = (prompt_covariance(adapter, spec.prior_prompts, spec.prior_ridge) if spec.prior == "covariance"
+                 else None)
     result.extract_seconds = timer.seconds
+    result.prior = None if prior is None else prior.record
     return edit_kv_projections(adapter, sites, keys, value_inputs, lambdas, result, preserve=preserve,
-                               edit_scale=edit_scale, preserve_scale=spec.preserve_scale, prior=prior)
+                               edit_scale=edit_scale, preserve_scale=spec.preserve_scale,
+                               prior=None if prior is None else prior.matrix)

@@ -57,6 +57,8 @@ def write_delta(result: EditResult, folder: Path, manifest: dict) -> dict:
                     residuals=result.solves, edit_seconds=result.edit_seconds, solve_seconds=result.solve_seconds,
                     extract_seconds=result.extract_seconds,
                     edited_params=int(sum(t.numel() for t in result.new.values())))
+    if result.prior is not None:  # MEMIT's covariance prior: its rank and any ridge it needed
+        manifest["prior"] = result.prior
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))
     return manifest
 

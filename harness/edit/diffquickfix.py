@@ -1,4 +1,4 @@
-"""DiffQuickFix (P1, METHODS.md §1.3, §7.4): edit the text encoder's layer-0 self-attention out_proj.
+"""DiffQuickFix (P1, docs/methods.md §1.3, §7.4): edit the text encoder's layer-0 self-attention out_proj.
 
 Causal tracing finds that in SD's CLIP text encoder only the first self-attention layer, at the last
 subject token, carries a concept to the UNet. DiffQuickFix rewrites that one 768×768 matrix:

@@ -1,6 +1,6 @@
 """Evaluate an edit: the same prompts and seeds through the original and the edited model.
 
-Three prompt sets, as the editing papers evaluate (METHODS.md §1.4, §7.3 step 4, §11.1):
+Three prompt sets, as the editing papers evaluate (docs/methods.md §1.4, §7.3 step 4, §11.1):
 
 * ``efficacy`` — the prompts the edit was fitted on (its augmentations): they should move;
 * ``generalization`` — other prompts with the concept (the concept-ablation evaluation prompts when the
@@ -8,10 +8,12 @@ Three prompt sets, as the editing papers evaluate (METHODS.md §1.4, §7.3 step 
 * ``specificity`` — the concept's hard negatives (other artists / similar objects) and unrelated prompts:
   they should stay put.
 
-Per (prompt, seed) one row with the edit's id: image distance of the edited image to the original's
-(``mse``, ``psnr``, ``ssim`` — P3's definitions; 0 / 148.13 dB / 1 = untouched), ``embed_shift`` (relative
-change of the prompt embeddings, where DiffQuickFix acts) and ``kv_shift`` (relative change of the edited
-cross-attention projections' output on the prompt's tokens, where LocoEdit/UCE/TIME act). Semantic
+Per (prompt, seed) one row with the edit's id (the first seed's original and edited images are saved
+under ``images/`` and named in ``image_original`` / ``image_edited``, for `loco report`'s before/after
+grid): image distance of the edited image to the original's (``mse``, ``psnr``, ``ssim`` — P3's
+definitions; 0 / 148.13 dB / 1 = untouched), ``embed_shift`` (relative change of the prompt
+embeddings, where DiffQuickFix acts) and ``kv_shift`` (relative change of the edited cross-attention
+projections' output on the prompt's tokens, where LocoEdit/UCE/TIME act). Semantic
 scores come from the scorers named by ``metrics`` (``--metrics probe`` on the toyworld model: does the
 edited "red" prompt still draw red?): each is applied to both images, the edited one's columns under
 their own names and the original's with the suffix ``_original``. With a CLIP checkpoint (`clip=`, CLI
@@ -39,11 +41,26 @@ PER_ATTRIBUTE = re.compile(r"probe_(shape|color|background|word)_")  # summarize
 UNRELATED = ["a photo of a dog on a beach", "a bowl of fruit on a wooden table", "a city street at night"]
 
 
+EDIT_KEYS = ("edit_id", "method", "spec", "source_model")  # what every `loco edit` manifest holds
+
+
 def read_manifest(edit_dir: Path) -> dict:
+    """The manifest `loco edit` wrote into `edit_dir`; one line when the folder is something else (a
+    sweep's run directory, another tool's folder, a damaged manifest)."""
+    from harness.results.integrity import read_json
+
     for path in (edit_dir / "loco_edit" / "manifest.json", edit_dir / "manifest.json"):
         if path.is_file():
-            return json.loads(path.read_text())
-    raise UserError(f"edit: '{edit_dir}' is not an output directory of loco edit (no manifest.json)")
+            manifest = read_json(path)
+            if "job_fingerprint" in manifest:
+                raise UserError(f"edit-eval: '{edit_dir}' is a sweep's run directory (loco sweep), not an output "
+                                "directory of loco edit; pass the --out of `loco edit`")
+            missing = [k for k in EDIT_KEYS if k not in manifest]
+            if missing:
+                raise UserError(f"edit-eval: {path} is not a manifest of loco edit (no {', '.join(missing)}); "
+                                "pass the --out of `loco edit`")
+            return manifest
+    raise UserError(f"edit-eval: '{edit_dir}' is not an output directory of loco edit (no manifest.json)")
 
 
 def default_prompts(manifest: dict) -> list[dict]:
@@ -126,6 +143,7 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
     `scorers.clip` options: weights, model, ...) also the CLIP efficacy columns of `harness.edit.semantic`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+    from PIL import Image
 
     from harness.edit.run import check_out
     from harness.jobs import parse_index
@@ -153,10 +171,15 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
         from harness.edit.semantic import clip_encoder, semantic_shift
 
         encoder = clip_encoder(clip)  # before the models: a missing CLIP checkpoint fails in a second
+    # As a sweep's workers: batch-independent kernels and one intra-op thread on CPU (two OpenMP threads on a
+    # shared 2-core machine made the evaluation's small batches 12x slower: 6 min 44 s for 15 rows, 32 s with one).
+    from harness.models import set_reproducible
+
+    set_reproducible(True, cpu=not torch.cuda.is_available())
     original, edited, params = load_pair(edit_dir, manifest)
     d = original.defaults
-    records = []
-    for row in rows:
+    records, pictures = [], {}
+    for k, row in enumerate(rows):
         images = []
         for model in (original, edited):
             cond = model.encode([row["prompt"]] * len(seed_list))
@@ -169,22 +192,27 @@ def evaluate_edit(edit: str | Path, prompts: str | None, out: str | Path, seeds:
         semantic = semantic_scores(scorers, images, row) if scorers else {}
         if encoder is not None:
             semantic |= semantic_shift(encoder, images[0], images[1], row["prompt"], row.get("target"))
+        names = {"image_original": f"images/{k:03d}_original.png", "image_edited": f"images/{k:03d}_edited.png"}
+        pictures |= {names["image_original"]: images[0][0], names["image_edited"]: images[1][0]}
         for i, seed in enumerate(seed_list):
             records.append({"edit_id": manifest["edit_id"], "method": manifest["method"], "set": row["set"],
                             "prompt": row["prompt"], "concept": row.get("concept"), "target": row.get("target"),
                             "seed": seed, "mse": float(m[i]), "psnr": float(psnr(m[i:i + 1])[0]),
                             "ssim": float(s[i]), "embed_shift": embed, "kv_shift": kv,
                             "model_id": original.info.model_id, "edited_model": str(edit_dir),
-                            "attribute": row.get("attribute"), **{k: v[i] for k, v in semantic.items()}})
+                            "attribute": row.get("attribute"), **(names if i == 0 else dict.fromkeys(names)),
+                            **{c: v[i] for c, v in semantic.items()}})
     if out.exists() and force:
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    for name, image in pictures.items():
+        Image.fromarray(np.asarray(image)).save(out / name, format="PNG")
     pq.write_table(pa.Table.from_pylist(records), out / "results.parquet")
     summary = {}
     for name in SETS:
         chosen = [r for r in records if r["set"] == name]
         if chosen:
-            scored = [k for k in chosen[0] if k.endswith("_original")]  # scorer columns, both models
+            scored = [k for k in chosen[0] if k.endswith("_original") and k != "image_original"]  # scorer columns
             keys = [*SHIFTS, *(k for k in SEMANTIC if k in chosen[0])]
             keys += [c for k in scored for c in (k.removesuffix("_original"), k)]
             means = {k: [r[k] for r in chosen if isinstance(r.get(k), (int, float))] for k in keys}

@@ -99,7 +99,13 @@ def find_module(pipe, name: str) -> torch.nn.Module:
         raise UserError(f"edit: site '{name}' does not exist in this pipeline (edit made for another model?)") from None
 
 
-def _denoiser(pipe):
+def denoiser_of(pipe) -> torch.nn.Module:
+    """The denoiser of a bare pipeline: the component its architecture's adapter names (`unet`, `transformer`)."""
+    from harness.models import registry
+
+    arch = registry.for_pipeline(type(pipe).__name__)
+    if arch is not None:
+        return getattr(pipe, arch.adapter.denoiser_name)
     return getattr(pipe, "unet", None) or pipe.transformer
 
 
@@ -166,7 +172,8 @@ def _install_text_patch(handle: EditHandle, spec: dict) -> None:
     from harness.models import registry
 
     pipe = handle.pipe
-    arch = registry.for_pipeline(type(pipe).__name__)
+    denoiser = getattr(pipe, "transformer", None)
+    arch = registry.for_pipeline(type(pipe).__name__, dict(denoiser.config) if denoiser is not None else None)
     if arch is None or not arch.adapter.installs_text_patch:
         able = [a.title for a in registry.architectures() if a.adapter.installs_text_patch]
         raise UserError(f"edit: text_patch installs on {', '.join(able[:-1])} and {able[-1]} pipelines (K/V "
@@ -198,7 +205,7 @@ def _install_text_patch(handle: EditHandle, spec: dict) -> None:
 
     handle.replace("text_patch/encode_prompt", pipe, "encode_prompt", encode_prompt)
     tracker = _StepTracker(pipe)
-    handle.pre_forward("text_patch/step_tracker", _denoiser(pipe), tracker, with_kwargs=True)
+    handle.pre_forward("text_patch/step_tracker", denoiser_of(pipe), tracker, with_kwargs=True)
     arch.adapter.install_text_patch(handle, pipe, spec["sites"], pairs, tracker, int(spec.get("step_start", 0)))
 
 

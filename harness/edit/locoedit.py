@@ -1,4 +1,4 @@
-"""LocoEdit (P2, METHODS.md §2.3, §7.3): rewrite the K and V projections of the localized layers.
+"""LocoEdit (P2, docs/methods.md §2.3, §7.3): rewrite the K and V projections of the localized layers.
 
 For every chosen cross-attention layer l and each of W^K_l, W^V_l:
 

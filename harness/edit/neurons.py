@@ -1,4 +1,4 @@
-"""Neuron-level editing (P2, METHODS.md §2.4): silence the few K/V output neurons that carry a concept.
+"""Neuron-level editing (P2, docs/methods.md §2.4): silence the few K/V output neurons that carry a concept.
 
 Detection: for each chosen cross-attention layer, run its K and V projections on the prompt embeddings of
 concept prompts (the concept in the templates) and of neutral prompts (the same templates with the
@@ -21,7 +21,7 @@ import re
 
 import torch
 
-from harness.edit.keys import MAX_LENGTH, EditInputError, check_templates, last_subject
+from harness.edit.keys import MAX_LENGTH, EditInputError, check_templates, kv_subject
 from harness.edit.targets import resolve_sites
 from harness.edit.weights import Timer
 
@@ -31,13 +31,12 @@ def _clean(text: str) -> str:
 
 
 def _group(adapter, templates, words_list) -> tuple[list[str], list[int]]:
-    tokenizer = next(iter(adapter.text_encoders().values()))[1]
     prompts, positions = [], []
     for words in words_list:
         for template in templates:
             prompt = _clean(template.format(words))
             try:
-                positions.append(last_subject(tokenizer, adapter.pipeline_text(prompt), words))
+                positions.append(kv_subject(adapter, prompt, words))
             except ValueError:
                 continue
             prompts.append(prompt)
@@ -66,14 +65,14 @@ def run(spec, adapter) -> dict:
                                      f"the words, got {len(prompts)}")
         if spec.reference_position:
             c_pos, n_pos = [MAX_LENGTH - 1] * len(c_prompts), [MAX_LENGTH - 1] * len(n_prompts)
-        c_emb = adapter.encode(c_prompts)["prompt_embeds"]
-        n_emb = adapter.encode(n_prompts)["prompt_embeds"]
+        c_emb = adapter.kv_input(adapter.encode(c_prompts))
+        n_emb = adapter.kv_input(adapter.encode(n_prompts))
         c_x = c_emb[torch.arange(len(c_prompts)), torch.tensor(c_pos)]
         n_x = n_emb[torch.arange(len(n_prompts)), torch.tensor(n_pos)]
         edits = {}
         for site in sites:
             per_proj = {}
-            for proj_name, proj in zip(adapter.kv_projections, adapter.kv_modules(site.name)):
+            for proj_name, proj in zip(adapter.kv_projection_names(site.name), adapter.kv_modules(site.name)):
                 if spec.top_n > proj.out_features:
                     raise EditInputError(f"top_n: {spec.top_n} exceeds the {proj.out_features} output neurons of "
                                          f"{site.name}.{proj_name}")

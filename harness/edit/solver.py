@@ -1,4 +1,4 @@
-"""One ridge solver for the whole closed-form editing family (METHODS.md §11).
+"""One ridge solver for the whole closed-form editing family (docs/methods.md §11).
 
 Every closed-form editor in the three papers and their baselines solves, per edited linear map
 W (d_out × d_in, y = W k):
@@ -22,11 +22,17 @@ How it is computed, and why:
   (W_newᵀ = B⁻¹ Aᵀ by a Cholesky factorization and two triangular solves), factored once for all the
   matrices that share keys and λ (`ridge_edit_shared`);
 * the solve's own wall-clock time is measured and returned, with residuals that say how well the edit
-  fits and how far preserved keys moved.
+  fits and how far preserved keys moved;
+* a covariance prior C0 must be full rank (`covariance_prior`). A singular C0 leaves the directions it
+  does not span unpenalized: W may move along them freely and the "solution" is whatever the
+  factorization makes of a singular system (3 prior prompts on a 64-d key space: rank 19, weights moved
+  48–95× their norm; issue 16). Such a prior is refused, naming how many keys it needs, unless the edit
+  asks for a ridge (C0 + ε·mean(eig C0)·I), which the edit's manifest then records.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -94,6 +100,10 @@ def ridge_edit_shared(weights: list[torch.Tensor], keys: torch.Tensor, values: l
     k = keys.detach().to(device, torch.float64)
     eye = torch.eye(d_in, dtype=torch.float64, device=device)
     c0 = None if prior is None else prior.to(device, torch.float64)
+    rank = d_in if c0 is None else prior_rank(c0)
+    if rank < d_in:  # never a silent solve of a singular system
+        raise UserError(f"prior: the covariance has rank {rank} of {d_in}; a prior must be full rank "
+                        "(more prior prompts, or a ridge)")
     b = lam * (eye if c0 is None else c0) + edit_scale * (k.T @ k)  # (d_in, d_in)
     p = None
     if preserve is not None and preserve.shape[0]:
@@ -120,6 +130,42 @@ def ridge_edit_shared(weights: list[torch.Tensor], keys: torch.Tensor, values: l
                             preserve_drift=drift, relative_change=float((new - w).norm() / w.norm().clamp_min(1e-30)),
                             n_keys=int(k.shape[0])))
     return out
+
+
+PRIOR_RTOL = 1e-10  # eigenvalues of C0 below this share of the largest count as zero (C0 is float64)
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A checked covariance prior: the matrix the solver uses and what the manifest records about it."""
+
+    matrix: torch.Tensor
+    record: dict  # rank, dim, tokens, prompts, ridge (relative) and ridge_absolute
+
+
+def prior_rank(c0: torch.Tensor) -> int:
+    """Numerical rank of the symmetric positive semi-definite `c0` (eigenvalues above PRIOR_RTOL × max)."""
+    eig = torch.linalg.eigvalsh(c0.to(torch.float64))
+    return int((eig > PRIOR_RTOL * eig.max().clamp_min(0)).sum()) if eig.numel() else 0
+
+
+def covariance_prior(keys: torch.Tensor, n_prompts: int, ridge: float | None = None) -> Prior:
+    """MEMIT's prior C0 = E[k kᵀ] from `keys` (every token of `n_prompts` prompts), refused when it is not
+    full rank unless `ridge` ε > 0 asks for C0 + ε·(tr C0 / d)·I (ε relative to C0's mean eigenvalue)."""
+    c0 = key_covariance(keys)
+    dim, n_tokens = c0.shape[0], int(keys.shape[0])
+    rank = prior_rank(c0)
+    if rank < dim and ridge is None:
+        needed = math.ceil(dim * n_prompts / max(1, n_tokens))  # prompts of this length that give dim tokens
+        raise UserError(f"prior_prompts: the key covariance of {n_prompts} prompts ({n_tokens} tokens) has rank "
+                        f"{rank} of {dim}, and MEMIT's prior needs it full rank: give at least {dim} linearly "
+                        f"independent token keys (about {needed} or more prompts of this length), or set "
+                        "prior_ridge (e.g. 0.01) to regularize it")
+    absolute = 0.0 if ridge is None else ridge * float(torch.diagonal(c0).mean())
+    if absolute:
+        c0 = c0 + absolute * torch.eye(dim, dtype=c0.dtype, device=c0.device)
+    return Prior(c0, {"rank": rank, "dim": dim, "tokens": n_tokens, "prompts": n_prompts, "ridge": ridge,
+                      "ridge_absolute": absolute})
 
 
 def key_covariance(keys: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@
       - {concept: "van gogh", target: "painting"}
     lambda: 0.01
 
-Every key not given takes the method's paper default (`DEFAULTS`, METHODS.md §4.4, §11). A key that the
+Every key not given takes the method's paper default (`DEFAULTS`, docs/methods.md §4.4, §11). A key that the
 chosen method does not use is refused rather than silently ignored (the reference LocoEdit code's unused
 ``reg_value`` is the mistake this prevents). Errors are one line naming the key.
 """
@@ -22,12 +22,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import UserError
-from harness.jobs import SiteSelector, format_validation_error
+from harness.jobs import SiteSelector
+from harness.paths import absolute, resolve_job_paths
+from harness.specfile import format_validation_error
 
 METHODS = ("diffquickfix", "locoedit", "uce", "time", "neurons", "text_patch", "prompt_swap", "negative_prompt", "sld")
 WEIGHT_METHODS = ("diffquickfix", "locoedit", "uce", "time")  # write a model; the others write a spec
 
-# Paper defaults per method (METHODS.md §1.3, §2.3, §2.4, §3.3, §11.1, §11.2).
+# Paper defaults per method (docs/methods.md §1.3, §2.3, §2.4, §3.3, §11.1, §11.2).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "diffquickfix": {"lam": 0.01, "use_eos": True, "templates": "diffquickfix"},
     "locoedit": {"lam": 0.01, "use_eos": False, "templates": "style"},
@@ -46,6 +48,7 @@ METHOD_KEYS = {
     "edit_scale": ("uce",),
     "prior": ("uce", "locoedit", "time"),
     "prior_prompts": ("uce", "locoedit", "time"),
+    "prior_ridge": ("uce", "locoedit", "time"),
     "reference_bias": ("diffquickfix",),
     "with_to_k": ("time",),
     "top_n": ("neurons",),
@@ -103,6 +106,8 @@ class EditSpec(Strict):
     edit_scale: float = Field(1.0, gt=0)
     prior: Literal["identity", "covariance"] = "identity"  # covariance = MEMIT's key second-moment prior
     prior_prompts: list[str] = []  # prompts whose token embeddings estimate the covariance
+    # a rank-deficient covariance is refused; ε here regularizes it to C0 + ε·mean(eig C0)·I (in the manifest)
+    prior_ridge: float | None = Field(None, gt=0)
     reference_bias: bool = False  # DiffQuickFix: keep the notebook's bias-in-target quirk
     with_to_k: bool = False  # TIME: also edit to_k (its paper runs use --with_to_k)
     top_n: int = Field(50, ge=1)  # neurons: how many K/V output neurons per projection
@@ -156,6 +161,8 @@ class EditSpec(Strict):
             raise ValueError("edits: required, a list of {concept, target}")
         if self.prior == "covariance" and not self.prior_prompts:
             raise ValueError("prior_prompts: required with prior: covariance (prompts to estimate it from)")
+        if self.prior_ridge is not None and self.prior != "covariance":
+            raise ValueError("prior_ridge: only with prior: covariance (it regularizes the key covariance)")
         return self
 
     # ---- effective values -------------------------------------------------------------------------
@@ -194,13 +201,13 @@ class EditSpec(Strict):
 
 
 def load_edit(data: dict | str | Path) -> EditSpec:
-    """Validate an edit from a dict or a YAML file; relative file keys are resolved against its folder."""
+    """Validate an edit from a dict or a YAML file; paths in it (`model`, `candidates`, `words_file`) are
+    made absolute against its folder (`harness.paths`), so the manifest and the edited model record
+    where they are."""
     from harness.specfile import read_mapping
 
     data, source, base = read_mapping(data, "edit", "model, method, edits, ...", EditSpecError)
-    for key in ("candidates", "words_file"):
-        if isinstance(data.get(key), str):
-            data[key] = str((base / data[key]).resolve())
+    data = resolve_job_paths(data, absolute(base))  # model, candidates, words_file: against the file's folder
     try:
         return EditSpec.model_validate(data)
     except ValidationError as exc:

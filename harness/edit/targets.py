@@ -1,6 +1,6 @@
 """Which layers an edit touches: `sites` or a candidates file, checked against what each method can edit.
 
-Defaults are the papers' layers (METHODS.md §2.2, §3.2, §4.4), declared by each architecture's module
+Defaults are the papers' layers (docs/methods.md §2.2, §3.2, §4.4), declared by each architecture's module
 (`Architecture.edit_sites`, by method group): LocoEdit and neuron edits on SD1.x/2.x cross-attention layers
 8–9 (P2's style window; `up_blocks.1.attentions.{1,2}`), on SDXL 45–47 (P2's window start 45, the blog's
 "45–48"); UCE and TIME on every cross-attention layer; DiffQuickFix on the first text encoder's layer-0
@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from harness.errors import UserError, did_you_mean
-from harness.sites import Site
+from harness.sites import TEXT_KINDS, Site
 
 
 def __getattr__(name: str):
@@ -84,6 +84,7 @@ def resolve_sites(spec, adapter) -> list[Site]:
 
         defaults = registry.get(adapter.arch).edit_sites
         if GROUP[spec.method] not in defaults:
+            refuse_architecture(spec.method, adapter)
             raise EditSiteError(f"sites: method '{spec.method}' has no default layers for {adapter.arch} "
                                 "models; name them with sites: (e.g. {kind: cross_attn, index: \"8-9\"})")
         kind, indices = defaults[GROUP[spec.method]]
@@ -97,22 +98,42 @@ def resolve_sites(spec, adapter) -> list[Site]:
     return sites
 
 
+CLOSED_FORM = ("locoedit", "uce", "time", "neurons")  # rewrite to_k/to_v of layers that read the prompt embeddings
+WHY_NOT = {  # why a text-reading site has no fixed text K/V for a closed-form edit to rewrite
+    "joint_attn": "joint attention (SD3/SD3.5, FLUX's dual-stream blocks) has no fixed text K/V to rewrite: its "
+                  "text stream changes block to block",
+    "single_attn": "FLUX's single-stream attention projects text and image with the same to_k/to_v, from a text "
+                   "stream that changes block to block",
+    "cross_attn": "its K/V projections read per-layer projected text, not the prompt embeddings",
+}
+
+
+def refuse_architecture(method: str, adapter) -> None:
+    """A one-line refusal when `method` is a closed-form K/V edit and the model has no layer it can rewrite."""
+    if method not in CLOSED_FORM or (adapter.kv_input_is_prompt_embeds and adapter.sites.of_kind("cross_attn")):
+        return
+    from harness.models import registry
+
+    kinds = [k for k in WHY_NOT if adapter.sites.of_kind(k)]
+    title = registry.get(adapter.arch).title
+    raise EditSiteError(f"edit: {method} cannot edit {title} models: it rewrites to_k/to_v of cross-attention "
+                        f"layers that read the prompt embeddings (SD1.x/2.x, SDXL), and {title} has none — "
+                        + "; ".join(WHY_NOT[k] for k in kinds) + " (use attn_patch / text_patch through loco sweep)")
+
+
 def check_site(method: str, site: Site, adapter) -> None:
-    if method in ("locoedit", "uce", "time", "neurons"):
+    if method in CLOSED_FORM:
         if site.kind != "cross_attn" or not adapter.kv_input_is_prompt_embeds:
-            why = ("SD3's joint attention has no fixed text K/V to rewrite: its text stream changes block to "
-                   "block" if site.kind == "joint_attn" else
-                   "its K/V projections read per-layer projected text, not the prompt embeddings"
-                   if site.kind == "cross_attn" else "it is not a cross-attention layer")
+            why = WHY_NOT.get(site.kind, "it is not a cross-attention layer")
             raise EditSiteError(f"sites: {method} cannot edit '{site.name}' ({site.label}): it rewrites to_k/"
-                                f"to_v of cross-attention layers that read the prompt embeddings (SD1.x/2.x, "
-                                f"SDXL), and {why}")
+                                f"to_v of cross-attention layers that read a fixed per-prompt text (SD1.x/2.x, "
+                                f"SDXL, PixArt, SANA), and {why}")
     elif method == "diffquickfix":
         module = adapter.module(site.name)
         if site.kind != "text_self_attn" or not hasattr(module, "out_proj"):
             raise EditSiteError(f"sites: diffquickfix cannot edit '{site.name}' ({site.label}): it edits the "
                                 "output projection (out_proj) of a CLIP text-encoder self-attention "
                                 "(default text_self_attn#0)")
-    elif method == "text_patch" and site.kind not in ("cross_attn", "joint_attn"):
+    elif method == "text_patch" and site.kind not in TEXT_KINDS:
         raise EditSiteError(f"sites: text_patch cannot patch '{site.name}' ({site.label}): it patches "
-                            "text-reading attention layers (cross_attn, joint_attn)")
+                            f"text-reading attention layers ({', '.join(TEXT_KINDS)})")

@@ -1,4 +1,4 @@
-"""Text editing and toxic-text prevention (P3, METHODS.md §3.3, §3.7, §7.5).
+"""Text editing and toxic-text prevention (P3, docs/methods.md §3.3, §3.7, §7.5).
 
 P3 finds that rendered text enters the image through very few attention layers (SDXL cross-attention
 55–57, IF 17, SD3 joint block 10). Editing the text is then free at inference: while generating prompt A,

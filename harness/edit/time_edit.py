@@ -1,4 +1,4 @@
-"""TIME (Orgad, Kawar, Belinkov, ICCV 2023; METHODS.md §11.1) as a baseline through the same solver.
+"""TIME (Orgad, Kawar, Belinkov, ICCV 2023; docs/methods.md §11.1) as a baseline through the same solver.
 
     W = (λ W_old + Σ_i v_i* c_iᵀ)(λ I + Σ_i c_i c_iᵀ)⁻¹,  λ = 0.1
 
@@ -16,15 +16,15 @@ from __future__ import annotations
 import torch
 
 from harness.edit.crossattn import run_kv
-from harness.edit.keys import MAX_LENGTH, EditInputError, Pair, check_templates, gather, last_subject
+from harness.edit.keys import MAX_LENGTH, EditInputError, Pair, check_templates, gather, kv_subject
 from harness.edit.weights import EditResult
-from harness.interventions import token_positions
 
 
-def _span(tokenizer, text: str, words: str) -> list[int]:
+def _span(adapter, prompt: str, words: str) -> list[int]:
+    """Token positions of `words` in `prompt`, counted in the sequence the K/V read."""
     if not words.strip():
-        return [last_subject(tokenizer, text, words)]
-    return token_positions(tokenizer, text, words, MAX_LENGTH)["span"]
+        return [kv_subject(adapter, prompt, words)]
+    return adapter.kv_positions(prompt, words)["span"]
 
 
 def alignment(key_span: list[int], value_span: list[int]) -> tuple[int, ...]:
@@ -44,22 +44,21 @@ def alignment(key_span: list[int], value_span: list[int]) -> tuple[int, ...]:
 
 def time_pairs(adapter, edits, templates: list[str], use_eos: bool) -> tuple[torch.Tensor, torch.Tensor]:
     check_templates(templates)
-    tokenizer = next(iter(adapter.text_encoders().values()))[1]
     pairs = []
     for i, edit in enumerate(edits):
         before = len(pairs)
         for template in templates:
             kp, vp = template.format(edit.concept), template.format(edit.target)
             try:
-                ks = _span(tokenizer, adapter.pipeline_text(kp), edit.concept)
-                vs = _span(tokenizer, adapter.pipeline_text(vp), edit.target)
+                ks = _span(adapter, kp, edit.concept)
+                vs = _span(adapter, vp, edit.target)
             except ValueError:
                 continue
             pairs.append(Pair(kp, vp, tuple(range(MAX_LENGTH)), alignment(ks, vs)))
         if len(pairs) == before:
             raise EditInputError(f"edits[{i}].concept: no augmentation prompt tokenizes '{edit.concept}'")
     prompts = list(dict.fromkeys([p.key_prompt for p in pairs] + [p.value_prompt for p in pairs]))
-    embeds = adapter.encode(prompts)["prompt_embeds"].to(torch.float64)
+    embeds = adapter.kv_input(adapter.encode(prompts)).to(torch.float64)
     return gather(embeds, prompts, pairs, value=False), gather(embeds, prompts, pairs, value=True)
 
 

@@ -1,4 +1,4 @@
-"""UCE (Gandikota et al., WACV 2024; METHODS.md §11.2) as a baseline through the same solver.
+"""UCE (Gandikota et al., WACV 2024; docs/methods.md §11.2) as a baseline through the same solver.
 
     W = (λ W_old + s_e Σ_E v* cᵀ + s_p Σ_P W_old c_j c_jᵀ)(λ I + s_e Σ_E c cᵀ + s_p Σ_P c_j c_jᵀ)⁻¹
 

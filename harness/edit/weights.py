@@ -21,6 +21,7 @@ class EditResult:
     new: dict[str, torch.Tensor] = field(default_factory=dict)
     solves: dict[str, dict] = field(default_factory=dict)
     extract_seconds: float = 0.0  # encoding prompts and gathering keys/values
+    prior: dict | None = None  # a covariance prior's rank, size and ridge (`solver.covariance_prior`)
 
     def add(self, name: str, old: torch.Tensor, solution: Solution) -> None:
         self.old[name] = old.detach().clone()
@@ -70,7 +71,7 @@ def edit_kv_projections(adapter, sites, keys: torch.Tensor, value_inputs: torch.
     groups: dict[float, list[tuple[str, torch.nn.Module]]] = {}
     for site in sites:
         k_proj, v_proj = adapter.kv_modules(site.name)
-        for proj_name, proj in zip(adapter.kv_projections, (k_proj, v_proj)):
+        for proj_name, proj in zip(adapter.kv_projection_names(site.name), (k_proj, v_proj)):
             role = "to_k" if proj is k_proj else "to_v"
             if role in lambdas:
                 groups.setdefault(lambdas[role], []).append((f"{site.name}.{proj_name}.weight", proj))

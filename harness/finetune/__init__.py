@@ -1,4 +1,4 @@
-"""LoRA fine-tuning of chosen attention layers (P3's first application, METHODS.md §3.8).
+"""LoRA fine-tuning of chosen attention layers (P3's first application, docs/methods.md §3.8).
 
 P3 localizes rendered text to a few cross-attention layers (SDXL 55–57) and then fine-tunes *only those*
 with LoRA, reporting better text than a LoRA on every attention layer at a fraction of the parameters.

@@ -13,6 +13,10 @@ scheduler's target:
 * **SD3** (`train_text_to_image_lora_sd3.py`): rectified flow — σ from the logit-normal density,
   x_σ = (1 − σ)·x₀ + σ·ε, target ε − x₀, weight 1 (the script's default weighting scheme).
 
+What differs by architecture is declared by its adapter (`harness.models.<arch>`): `training_objective`
+(``ddpm`` or ``flow``) and `training_forward`, the denoiser called with the conditioning as its training
+script passes it (SDXL's time ids, SD3's pooled projections, IF's noise channels).
+
 Text encoders stay frozen (P3 adapts the denoiser only), so each caption's conditioning is computed once
 and cached when the captions are few (toyworld: a few dozen), else per batch.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from harness.errors import UserError
 from harness.finetune.data import Batch
 
 CACHE_CAPTIONS = 4096  # cache the conditioning of up to this many distinct captions
@@ -33,11 +38,14 @@ class Objective:
     def __init__(self, adapter, snr_gamma: float | None = None):
         from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
+        if adapter.training_objective is None:
+            raise UserError(f"finetune: loco has no training step for {adapter.arch} models yet (the architectures "
+                            "with one: SD1.x/2.x, SDXL, DeepFloyd IF stage I, SD3/SD3.5)")
         self.adapter = adapter
-        self.arch = adapter.arch
+        self.flow = adapter.training_objective == "flow"  # rectified flow (SD3, SD3.5)
         self.snr_gamma = snr_gamma
         config = adapter.pipe.scheduler.config
-        if self.arch == "sd3":
+        if self.flow:
             self.scheduler = FlowMatchEulerDiscreteScheduler.from_config(config)
         else:
             self.scheduler = DDPMScheduler.from_config(config)
@@ -63,9 +71,13 @@ class Objective:
         if self.vae is None:  # IF stage I: pixel space
             return pixels.to(device, self.adapter.dtype)
         vae_dtype = next(self.vae.parameters()).dtype
-        dist = self.vae.encode(pixels.to(device, vae_dtype)).latent_dist
-        noise = torch.randn(dist.mean.shape, generator=generator, dtype=torch.float32).to(device, dist.mean.dtype)
-        latents = dist.mean + dist.std * noise
+        encoded = self.vae.encode(pixels.to(device, vae_dtype))
+        if hasattr(encoded, "latent_dist"):
+            dist = encoded.latent_dist
+            noise = torch.randn(dist.mean.shape, generator=generator, dtype=torch.float32).to(device, dist.mean.dtype)
+            latents = dist.mean + dist.std * noise
+        else:  # SANA's DC-AE is deterministic (`train_dreambooth_lora_sana.py`: ``vae.encode(x).latent``)
+            latents = encoded.latent
         shift = getattr(self.vae.config, "shift_factor", None) or 0.0
         return ((latents - shift) * self.vae.config.scaling_factor).to(self.adapter.dtype)
 
@@ -77,11 +89,11 @@ class Objective:
         noise = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(device, x0.dtype)
         n = x0.shape[0]
         with autocast():
-            if self.arch == "sd3":
-                return self._flow_loss(x0, noise, cond, generator)
+            if self.flow:
+                return self._flow_loss(x0, noise, cond, batch, generator)
             t = torch.randint(0, self.scheduler.config.num_train_timesteps, (n,), generator=generator).to(device)
             noisy = self.scheduler.add_noise(x0, noise, t)
-            pred = self._denoise(noisy, t, cond, batch)
+            pred = self.adapter.training_forward(noisy, t, cond, batch)
             if self.scheduler.config.prediction_type == "v_prediction":
                 target = self.scheduler.get_velocity(x0, noise, t)
             else:
@@ -89,20 +101,6 @@ class Objective:
             if self.snr_gamma is None:
                 return F.mse_loss(pred.float(), target.float())
             return self._min_snr_loss(pred, target, t)
-
-    def _denoise(self, noisy, t, cond, batch: Batch) -> torch.Tensor:
-        unet = self.adapter.denoiser
-        embeds = cond["prompt_embeds"]
-        if self.arch == "sdxl":
-            size = noisy.shape[-1] * self.adapter.pipe.vae_scale_factor
-            time_ids = torch.tensor([[*o, *c, size, size] for o, c in zip(batch.original_sizes, batch.crops)],
-                                    dtype=embeds.dtype, device=embeds.device)
-            extra = {"text_embeds": cond["pooled_prompt_embeds"], "time_ids": time_ids}
-            return unet(noisy, t, encoder_hidden_states=embeds, added_cond_kwargs=extra).sample
-        pred = unet(noisy, t, encoder_hidden_states=embeds).sample
-        if pred.shape[1] == 2 * noisy.shape[1]:  # IF: noise and learned variance; the loss reads the noise
-            pred = pred[:, : noisy.shape[1]]
-        return pred
 
     def _min_snr_loss(self, pred, target, t) -> torch.Tensor:
         from diffusers.training_utils import compute_snr
@@ -113,7 +111,7 @@ class Objective:
         loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=list(range(1, pred.ndim)))
         return (loss * weight).mean()
 
-    def _flow_loss(self, x0, noise, cond, generator) -> torch.Tensor:
+    def _flow_loss(self, x0, noise, cond, batch: Batch, generator) -> torch.Tensor:
         from diffusers.training_utils import compute_density_for_timestep_sampling
 
         n = x0.shape[0]
@@ -124,6 +122,5 @@ class Objective:
         timesteps = self.scheduler.timesteps[indices].to(x0.device)
         sigmas = self.scheduler.sigmas[indices].to(x0.device, x0.dtype).view(n, *[1] * (x0.ndim - 1))
         noisy = (1.0 - sigmas) * x0 + sigmas * noise
-        pred = self.adapter.denoiser(hidden_states=noisy, timestep=timesteps, encoder_hidden_states=cond["prompt_embeds"],
-                                     pooled_projections=cond["pooled_prompt_embeds"]).sample
+        pred = self.adapter.training_forward(noisy, timesteps, cond, batch)
         return F.mse_loss(pred.float(), (noise - x0).float())

@@ -10,7 +10,7 @@
     rank: 4
     steps: 300
 
-Defaults are the values P3 launched its SDXL LoRA with (METHODS.md §3.8; `P3_SDXL`): PEFT LoRA with
+Defaults are the values P3 launched its SDXL LoRA with (docs/methods.md §3.8; `P3_SDXL`): PEFT LoRA with
 r = alpha = 64 and gaussian init on `to_q, to_k, to_v, to_out.0`, AdamW (β 0.9/0.999, weight decay 1e-2,
 gradient clip 1.0) at a constant lr 1e-6 with no warm-up, batch 128 (per GPU; P3 ran 4, i.e.
 `accumulate: 4` on one), 7,254 steps, seed 42, 512 px centre crops, fp16 mixed precision on a GPU, gradient
@@ -27,9 +27,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import UserError
-from harness.jobs import SiteSelector, format_validation_error
+from harness.jobs import SiteSelector
+from harness.specfile import format_validation_error
 
-P3_SDXL: dict[str, Any] = {  # P3's launched settings (METHODS.md §3.8, issue #17): the spec's defaults
+P3_SDXL: dict[str, Any] = {  # P3's launched settings (docs/methods.md §3.8, issue #17): the spec's defaults
     "rank": 64, "lr": 1e-6, "steps": 7254, "batch": 128, "seed": 42, "resolution": 512,
     "mixed_precision": "fp16", "gradient_checkpointing": True, "weight_decay": 1e-2, "max_grad_norm": 1.0,
 }
@@ -154,11 +155,11 @@ class FinetuneSpec(Strict):
 def load_finetune(data: dict | str | Path, overrides: list[str] = ()) -> FinetuneSpec:
     """Validate a fine-tune from a dict or a YAML file (`--set` `overrides` applied); file keys
     (candidates, data folder) are resolved against the spec file's folder."""
-    from harness.jobs import apply_overrides
-    from harness.specfile import read_mapping
+    from harness.paths import absolute, resolve_job_paths
+    from harness.specfile import apply_overrides, read_mapping
 
     data, source, base = read_mapping(data, "fine-tune", "model, data, sites, ...", FinetuneError)
-    data = apply_overrides(dict(data), list(overrides))
+    data = apply_overrides(resolve_job_paths(data, absolute(base)), list(overrides))  # model: as typed (harness.paths)
     if isinstance(data.get("candidates"), str):
         data["candidates"] = str((base / data["candidates"]).resolve())
     folder = data.get("data")

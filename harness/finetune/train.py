@@ -67,6 +67,9 @@ def prepare(spec: FinetuneSpec, adapter=None) -> Prepared:
     dtype, autocast_dtype = precision(spec, device)
     if adapter is None:
         adapter = load_model(spec.model, device, dtype)
+    if not hasattr(adapter.pipe, "load_lora_weights"):
+        raise FinetuneError(f"model: {type(adapter.pipe).__name__} has no LoRA loader in diffusers (a trained "
+                            "adapter could not be loaded by plain diffusers); fine-tune another architecture")
     targets = resolve_targets(spec, adapter)
     resolution = spec.resolution or min(512, adapter.defaults.height)
     data = load_data(spec.data, resolution, spec.center_crop)

@@ -15,11 +15,12 @@ All three papers reduce to a handful of moves on the conditional branch of a den
   subset restricts the swap to those heads' columns, and a step window (``step_start`` counted from the
   noisiest step) restricts it in time.
 * **Restore** (causal tracing, P1). The output of one site is copied from the clean row (same prompt and
-  seed, no corruption) into a corrupted row, at every step for denoiser sites, or at one token position
-  for text-encoder sites.
+  seed, no corruption) into a corrupted row, at every step for denoiser sites (both CFG halves unless the
+  job says ``branch: cond``), or at one token position for text-encoder sites.
 * **Corruption** (P1). Gaussian noise κ·σ is added to the input token embeddings of the concept's tokens,
-  the same noise for every row of that prompt. σ is the std of the encoder's token-embedding matrix (P1's
-  default), of the job's concepts' token embeddings (ROME), or a given number (job key `noise_std`).
+  the same noise for every row of that prompt and noise draw. σ is the std of the job's concepts' token
+  embeddings (ROME's rule, the default), of the encoder's whole token-embedding matrix, or a given number
+  (job key `noise_std`).
 * **Restore semantics.** A ResNet's output (and an IF AttnAddedKV attention's) already includes the
   residual, so copying it restores the *state*; attention and feed-forward outputs are *contributions*
   added to a residual stream outside them. A restore copies the site's output as it is (P1), or at a

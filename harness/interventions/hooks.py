@@ -23,7 +23,8 @@ class Move:
     """Copy rows `src` into rows `tgt` (indices into the module's batch) when `steps` is active.
 
     `source` replaces `src` for injected values (a tensor aligned with `tgt`); `cols` restricts the copy
-    to some feature columns (a head subset); `position` restricts it to one token position.
+    to some feature columns (a head subset); `position` restricts it to one token position, `tokens` to a
+    token range [start, stop) (the text slice of a joint text-image sequence).
     """
 
     tgt: torch.Tensor
@@ -32,17 +33,20 @@ class Move:
     cols: torch.Tensor | None = None
     position: int | None = None
     steps: StepWindow = field(default_factory=StepWindow)
+    tokens: tuple[int, int] | None = None
 
     def apply(self, out: torch.Tensor) -> None:
         values = self.source if self.source is not None else out[self.src]
         if self.position is not None:
             out[self.tgt, self.position] = values[:, self.position]
-        elif self.cols is None:
-            out[self.tgt] = values.to(out.dtype)
+            return
+        where = slice(*self.tokens) if self.tokens is not None else slice(None)
+        if self.cols is None:
+            out[self.tgt, where] = values[:, where].to(out.dtype)
         else:
-            block = out[self.tgt]
-            block[..., self.cols] = values[..., self.cols].to(out.dtype)
-            out[self.tgt] = block
+            block = out[self.tgt, where]
+            block[..., self.cols] = values[:, where][..., self.cols].to(out.dtype)
+            out[self.tgt, where] = block
 
 
 def apply_moves(moves: list[Move], output, step: int | None):
@@ -96,6 +100,11 @@ def _head_columns(module: torch.nn.Module, heads: tuple[int, ...] | None, n_head
     return torch.cat([torch.arange(h * width, (h + 1) * width) for h in heads])
 
 
+def _per_head(rows: list[int], heads: tuple[int, ...] | None, n_heads: int) -> torch.Tensor:
+    """Indices of `rows` (all heads, or the subset `heads`) in a per-head layout of rows × heads."""
+    return torch.tensor([row * n_heads + h for row in rows for h in (range(n_heads) if heads is None else heads)])
+
+
 def denoiser_hooks(adapter, rows: list[Sample], cfg: bool, embeddings) -> tuple[Hooks, StepCounter]:
     """Install the hooks that carry out every row's denoiser-side swaps and restores.
 
@@ -117,7 +126,7 @@ def _merge(moves: list[Move], device: torch.device) -> list[Move]:
     groups: dict[tuple, list[Move]] = {}
     for move in moves:
         cols = None if move.cols is None else tuple(move.cols.tolist())
-        key = (move.steps, cols, move.source is not None, move.position)
+        key = (move.steps, cols, move.source is not None, move.position, move.tokens)
         groups.setdefault(key, []).append(move)
     merged = []
     for group in groups.values():
@@ -126,7 +135,8 @@ def _merge(moves: list[Move], device: torch.device) -> list[Move]:
             tgt=torch.cat([m.tgt for m in group]).to(device),
             src=None if head.src is None else torch.cat([m.src for m in group]).to(device),
             source=None if head.source is None else torch.cat([m.source for m in group]),
-            cols=None if head.cols is None else head.cols.to(device), position=head.position, steps=head.steps))
+            cols=None if head.cols is None else head.cols.to(device), position=head.position, steps=head.steps,
+            tokens=head.tokens))
     return merged
 
 
@@ -137,6 +147,7 @@ def _install_denoiser_hooks(hooks: Hooks, adapter, rows: list[Sample], cfg: bool
     counter = StepCounter(2 * n if cfg else n)
     hooks.pre_forward("step_counter", adapter.denoiser, counter, with_kwargs=True)
     moves: dict[str, tuple[torch.nn.Module, list[Move]]] = {}  # module name -> (module, its moves)
+    masks: dict[str, tuple[torch.nn.Module, list[Move]]] = {}  # text site -> (attention, moves of its text mask)
     injected: dict[tuple[int, str], torch.Tensor] = {}  # (projection, source prompt) -> its K or V, once
 
     def add(name, module, move):
@@ -145,7 +156,7 @@ def _install_denoiser_hooks(hooks: Hooks, adapter, rows: list[Sample], cfg: bool
     def inject_value(proj, source: str) -> torch.Tensor:
         key = (id(proj), source)
         if key not in injected:
-            embeds = embeddings(source)["prompt_embeds"].to(proj.weight.dtype)
+            embeds = adapter.kv_input(embeddings(source)).to(proj.weight.dtype)
             injected[key] = torch.nn.functional.linear(embeds, proj.weight, proj.bias)
         return injected[key]
 
@@ -154,7 +165,8 @@ def _install_denoiser_hooks(hooks: Hooks, adapter, rows: list[Sample], cfg: bool
             donor = (_find_row(rows, swap.source, row.seed, "donor", r) if swap.mode == "patch" else None)
             for site in swap.sites:
                 attn = adapter.module(site)
-                for proj_name, proj in zip(adapter.kv_projections, adapter.kv_modules(site)):
+                tokens = adapter.text_tokens(site)  # None: the projections see text only
+                for proj_name, proj in zip(adapter.kv_projection_names(site), adapter.kv_modules(site)):
                     name = f"{site}.{proj_name}"
                     cols = _head_columns(proj, swap.heads, attn.heads)
                     if donor is None:
@@ -162,11 +174,14 @@ def _install_denoiser_hooks(hooks: Hooks, adapter, rows: list[Sample], cfg: bool
                         # the same empty-prompt K/V, so `branch: both` would copy them onto themselves.
                         tgt = torch.tensor(_branch_indices([r], n, cfg, "cond"))
                         add(name, proj, Move(tgt, source=inject_value(proj, swap.source), cols=cols,
-                                             steps=swap.steps))
+                                             steps=swap.steps, tokens=tokens))
                     else:
                         tgt = torch.tensor(_branch_indices([r], n, cfg, swap.branch))
                         src = torch.tensor(_branch_indices([donor], n, cfg, swap.branch))
-                        add(name, proj, Move(tgt, src, cols=cols, steps=swap.steps))
+                        add(name, proj, Move(tgt, src, cols=cols, steps=swap.steps, tokens=tokens))
+                if adapter.masks_text:  # the text's padding mask moves with its K/V
+                    mask = adapter.text_mask(embeddings(swap.source)) if donor is None else None
+                    masks.setdefault(site, (attn, []))[1].append(_mask_move(mask, r, donor, n, cfg, swap, attn.heads))
         for restore in row.denoiser_restores:
             clean = _find_row(rows, row.prompt, row.seed, "clean", r)
             tgt = torch.tensor(_branch_indices([r], n, cfg, restore.branch))
@@ -176,5 +191,39 @@ def _install_denoiser_hooks(hooks: Hooks, adapter, rows: list[Sample], cfg: bool
     for name, (module, module_moves) in moves.items():
         merged = _merge(module_moves, next(module.parameters()).device)
         hooks.forward(f"moves/{name}", module, lambda _m, _a, out, merged=merged: apply_moves(merged, out, counter.step))
+    for name, (attn, mask_moves) in masks.items():
+        merged = _merge(mask_moves, next(attn.parameters()).device)
+        hooks.pre_forward(f"mask_moves/{name}", attn, _mask_hook(merged, counter, name), with_kwargs=True)
     return counter
+
+
+def _mask_move(mask: torch.Tensor | None, row: int, donor: int | None, n: int, cfg: bool, swap, n_heads: int) -> Move:
+    """The move of a swap's text mask, in the per-head layout `_mask_hook` makes: the source prompt's mask
+    (`mask`, 1 × 1 × tokens) injected into the conditional half, or the donor's rows copied; on every head, or
+    on the swap's `heads` only."""
+    branch = "cond" if donor is None else swap.branch
+    tgt = _per_head(_branch_indices([row], n, cfg, branch), swap.heads, n_heads)
+    if donor is None:
+        return Move(tgt, source=mask.expand(len(tgt), *mask.shape[1:]), steps=swap.steps)
+    return Move(tgt, _per_head(_branch_indices([donor], n, cfg, branch), swap.heads, n_heads), steps=swap.steps)
+
+
+def _mask_hook(merged: list[Move], counter: StepCounter, site: str):
+    """A pre-forward hook that moves rows of a text site's padding mask (its ``attention_mask`` keyword, an
+    additive bias rows × 1 × tokens) with the K/V. The mask is first laid out per head, rows × heads, exactly as
+    diffusers' `Attention.prepare_attention_mask` lays it out, so rows without a move see the same tensor and a
+    head subset gets the donor's mask on its own heads only."""
+
+    def hook(module, args, kwargs):
+        if not any(m.steps.active(counter.step) for m in merged):
+            return None
+        mask = kwargs.get("attention_mask")
+        if mask is None:
+            raise RuntimeError(f"{site}: the architecture declares a text mask, but the attention was called "
+                               "without an attention_mask keyword")
+        per_head = mask.repeat_interleave(module.heads, dim=0)
+        apply_moves(merged, per_head, counter.step)
+        return args, {**kwargs, "attention_mask": per_head}
+
+    return hook
 

@@ -29,7 +29,7 @@ class StepWindow:
         return step >= self.start and (self.end is None or step < self.end)
 
     def count(self, total: int) -> int:
-        """How many of `total` steps are intervened on (P3's t_s; METHODS.md §5 item 8)."""
+        """How many of `total` steps are intervened on (P3's t_s; docs/methods.md §5 item 8)."""
         end = total if self.end is None else min(self.end, total)
         return max(0, end - self.start)
 
@@ -69,9 +69,10 @@ class Restore:
 class Corruption:
     """Noise of `scale` × σ on the input token embeddings of `concept`'s tokens (P1's corrupted run).
 
-    σ (`std`, per text encoder): ``embedding`` = the std of the encoder's token-embedding matrix (P1's
-    default as METHODS.md §1.2 reads it), ``subject`` = the std of the token embeddings of `subjects` (every
-    concept of the job; ROME's ``collect_embedding_std``), or a number used for every encoder.
+    σ (`std`, per text encoder): ``subject`` = the std of the token embeddings of `subjects` (every concept
+    of the job; ROME's ``collect_embedding_std``, the job default), ``embedding`` = the std of the encoder's
+    whole token-embedding matrix (docs/methods.md §1.2), or a number used for every encoder. `seed` is the job's ``noise_seed``
+    plus the noise draw.
     """
 
     concept: str  # the words whose token embeddings are noised (a prompt row's `concept`)

@@ -10,21 +10,25 @@ import torch
 
 from harness.interventions.hooks import Hooks, Move, apply_moves
 from harness.interventions.spec import Corruption, Sample
+from harness.words import find_words, missing_words_message
 
 # ---- token positions ---------------------------------------------------------------------------------
 
-def token_positions(tokenizer, prompt: str, attribute: str, max_length: int) -> dict:
-    """Token indices of `attribute` in `prompt` as the pipeline tokenizes it.
+def token_positions(tokenizer, prompt: str, attribute: str, max_length: int, start: int = 0) -> dict:
+    """Token indices of `attribute` in `prompt` as the pipeline tokenizes it (its first occurrence at or after
+    character `start`: SANA's prompt follows an instruction that may contain the same words).
 
     Returns ``span`` (all attribute token indices), ``first_subject``, ``middle_subject`` (the middle of the
     span, ``span[(n - 1) // 2]``: the first token for spans of one or two tokens), ``last_subject`` and
-    ``last`` (the final non-padding token: EOS for CLIP and T5) — P1's four positions. Raises ValueError
-    when the attribute is absent or cut off by truncation.
+    ``last`` (the final non-padding token: EOS for CLIP and T5) — P1's four positions. The attribute is
+    found as whole words (`harness.words`: "red" in "checkered ... red circle" is the word, not the token
+    "kered") and mapped to tokens by the tokenizer's character offsets. Raises ValueError when the
+    attribute is not a whole-word span of the prompt or is cut off by truncation.
     """
-    start = prompt.lower().find(attribute.lower())
-    if not attribute or start < 0:
-        raise ValueError(f"attribute '{attribute}' does not occur in prompt '{prompt}'")
-    end = start + len(attribute)
+    found = find_words(prompt, attribute, start)
+    if found is None:
+        raise ValueError(missing_words_message(prompt[start:], attribute))
+    start, end = found
     enc = tokenizer(prompt, truncation=True, max_length=max_length, return_offsets_mapping=True)
     span = [i for i, (a, b) in enumerate(enc["offset_mapping"]) if b > a and a < end and b > start]
     if not span:
@@ -108,16 +112,14 @@ def text_hooks(adapter, rows: list[Sample]) -> Hooks:
 
 def _install_text_hooks(hooks: Hooks, adapter, rows: list[Sample]) -> None:
     prompt = rows[0].prompt
-    text = adapter.pipeline_text(prompt)  # the string the pipeline really tokenizes
     clean = next((i for i, row in enumerate(rows) if row.is_plain), None)
     noise_rows = [(i, row.corruption) for i, row in enumerate(rows) if row.corruption is not None]
-    for name, (encoder, tokenizer) in adapter.text_encoders().items():
-        length = adapter.max_text_length(name)
+    for name, (encoder, _) in adapter.text_encoders().items():
         if noise_rows:
             moves = []
             width = encoder.get_input_embeddings().weight.shape[1]
             for i, corruption in noise_rows:
-                span = token_positions(tokenizer, text, corruption.concept, length)["span"]
+                span = adapter.token_positions(name, prompt, corruption.concept)["span"]
                 gen = torch.Generator().manual_seed(stable_seed(corruption.seed, prompt, name))
                 sigma = noise_std(adapter, name, corruption)
                 noise = torch.randn(len(span), width, generator=gen) * corruption.scale * sigma
@@ -132,7 +134,7 @@ def _install_text_hooks(hooks: Hooks, adapter, rows: list[Sample]) -> None:
                 if clean is None:
                     raise RuntimeError(f"text restore for {prompt!r} needs a clean row in the encode batch")
                 attribute = row.corruption.concept if row.corruption else ""
-                pos = token_positions(tokenizer, text, attribute, length)[restore.position]
+                pos = adapter.token_positions(name, prompt, attribute)[restore.position]
                 by_site[restore.site].append(Move(torch.tensor([i]), torch.tensor([clean]), position=pos))
         for site, moves in by_site.items():
             hooks.add(adapter.module(site).register_forward_hook(

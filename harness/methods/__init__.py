@@ -12,6 +12,9 @@ bound) and, for causal tracing, ``corrupted`` (noise on the concept, nothing res
   (`swap.AttnPatch`).
 * Causal tracing (P1): one restore per denoiser site, and per text-encoder site × token position
   (`causal_trace.CausalTrace`).
+* Attention contribution (Zarei et al.): no intervention; one plain generation per prompt and seed,
+  with hooks measuring the concept's share of every text-attention block's output, one row per block
+  (`attn_contrib.AttnContrib`, `harness.contribution`).
 
 Each method is a `Method` object (`base`) in the registry (`registry`); the functions below are the
 job-level entry points the rest of the harness calls.
@@ -35,7 +38,7 @@ def plan_variants(job, table: SiteTable) -> list[Variant]:
 
 def references(job) -> list[Variant]:
     """Reference rows generated once per (prompt, seed)."""
-    return get_method(job.method).references()
+    return get_method(job.method).references(job)
 
 
 def resolve_mode(job, adapter) -> str | None:

@@ -27,6 +27,13 @@ class Variant:
     step_start: int | None = None
     position: str | None = None
     restore: str | None = None  # causal tracing: "state" or "contribution" (harness.sites)
+    noise_draw: int | None = None  # causal tracing: which of the job's `noise_draws` (None: no noise)
+
+    @property
+    def key(self) -> str:
+        """The variant's identity within a sweep (row and unit ids): its label, and its noise draw when it
+        has one above 0 (every draw of a restore shares the label, so rankings pool them per prompt)."""
+        return self.label if not self.noise_draw else f"{self.label}~draw{self.noise_draw}"
 
     @property
     def window_size(self) -> int:
@@ -39,6 +46,9 @@ class Variant:
 
 
 CONTROL = Variant("control", "control")
+# Job keys that only some methods read (the rest — model, prompts, seeds, sampler, metrics — every method does).
+METHOD_KEYS = ("window", "site_sets", "heads", "mode", "branch", "step_start", "step_end", "noise_scale",
+               "noise_std", "noise_seed", "positions", "restore")
 
 
 class Method:
@@ -47,6 +57,9 @@ class Method:
     name: str = ""
     default_branch: str = "cond"  # CFG halves intervened on when the job does not say
     joint_sets: bool = False  # can one variant intervene on an explicit set of sites (job key `site_sets`)
+    # The method-specific job keys this method reads (`METHOD_KEYS`); one it does not read is refused when
+    # set to anything but its default, rather than silently ignored (`window` on causal tracing).
+    reads: frozenset[str] = frozenset()
 
     # ---- job validation ----------------------------------------------------------------------------
     def check_prompt(self, i: int, row) -> None:
@@ -63,7 +76,7 @@ class Method:
     def plan(self, job, sites: list[Site]) -> list[Variant]:
         raise NotImplementedError
 
-    def references(self) -> list[Variant]:
+    def references(self, job) -> list[Variant]:
         raise NotImplementedError
 
     def applied_branch(self, job, mode: str | None) -> str:
@@ -82,11 +95,32 @@ class Method:
         """The method-specific design columns of a result row (`harness.results.schema.DESIGN`): the step
         window, heads, mode and noise. `calls` is the number of denoising steps of the sampler."""
         return {"step_start": None, "step_end": None, "steps_patched": None, "heads": None, "mode": None,
-                "noise_scale": None, "restore": None}
+                "noise_scale": None, "noise_rule": None, "noise_draw": None, "restore": None}
+
+    def hashed(self, job, data: dict) -> dict:
+        """The job fingerprint's data (`JobSpec.fingerprint`) for this method: without the noise σ rule, which
+        only causal tracing reads (its default changed, and other methods' fingerprints must not)."""
+        return {k: v for k, v in data.items() if k != "noise_std"}
 
     def noise_std(self, job, adapter) -> list[float] | None:
         """σ of the job's corruption noise per text encoder (causal tracing); None for methods without."""
         return None
+
+    # ---- measuring methods (attn_contrib): one plain generation, values read by hooks ---------------------
+    def measurement(self, job, prompt, variants: list[Variant]):
+        """What hooks measure, without changing anything, while the prompt's plain image is generated for
+        the rows of `variants` (a `harness.contribution.Contribution`); None: the method measures nothing."""
+        return None
+
+    def measured_columns(self, variant: Variant, measured: dict | None) -> dict:
+        """The metric columns a row of `variant` takes from what was measured for its sample
+        (``{site: {column: value}}``)."""
+        return {}
+
+    def generations(self, variants: int, references: int) -> int:
+        """Images generated per prompt and seed (`loco plan`): one per variant and reference row, or one for
+        a measuring method."""
+        return variants + references
 
 
 def consecutive_runs(sites: list[Site]) -> list[list[Site]]:

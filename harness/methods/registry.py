@@ -7,11 +7,12 @@ comparing `job.method` with a string; a new method is one module in `harness/met
 from __future__ import annotations
 
 from harness.errors import JobError, did_you_mean
+from harness.methods.attn_contrib import AttnContrib
 from harness.methods.base import Method
 from harness.methods.causal_trace import CausalTrace
 from harness.methods.swap import AttnPatch, LocoGen
 
-METHODS: dict[str, Method] = {m.name: m for m in (LocoGen(), AttnPatch(), CausalTrace())}
+METHODS: dict[str, Method] = {m.name: m for m in (LocoGen(), AttnPatch(), CausalTrace(), AttnContrib())}
 METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
 
 

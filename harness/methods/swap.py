@@ -15,6 +15,7 @@ from harness.sites import TEXT_KINDS, Site, SiteTable
 
 class KVSwapMethod(Method):
     joint_sets = True
+    reads = frozenset({"window", "site_sets", "heads", "mode", "branch", "step_start", "step_end"})
 
     def check_prompt(self, i: int, row) -> None:
         if not row.target:
@@ -27,13 +28,11 @@ class KVSwapMethod(Method):
     def plan(self, job, sites: list[Site]) -> list[Variant]:
         if job.site_sets is not None:
             return self.plan_sets(job, sites)
-        kinds = {s.kind for s in sites}
-        if len(kinds) > 1:
-            raise JobError(f"sites: windows need one kind of site, got {', '.join(sorted(kinds))}")
         if job.window > len(sites):
             raise JobError(f"window: {job.window} is larger than the {len(sites)} selected sites")
-        # Windows are m consecutive layers: they slide within each run of consecutive indices of the
-        # selection and never across a gap (a window labelled #3-8 must hold layers 3..8).
+        # Windows are m consecutive layers of one kind: they slide within each run of consecutive indices of
+        # the selection and never across a gap (a window labelled #3-8 must hold layers 3..8) or from one kind
+        # to another (FLUX: joint_attn#0-18, then single_attn#0-37).
         runs = consecutive_runs(sites)
         if all(len(run) < job.window for run in runs):
             present = {s.index for s in sites}
@@ -74,7 +73,7 @@ class KVSwapMethod(Method):
                                         None, step_start))
         return variants
 
-    def references(self) -> list[Variant]:
+    def references(self, job) -> list[Variant]:
         return [Variant("control", "control"), Variant("target", "target")]
 
     def resolve_mode(self, job, adapter) -> str:
@@ -105,7 +104,8 @@ class KVSwapMethod(Method):
             return super().design(variant, job, calls, mode)
         return {"step_start": variant.step_start, "step_end": job.step_end,
                 "steps_patched": steps_of(variant, job).count(calls),
-                "heads": list(job.heads) if job.heads else None, "mode": mode, "noise_scale": None, "restore": None}
+                "heads": list(job.heads) if job.heads else None, "mode": mode, "noise_scale": None,
+                "noise_rule": None, "noise_draw": None, "restore": None}
 
 
 class LocoGen(KVSwapMethod):

@@ -39,6 +39,13 @@ class ScoreBatch:
     def __len__(self) -> int:
         return len(self.images)
 
+    def select(self, rows: list[int]) -> ScoreBatch:
+        """The batch of rows `rows` only."""
+        pick = lambda column: [column[i] for i in rows] if column else column  # noqa: E731
+        return ScoreBatch(self.images[rows], None if self.references is None else self.references[rows],
+                          pick(self.prompts), pick(self.targets), pick(self.texts), pick(self.target_texts),
+                          pick(self.attributes))
+
 
 class Scorer(ABC):
     """Base class: subclasses set `metrics` and `directions`, and implement `score`."""
@@ -105,7 +112,10 @@ def check_metric(name: str, where: str | None = "metrics") -> None:
     _load_builtin()
     if name not in _REGISTRY:
         prefix = f"{where}: " if where else ""
-        raise ScorerError(f"{prefix}unknown metric '{name}'{did_you_mean(name, _REGISTRY)}; known: {', '.join(known_metrics())}")
+        # a scorer's name (`clip`) suggests its first metric (`clip_score`), not whichever name is closest
+        by_scorer = {cls.name: metric for metric, cls in reversed(list(_REGISTRY.items()))}
+        hint = did_you_mean(name, _REGISTRY, default=by_scorer.get(name))
+        raise ScorerError(f"{prefix}unknown metric '{name}'{hint}; known: {', '.join(known_metrics())}")
 
 
 def check_scorer_names(options: dict[str, Any], where: str = "scorers") -> None:
@@ -139,17 +149,36 @@ def build_scorers(metric_names: list[str], options: dict[str, dict] | None = Non
     return [cls(**options.get(cls.name, {})) for cls in classes]
 
 
+# Metric columns measured inside the model while it generates, not scored from its images: the attention
+# contribution of method `attn_contrib` (`harness.contribution`); larger = the block carries more of the concept.
+MEASURED_DIRECTIONS = {"attn_contrib": +1, "attn_contrib_bias": +1}
+
+
 def direction(column: str) -> int:
     """+1/-1 effect direction of a metric column (0 when the column is not an effect measure)."""
     _load_builtin()
     for cls in set(_REGISTRY.values()):
         if column in cls.directions:
             return cls.directions[column]
-    return 0
+    return MEASURED_DIRECTIONS.get(column, 0)
 
 
 def score_all(scorers: list[Scorer], batch: ScoreBatch) -> dict[str, list]:
-    """Run every scorer on `batch`; identity columns are broadcast to every row."""
+    """Run every scorer on `batch`; identity columns are broadcast to every row. Rows that are the same image
+    with the same reference and texts (a measuring method's rows: every block's row of a prompt and seed
+    holds the one plain image) are scored once."""
+    keys = [(image_digest(batch.images[i]),
+             None if batch.references is None else image_digest(batch.references[i]),
+             *(column[i] if column else None for column in (batch.prompts, batch.targets, batch.texts,
+                                                             batch.target_texts, batch.attributes)))
+            for i in range(len(batch))]
+    first: dict = {}  # key -> its first row
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    if len(first) < len(batch):
+        where = {key: j for j, key in enumerate(first)}
+        distinct = score_all(scorers, batch.select(list(first.values())))
+        return {column: [values[where[k]] for k in keys] for column, values in distinct.items()}
     columns: dict[str, list] = {}
     for scorer in scorers:
         for key, values in scorer.score(batch).items():

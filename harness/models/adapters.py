@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from harness.errors import JobError, UserError
+from harness.models.text_layout import TextLayout
 from harness.sites import SiteTable, classify, discover
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -33,7 +34,7 @@ class ModelLoadError(UserError):
 @dataclass(frozen=True)
 class GenerationConfig:
     """Sampler settings shared by every row of a sweep; each adapter's `paper_defaults` is one
-    (METHODS.md §4.4), and a job's `steps`/`guidance_scale`/`height`/`width` override it (`with_job`)."""
+    (docs/methods.md §4.4), and a job's `steps`/`guidance_scale`/`height`/`width` override it (`with_job`)."""
 
     steps: int
     guidance_scale: float
@@ -60,15 +61,17 @@ class ModelInfo:
     device: str
 
 
-class ModelAdapter:
+class ModelAdapter(TextLayout):
     """One loaded pipeline plus what the harness needs to know about its architecture."""
 
     arch: str = ""
     denoiser_name: str = "unet"
     text_encoder_names: tuple[str, ...] = ("text_encoder",)
     tokenizer_names: tuple[str, ...] = ("tokenizer",)
-    # True when a cross-attention layer's K/V projections read the pipeline's prompt_embeds unchanged,
-    # so injecting another prompt's embeddings is exact and needs no donor row.
+    # True when every cross-attention layer's K/V projections read one fixed per-prompt tensor, `kv_input`:
+    # the pipeline's prompt_embeds unchanged (SD, SDXL) or a row-wise function of them computed once per call
+    # (PixArt's caption projection). Injecting another prompt's K/V is then exact and needs no donor row, and
+    # the closed-form K/V edits fit on that tensor.
     kv_input_is_prompt_embeds: bool = True
     kv_projections: tuple[str, str] = ("to_k", "to_v")
     gpu_dtype: str = "fp16"  # dtype "auto" on a GPU
@@ -83,6 +86,17 @@ class ModelAdapter:
     # True when an inference-time text patch can be installed on the bare pipeline (`install_text_patch`):
     # the layers' text K/V can be recomputed from prompt B without a donor run.
     installs_text_patch: bool = True
+    # Keywords every pipeline call of this architecture passes (ours and a plain one compared with ours), e.g.
+    # PixArt's and SANA's ``use_resolution_binning=False``: without it a small request is silently binned to a
+    # 1024-px aspect bucket.
+    call_options: dict = {}
+    # Steps of the short generation that discovers the sites (PixArt's pipelines read a 1-step call as a
+    # distilled model's and return another output of the scheduler, which DPM-Solver does not have).
+    probe_steps: int = 1
+    # The objective `loco finetune` trains with (harness.finetune.objective): "ddpm" (noise or velocity
+    # regression at a uniform DDPM timestep), "flow" (rectified flow: σ-interpolation, target ε − x₀), or None
+    # where loco has no training step for the architecture yet (FLUX).
+    training_objective: str | None = "ddpm"
 
     def __init__(self, pipe, info: ModelInfo, tiny: bool):
         self.pipe = pipe
@@ -107,26 +121,41 @@ class ModelAdapter:
         names = (self.denoiser_name, *self.text_encoder_names)
         return {n: getattr(self.pipe, n) for n in names if getattr(self.pipe, n, None) is not None}
 
-    def pipeline_text(self, prompt: str) -> str:
-        """The prompt as the pipeline hands it to its tokenizers (token positions are found in this)."""
-        return prompt
-
-    def text_encoders(self) -> dict[str, tuple[torch.nn.Module, object]]:
-        """Text encoder and its tokenizer, by component name."""
-        out = {}
-        for enc, tok in zip(self.text_encoder_names, self.tokenizer_names):
-            if getattr(self.pipe, enc, None) is not None:
-                out[enc] = (getattr(self.pipe, enc), getattr(self.pipe, tok))
-        return out
-
     def module(self, site_name: str) -> torch.nn.Module:
         component, _, path = site_name.partition(".")
         return self.components()[component].get_submodule(path)
 
+    def kv_projection_names(self, site_name: str) -> tuple[str, str]:
+        """The names of the K and V projections through which text enters at `site_name` (`kv_projections`;
+        an architecture whose text sites differ overrides this: FLUX's single-stream blocks use to_k/to_v)."""
+        return self.kv_projections
+
     def kv_modules(self, site_name: str) -> tuple[torch.nn.Module, torch.nn.Module]:
         """The K and V projections through which text enters at a text-reading attention site."""
         attn = self.module(site_name)
-        return getattr(attn, self.kv_projections[0]), getattr(attn, self.kv_projections[1])
+        k_name, v_name = self.kv_projection_names(site_name)
+        return getattr(attn, k_name), getattr(attn, v_name)
+
+    def text_tokens(self, site_name: str) -> tuple[int, int] | None:
+        """The token range [start, stop) of the text in the outputs of `kv_modules(site_name)`, or None when
+        those projections see text only (cross-attention K/V, SD3's add_k/add_v). FLUX's single-stream
+        blocks project one joint sequence, text first: a KV swap copies only its text slice."""
+        return None
+
+    @torch.no_grad()
+    def cut_text_at(self, site_name: str) -> None:
+        """Make the text-reading site `site_name` ignore the text, in place (`harness.planted`): its K and V
+        projections zeroed, weights and biases, so the text tokens' attention logits are constant and their
+        values zero. An architecture whose text K/V share a projection with the image overrides this."""
+        for proj in self.kv_modules(site_name):
+            proj.weight.zero_()
+            if proj.bias is not None:
+                proj.bias.zero_()
+
+    def plain_call_kwargs(self) -> dict:
+        """Keywords a plain pipeline call needs to run as ours does: `call_options`, and any that make it encode
+        prompts as `encode` does (FLUX: the T5 length)."""
+        return dict(self.call_options)
 
     def cfg_batch(self, guidance_scale: float) -> bool:
         """Whether a call at `guidance_scale` runs the [uncond × B, cond × B] CFG batch (diffusers' SD, SDXL,
@@ -167,10 +196,6 @@ class ModelAdapter:
         """Image size of the short traced generation that discovers the sites."""
         return 8 * self.pipe.vae_scale_factor
 
-    def max_text_length(self, encoder_name: str) -> int:
-        """The sequence length the pipeline encodes `encoder_name`'s text with."""
-        return 77
-
     @torch.no_grad()
     def cut_pooled_text(self) -> None:
         """Cut the text paths that bypass the text-attention sites (pooled embeddings, text time
@@ -201,8 +226,9 @@ class ModelAdapter:
         size = self.probe_size()
 
         def run_once():
-            cond, neg = self.encode(["a photo"]), self.encode_negative(1)
-            self.generate(cond, neg, seeds=[0], steps=1, guidance_scale=2.0, height=size, width=size,
+            cond = self.encode(["a photo"])
+            neg = self.encode_negative(1) if self.cfg_batch(2.0) else None  # guidance-distilled: no negative
+            self.generate(cond, neg, seeds=[0], steps=self.probe_steps, guidance_scale=2.0, height=size, width=size,
                           decode=False)
 
         return discover(self.components(), run_once, self.site_kind)
@@ -235,6 +261,12 @@ class ModelAdapter:
     def _encode_negative(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def training_forward(self, noisy: torch.Tensor, t: torch.Tensor, cond: dict[str, torch.Tensor],
+                         batch) -> torch.Tensor:
+        """The denoiser's prediction for a training batch (`harness.finetune.objective`), called as the
+        architecture's diffusers training script calls it: (N, C, h, w) noisy input → (N, C, h, w)."""
+        return self.denoiser(noisy, t, encoder_hidden_states=cond["prompt_embeds"]).sample
+
     # ---- generation ------------------------------------------------------------------------------
     def generate(self, cond: dict[str, torch.Tensor], negative: dict[str, torch.Tensor] | None,
                  seeds: list[int], steps: int, guidance_scale: float, height: int, width: int,
@@ -251,7 +283,7 @@ class ModelAdapter:
         kwargs = self._call_kwargs(cond, negative, seeds, guidance_scale)
         if callback is not None:
             kwargs.update(callback_on_step_end=callback, callback_on_step_end_tensor_inputs=list(self.branch_tensors))
-        out = self.pipe(**kwargs, num_inference_steps=steps, guidance_scale=guidance_scale,
+        out = self.pipe(**kwargs, **self.call_options, num_inference_steps=steps, guidance_scale=guidance_scale,
                         height=height, width=width, output_type=self._output_type(decode))
         if not decode:
             return None

@@ -8,7 +8,7 @@ inference-time text patch swaps the projected text states a layer reads (`instal
 attentions add their input back (a residual inside the processor), so their output is the hidden state
 (`harness.sites`: a *state* site).
 
-**Stage II** (P3, METHODS.md §3.1, §7.5). P3 localizes text in stage I only, then upsamples every stage-I
+**Stage II** (P3, docs/methods.md §3.1, §7.5). P3 localizes text in stage I only, then upsamples every stage-I
 image with IF-II-L — conditioned on the row's own clean prompt (for causal tracing too: the corruption and
 text restores act on stage I only), with its own fixed noise, no intervention — and computes every metric on
 the 256² result. OCR on a 64² image reads almost nothing, and CLIP at 64² is far from its 224² training input,
@@ -25,7 +25,7 @@ A job chooses with its ``stage_ii`` key (`harness.jobs.StageIISpec`): the checkp
 (IFSuperResolutionPipeline's defaults: 50 steps, guidance 4.0, noise level 250). Scoring stage I with OCR or
 CLIP metrics is refused unless ``stage_ii.text_metrics_on_stage_i: true``.
 
-Papers' layers (METHODS.md §3.2, §4.4): P3's rendered-text attention 17 (`up_blocks.1.attentions.3`),
+Papers' layers (docs/methods.md §3.2, §4.4): P3's rendered-text attention 17 (`up_blocks.1.attentions.3`),
 text-edit step_start 2. LocoEdit "results in erroneous edits" on IF (T5's bidirectional attention), and the
 closed-form edits need K/V that read the prompt embeddings, so there are no LocoEdit/UCE/TIME defaults.
 """
@@ -56,6 +56,7 @@ class IFAdapter(ModelAdapter):
     branch_tensors = None  # IFPipeline has no callback_on_step_end
     kv_input_is_prompt_embeds = False
     kv_projections = ("add_k_proj", "add_v_proj")
+    text_attention = {"cross_attn": "added_kv"}  # text K/V first among the keys, then the image's own
     paper_defaults = GenerationConfig(50, 7.0, 64, 64)
     tiny_size = 16
 
@@ -82,6 +83,10 @@ class IFAdapter(ModelAdapter):
 
     def _output_type(self, decode):
         return "np" if decode else "pt"
+
+    def training_forward(self, noisy, t, cond, batch):
+        """IF's UNet predicts noise and a learned variance; the training loss reads the noise channels."""
+        return super().training_forward(noisy, t, cond, batch)[:, : noisy.shape[1]]
 
     stage_ii = None  # StageII: set by the worker for the job (None = score stage I)
 
@@ -312,6 +317,7 @@ DEEPFLOYD_IF = register(Architecture(
     costs={"if": ArchCost(50, 7.0, 64, 0.03, {"cross_attn": 22, "resnet": 36, "text_self_attn": (24,),
                                                 "text_mlp": (24,)}, extra_seconds=2.5,
                           note="DeepFloyd IF stage I (T5-XXL, 24 layers) + stage II 64→256 (~2.5 s per image)")},
+    tiny_step_seconds=0.06,  # CPU s per image-step (bench/run_tiny_jobs.py)
     tiny_sites={"cross_attn": 22, "resnet": 36, "text_self_attn": (2,), "text_mlp": (2,)},
     hub_ids={"DeepFloyd/IF-I-XL-v1.0": "if", "DeepFloyd/IF-I-L-v1.0": "if"},
     state_kinds=("resnet", "cross_attn"),

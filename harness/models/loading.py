@@ -137,7 +137,7 @@ def _load(model: str, device: str, dtype: str) -> ModelAdapter:
     path = locate(model)
     index = json.loads((path / "model_index.json").read_text())
     class_name = index.get("_class_name", "")
-    arch = registry.for_pipeline(class_name)
+    arch = registry.for_checkpoint(path, class_name)
     if arch is None:
         raise ModelLoadError(f"model '{model}': pipeline class '{class_name}' is not supported; expected one of "
                              + ", ".join(p for a in registry.architectures() for p in a.pipelines))
@@ -149,7 +149,7 @@ def _load(model: str, device: str, dtype: str) -> ModelAdapter:
     revision = path.name if path.parent.name == "snapshots" else "local"
     info = ModelInfo(model, cls.arch, class_name, revision, dir_fingerprint(path), dtype, device)
     adapter = cls(pipe, info, tiny=False)
-    adapter.generation_override = _sidecar_defaults(path)
+    adapter.generation_override = sidecar_defaults(path)
     return adapter
 
 
@@ -179,7 +179,7 @@ def _build(model: str, device: str, dtype: str) -> ModelAdapter:
     return cls(pipe, ModelInfo(model, name, pipeline_class, "tiny", fingerprint, dtype, device), tiny=True)
 
 
-def _sidecar_defaults(path: Path):
+def sidecar_defaults(path: Path):
     """Sampler defaults a model ships beside its weights (`toyworld.json`), or None (the paper's)."""
     from harness.models.adapters import GenerationConfig
     from harness.toyworld.sidecar import read_sidecar

@@ -51,6 +51,24 @@ def t5_tokenizer(max_length: int = 77):
     return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=max_length)
 
 
+def gemma_tokenizer(words: list[str]):
+    """A small byte-level-free BPE Gemma tokenizer: special tokens, characters, and merges that make whole tokens
+    of `words` (with and without the leading "▁" Gemma gives a word after a space); adds BOS like Gemma's."""
+    from transformers import GemmaTokenizer
+
+    vocab = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "▁"]
+    vocab += list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'\"-:;()>\n")
+    known, merges = set(vocab), []
+    for word in words:
+        for piece in (word, "▁" + word):
+            for i in range(2, len(piece) + 1):
+                if piece[:i] not in known:
+                    known.add(piece[:i])
+                    vocab.append(piece[:i])
+                    merges.append((piece[: i - 1], piece[i - 1]))
+    return GemmaTokenizer(vocab={token: i for i, token in enumerate(vocab)}, merges=merges, add_bos_token=True)
+
+
 def tiny_clip_text_model(hidden: int, layers: int, with_projection: bool, projection_dim: int = 32,
                          pad_token_id: int = 49407):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
@@ -72,15 +90,17 @@ def tiny_t5_encoder(d_model: int, layers: int, vocab_size: int):
     return T5EncoderModel(config).eval()
 
 
-def tiny_vae(latent_channels: int = 4, sd3: bool = False):
+def tiny_vae(latent_channels: int = 4, sd3: bool = False, blocks: int = 4):
+    """A small AutoencoderKL; `blocks` levels make a scale factor of 2**(blocks - 1) (2 blocks, scale 2: ~10×
+    faster than 4, for the DiTs whose tiny models need no 8× latent)."""
     from diffusers import AutoencoderKL
 
     extra = dict(shift_factor=0.0609, scaling_factor=1.5305, use_quant_conv=False,
                  use_post_quant_conv=False) if sd3 else {}
     return AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=latent_channels, norm_num_groups=8,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 16, 16, 16), layers_per_block=1, sample_size=64, **extra,
+        down_block_types=("DownEncoderBlock2D",) * blocks, up_block_types=("UpDecoderBlock2D",) * blocks,
+        block_out_channels=(8, 16, 16, 16)[:blocks], layers_per_block=1, sample_size=64, **extra,
     ).eval()
 
 
@@ -131,3 +151,23 @@ def build_random(builder, device: str, dtype: torch.dtype):
     pipe.to(device=device, dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def t5_xxl_encoder():
+    """T5 v1.1 XXL's encoder (4.7B parameters; PixArt's, FLUX's and SD3's long text encoder)."""
+    from transformers import T5Config, T5EncoderModel
+
+    config = T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+                      relative_attention_num_buckets=32, relative_attention_max_distance=128,
+                      feed_forward_proj="gated-gelu", is_encoder_decoder=False, tie_word_embeddings=False)
+    return T5EncoderModel(config).eval()
+
+
+def vae16(scaling: float, shift: float):
+    """The 16-channel latent VAE of SD3 and FLUX (8× downsampling, no quant convs)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, layers_per_block=2,
+                         block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                         up_block_types=("UpDecoderBlock2D",) * 4, sample_size=1024, scaling_factor=scaling,
+                         shift_factor=shift, use_quant_conv=False, use_post_quant_conv=False).eval()

@@ -18,16 +18,21 @@ the first time it is asked (`architectures()`), so a new architecture is found w
 anywhere: adding one touches its module, its tester in ``tests/models/`` and its jobs.
 
 Lookups: `get(name)` (the ``arch`` column of result rows, the ``tiny:``/``random:`` suffix),
-`for_pipeline(class_name)` (a checkpoint's ``model_index.json`` ``_class_name``, as diffusers' auto
-pipelines are keyed) and `for_variant(name)` (a cost-table row, e.g. ``sd21``).
+`for_pipeline(class_name, denoiser_config)` (a checkpoint's ``model_index.json`` ``_class_name``, as
+diffusers' auto pipelines are keyed; where architectures share a pipeline class — SD3 and SD3.5, FLUX.1-dev
+and -schnell — the denoiser's config decides, through the architecture's `claims`), `for_checkpoint(folder,
+class_name)` (the same, reading the config from a checkpoint folder) and `for_variant(name)` (a cost-table
+row, e.g. ``sd21``).
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 SiteCounts = dict[str, int | tuple[int, ...]]  # kind -> count (text-encoder kinds: one count per encoder)
 
@@ -35,7 +40,7 @@ SiteCounts = dict[str, int | tuple[int, ...]]  # kind -> count (text-encoder kin
 @dataclass(frozen=True)
 class ArchCost:
     """One architecture variant for `loco plan`: its defaults, its site counts per kind, and its cost per
-    denoising step (METHODS.md §8)."""
+    denoising step (docs/methods.md §8)."""
 
     steps: int
     guidance_scale: float
@@ -58,12 +63,15 @@ class Architecture:
     tiny: Callable[[], object]  # builds the tiny pipeline (seeded; `harness.models.parts.seeded`)
     costs: dict[str, ArchCost]  # loco plan's cost table, by variant (the first is the default variant)
     tiny_sites: SiteCounts  # the tiny model's site counts (a tester keeps them equal to the traced table)
+    # `loco plan`'s CPU cost of the tiny model: seconds of one core per image per denoising step (a second
+    # stage's steps included), measured by bench/run_tiny_jobs.py
+    tiny_step_seconds: float = 0.02
     fullsize: Callable[[], object] | None = None  # builds the full-size pipeline (random weights)
     hub_ids: dict[str, str] = field(default_factory=dict)  # the papers' checkpoints -> cost variant
     # The cost variant of a checkpoint from its folder (e.g. SD2.x's 1024-d text encoder), None: the default.
     variant_of: Callable[[object], str | None] | None = None
     state_kinds: tuple[str, ...] = ("resnet",)  # site kinds whose output is the hidden state (harness.sites)
-    # Edit defaults (METHODS.md §4.4): method group (harness.edit.targets.GROUP) -> (kind, indices|None=all).
+    # Edit defaults (docs/methods.md §4.4): method group (harness.edit.targets.GROUP) -> (kind, indices|None=all).
     edit_sites: dict[str, tuple[str, list[int] | None]] = field(default_factory=dict)
     text_patch_step_start: int = 0  # P3's text-edit step_start (t_s = steps - step_start)
     paper_sites: dict[str, str] = field(default_factory=dict)  # site label -> module the papers name there
@@ -73,6 +81,9 @@ class Architecture:
     plan_stage_ii: Callable[[object, bool], int | None] | None = None
     # (job) -> [(role, checkpoint id)]: checkpoints beyond the pipeline that a real (non-tiny) sweep loads.
     checkpoints: Callable[[object], list[tuple[str, str]]] | None = None
+    # For a pipeline class that several architectures load as: (the denoiser's config) -> whether a checkpoint
+    # is this architecture's (SD3.5: `qk_norm` or dual-attention layers). None: the class's default architecture.
+    claims: Callable[[dict], bool] | None = None
 
     @property
     def default_variant(self) -> str:
@@ -92,7 +103,7 @@ def register(arch: Architecture) -> Architecture:
 
 
 def architectures() -> list[Architecture]:
-    """Every architecture, oldest first (sd15, if, sdxl, sd3)."""
+    """Every architecture, oldest first (sd15, if, sdxl, sd3, ...)."""
     _discover()
     return sorted(_REGISTRY.values(), key=lambda a: (a.released, a.name))
 
@@ -107,9 +118,22 @@ def get(name: str) -> Architecture | None:
     return _REGISTRY.get(name)
 
 
-def for_pipeline(class_name: str) -> Architecture | None:
-    """The architecture a diffusers pipeline class loads as, or None."""
-    return next((a for a in architectures() if class_name in a.pipelines), None)
+def for_pipeline(class_name: str, denoiser_config: dict | None = None) -> Architecture | None:
+    """The architecture a diffusers pipeline class loads as, or None. Where several share the class, the one
+    whose `claims` accepts `denoiser_config`, else the one that claims nothing (the class's default)."""
+    sharing = [a for a in architectures() if class_name in a.pipelines]
+    claimed = [a for a in sharing if a.claims is not None and denoiser_config is not None and a.claims(denoiser_config)]
+    return next(iter(claimed), None) or next((a for a in sharing if a.claims is None), None)
+
+
+def for_checkpoint(folder: Path, class_name: str) -> Architecture | None:
+    """`for_pipeline` for a checkpoint folder: the denoiser's ``config.json`` read where the class is shared."""
+    sharing = [a for a in architectures() if class_name in a.pipelines]
+    config = None
+    if any(a.claims is not None for a in sharing):
+        path = Path(folder) / sharing[0].adapter.denoiser_name / "config.json"
+        config = json.loads(path.read_text()) if path.is_file() else None
+    return for_pipeline(class_name, config)
 
 
 def for_variant(variant: str) -> Architecture | None:

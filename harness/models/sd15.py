@@ -7,7 +7,7 @@ SD2.x has the same layout with a 1024-d OpenCLIP text encoder; `loco plan` tells
 encoder's width (cost variant ``sd21``). The toyworld model (`harness/toyworld/`) is an SD1.x pipeline at
 toy sizes, loaded through this adapter with the sampler defaults it ships (`toyworld.json`).
 
-Papers' layers (METHODS.md §2.2, §4.4): LocoGen/LocoEdit style window 8–9 (`up_blocks.1.attentions.{1,2}`),
+Papers' layers (docs/methods.md §2.2, §4.4): LocoGen/LocoEdit style window 8–9 (`up_blocks.1.attentions.{1,2}`),
 objects and facts 6 (`mid_block`); P1's causal text site and DiffQuickFix: the first text encoder's layer-0
 self-attention.
 """
@@ -86,6 +86,7 @@ SD15 = register(Architecture(
         "sd21": ArchCost(50, 7.5, 512, 0.025, {**_UNET15, "text_self_attn": (23,), "text_mlp": (23,)},
                          note="SD2.x, OpenCLIP ViT-H text (23 layers); LocoGen samples 512²"),
     },
+    tiny_step_seconds=0.011,  # CPU s per image-step (bench/run_tiny_jobs.py)
     tiny_sites={**_UNET15, "text_self_attn": (4,), "text_mlp": (4,)},
     hub_ids={"CompVis/stable-diffusion-v1-4": "sd15", "runwayml/stable-diffusion-v1-5": "sd15",
              "stable-diffusion-v1-5/stable-diffusion-v1-5": "sd15", "prompthero/openjourney": "sd15",

@@ -1,4 +1,5 @@
-"""Stable Diffusion 3 (and, until it has its own module, SD3.5): an MM-DiT of 24 JointTransformerBlocks.
+"""Stable Diffusion 3 (SD3.5, its successor on the same pipeline, is `harness.models.sd35`): an MM-DiT of 24
+JointTransformerBlocks.
 Text is CLIP-L ⊕ CLIP-G (77 tokens) concatenated with T5-XXL (256 tokens); the text stream runs through the
 blocks beside the image stream and evolves block to block, and each block's joint attention reads it through
 `add_k_proj`/`add_v_proj` (the ``joint_attn`` sites). The last block is `context_pre_only`, so there is one
@@ -8,7 +9,7 @@ Because the text K/V inputs change from block to block, a KV swap patches from a
 patching), injection from embeddings is not exact, no closed-form K/V edit applies, and an inference-time
 text patch cannot be installed on a bare pipeline (use `loco sweep` with `attn_patch`).
 
-Papers' layers (METHODS.md §3.2, §4.4): P3's rendered-text block 10 (`transformer_blocks.10.attn`),
+Papers' layers (docs/methods.md §3.2, §4.4): P3's rendered-text block 10 (`transformer_blocks.10.attn`),
 text-edit step_start 2 (0 for toxic-text prevention).
 """
 
@@ -32,7 +33,11 @@ class SD3Adapter(ModelAdapter):
     tokenizer_names = ("tokenizer", "tokenizer_2", "tokenizer_3")
     kv_input_is_prompt_embeds = False
     installs_text_patch = False
+    training_objective = "flow"
     kv_projections = ("add_k_proj", "add_v_proj")
+    text_attention = {"joint_attn": "joint"}  # one softmax over [image, text] keys, qk-norm on SD3.5
+    text_sequence = ("text_encoder", "text_encoder_3")  # CLIP-L ⊕ CLIP-G (77 tokens), then T5 (256)
+    training_objective = "flow"  # rectified flow (`train_text_to_image_lora_sd3.py`)
     paper_defaults = GenerationConfig(28, 7.0, 1024, 1024)
     gpu_dtype = "bf16"  # its reference runs tolerate it best
 
@@ -42,6 +47,10 @@ class SD3Adapter(ModelAdapter):
     @torch.no_grad()
     def cut_pooled_text(self) -> None:
         self.denoiser.time_text_embed.text_embedder.linear_1.weight.zero_()
+
+    def training_forward(self, noisy, t, cond, batch):
+        return self.denoiser(hidden_states=noisy, timestep=t, encoder_hidden_states=cond["prompt_embeds"],
+                             pooled_projections=cond["pooled_prompt_embeds"]).sample
 
     def _encode(self, prompts):
         embeds, _, pooled, _ = self.pipe.encode_prompt(prompt=prompts, prompt_2=None, prompt_3=None,
@@ -55,15 +64,16 @@ class SD3Adapter(ModelAdapter):
                 "negative_pooled_prompt_embeds": neg_pooled}
 
 
-def tiny_pipeline():
-    """SD3 layout: 24 JointTransformerBlocks (the last context_pre_only); CLIP-L + CLIP-G + T5 text."""
+def tiny_pipeline(**transformer_extra):
+    """SD3 layout: 24 JointTransformerBlocks (the last context_pre_only); CLIP-L + CLIP-G + T5 text.
+    `transformer_extra`: SD3.5's additions (`dual_attention_layers`, `qk_norm`)."""
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
 
     tokenizer_3 = t5_tokenizer()
     transformer = SD3Transformer2DModel(
         sample_size=8, patch_size=2, in_channels=16, out_channels=16, num_layers=24, attention_head_dim=8,
         num_attention_heads=2, joint_attention_dim=64, caption_projection_dim=16, pooled_projection_dim=64,
-        pos_embed_max_size=16,
+        pos_embed_max_size=16, **transformer_extra,
     ).eval()
     return StableDiffusion3Pipeline(
         transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=tiny_vae(16, sd3=True),
@@ -80,9 +90,9 @@ SD3 = register(Architecture(
     pipelines=("StableDiffusion3Pipeline",), tiny=tiny_pipeline,
     costs={"sd3": ArchCost(28, 7.0, 1024, 0.15, {**_MMDIT, "text_self_attn": (12, 32, 24), "text_mlp": (12, 32, 24)},
                            note="SD3-medium MM-DiT, CLIP-L (12) + CLIP-G (32) + T5-XXL (24) text; ~4 s per image")},
+    tiny_step_seconds=0.047,  # CPU s per image-step (bench/run_tiny_jobs.py)
     tiny_sites={**_MMDIT, "text_self_attn": (4, 4, 2), "text_mlp": (4, 4, 2)},
-    hub_ids={"stabilityai/stable-diffusion-3-medium-diffusers": "sd3", "stabilityai/stable-diffusion-3.5-medium": "sd3",
-             "stabilityai/stable-diffusion-3.5-large": "sd3"},
+    hub_ids={"stabilityai/stable-diffusion-3-medium-diffusers": "sd3"},
     edit_sites={"patch": ("joint_attn", [10])},
     text_patch_step_start=2,
     paper_sites={"joint_attn#10": "transformer.transformer_blocks.10.attn"},  # P3's rendered-text block

@@ -5,7 +5,7 @@ conditioning, a text path beside the cross-attention layers (cut in a planted mo
 
 `attn2.to_k`/`to_v` read `prompt_embeds` unchanged, so injection is exact and the closed-form edits apply.
 
-Papers' layers (METHODS.md §2.2, §3.2, §4.4), in forward order: P2's LocoGen window start 45
+Papers' layers (docs/methods.md §2.2, §3.2, §4.4), in forward order: P2's LocoGen window start 45
 (`up_blocks.0.attentions.1.transformer_blocks.1`; the blog's "45–48"), P3's rendered-text layers 55–57
 (`up_blocks.0.attentions.2.transformer_blocks.{1,2,3}`), P3's text-edit step_start 4.
 """
@@ -32,6 +32,16 @@ class SDXLAdapter(ModelAdapter):
     def cut_pooled_text(self) -> None:
         pooled = self.pipe.text_encoder_2.config.projection_dim
         self.denoiser.add_embedding.linear_1.weight[:, :pooled] = 0
+
+    def training_forward(self, noisy, t, cond, batch):
+        """With SDXL's micro-conditioning: the pooled text embedding, and original size, crop corner and
+        target size as time ids (`train_text_to_image_lora_sdxl.py`)."""
+        embeds = cond["prompt_embeds"]
+        size = noisy.shape[-1] * self.pipe.vae_scale_factor
+        time_ids = torch.tensor([[*o, *c, size, size] for o, c in zip(batch.original_sizes, batch.crops)],
+                                dtype=embeds.dtype, device=embeds.device)
+        extra = {"text_embeds": cond["pooled_prompt_embeds"], "time_ids": time_ids}
+        return self.denoiser(noisy, t, encoder_hidden_states=embeds, added_cond_kwargs=extra).sample
 
     def _encode(self, prompts):
         embeds, _, pooled, _ = self.pipe.encode_prompt(prompt=prompts, device=self.device,
@@ -95,6 +105,7 @@ SDXL = register(Architecture(
     pipelines=("StableDiffusionXLPipeline",), tiny=tiny_pipeline, fullsize=fullsize_pipeline,
     costs={"sdxl": ArchCost(50, 5.0, 1024, 0.10, {**_UNETXL, "text_self_attn": (12, 32), "text_mlp": (12, 32)},
                             note="SDXL base, CLIP-L (12) + OpenCLIP bigG (32) text; ~5 s per 50-step image")},
+    tiny_step_seconds=0.015,  # CPU s per image-step (bench/run_tiny_jobs.py)
     tiny_sites={**_UNETXL, "text_self_attn": (4, 4), "text_mlp": (4, 4)},
     hub_ids={"stabilityai/stable-diffusion-xl-base-1.0": "sdxl"},
     edit_sites={"window": ("cross_attn", [45, 46, 47]), "all": ("cross_attn", None),

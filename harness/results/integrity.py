@@ -9,7 +9,10 @@ resume that only checks whether the file exists. Two checks catch it without rea
 * the Parquet footer (schema, row groups, row count) is at the end of the file, so a truncated or empty
   file has none — `pyarrow.parquet.read_metadata` fails;
 * the footer's row count must equal the unit's planned row count (prompts × seeds × variants, plus the
-  reference rows of the first variant chunk), which the manifest records per unit as ``unit_rows``.
+  reference rows of the first variant chunk), which the manifest records per unit as ``unit_rows``;
+* every row's ``unit_id`` must be the unit the file is named for — a part copied over another unit's
+  name with the same row count would otherwise count one unit twice and lose the other. The footer's
+  column statistics (min and max of ``unit_id`` per row group) answer that without reading the rows.
 
 A bad part is renamed to ``part-<unit>.parquet.corrupt`` (kept for inspection, no longer matched by the
 ``*.parquet`` globs the readers use) and its unit runs again.
@@ -63,7 +66,28 @@ def check_part(unit_id: str, path: Path, expected_rows: int | None) -> PartCheck
     if expected_rows is not None and rows != expected_rows:
         return PartCheck(unit_id, path, rows, f"{path}: {rows} rows, the manifest plans {expected_rows} for unit "
                                                f"{unit_id}")
+    others = sorted(part_unit_ids(path) - {unit_id})
+    if others:
+        return PartCheck(unit_id, path, rows, f"{path}: holds rows of unit {others[0]}, not of unit {unit_id} "
+                                               "(a part copied over another's name?)")
     return PartCheck(unit_id, path, rows, None)
+
+
+def part_unit_ids(path: Path) -> set[str]:
+    """The `unit_id`s in a part, from the footer's per-row-group min/max (the column itself when a row
+    group has no statistics)."""
+    meta = pq.read_metadata(path)
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    if "unit_id" not in names:
+        return set()
+    column = names.index("unit_id")
+    ids: set[str] = set()
+    for group in range(meta.num_row_groups):
+        stats = meta.row_group(group).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            return set(pq.read_table(path, columns=["unit_id"]).column(0).to_pylist()) - {None}
+        ids |= {stats.min, stats.max}
+    return ids
 
 
 def quarantine(path: Path) -> Path:

@@ -32,6 +32,12 @@ DESIGN = {  # the variant: where, when and how the model was intervened on (None
     "indices": pa.list_(_I), "window_start": _I, "window_size": _I, "step_start": _I, "step_end": _I,
     "steps_patched": _I, "heads": pa.list_(_I), "position": _S, "mode": _S, "branch": _S, "noise_scale": _F,
     "noise_std": pa.list_(_F),  # causal tracing: σ per text encoder (the noise is noise_scale × σ)
+    "noise_rule": _S,  # causal tracing: how σ was chosen — "subject" (ROME), "embedding" or "fixed" (a number)
+    # causal tracing: which noise draw (0..noise_draws-1; draw d uses noise seed noise_seed + d) a corrupted or
+    # restored row used; None on the clean control. Each draw is its own row, so intervals stay over prompts
+    # and a prompt's draws are averaged within it; a variant is paired with its prompt's, seed's and draw's
+    # corrupted row.
+    "noise_draw": _I,
     "restore": _S,  # causal tracing: what a restore copied, "state" or "contribution" (harness.sites)
 }
 PROMPT = {"prompt_id": _S, "prompt": _S, "target": _S, "attribute": _S, "concept": _S, "text": _S,

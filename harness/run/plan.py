@@ -29,7 +29,7 @@ def plan_units(job, variants: list[Variant]) -> list[WorkUnit]:
         for v0 in range(0, len(variants), chunk):
             vids = tuple(range(v0, min(v0 + chunk, len(variants))))
             key = repr(([ids[i] for i in prompts], [job.prompts[i].prompt for i in prompts], job.seeds,
-                        [variants[i].label for i in vids]))
+                        [variants[i].key for i in vids]))
             units.append(WorkUnit(hashlib.sha1(key.encode()).hexdigest()[:12], prompts, tuple(job.seeds), vids))
     return units
 

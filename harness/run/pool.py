@@ -40,14 +40,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from harness.errors import UserError
+from harness.errors import Stopped, UserError
 from harness.results.failures import UnitFailure, one_line
 
 log = logging.getLogger("loco")
 WORKER_DIED = "WorkerDied"
 
 
-class WorkersLost(RuntimeError):
+class WorkersLost(Stopped):
     """No worker is left and none can be started; the message says what the workers died of."""
 
 
@@ -89,7 +89,7 @@ class ActorPool:
 
     def __init__(self, spawn: Callable[[], Any], size: int, call: Callable[[Any, Any], Any], *, retries: int,
                  name: str = "worker", ping: Callable[[Any], Any] | None = None,
-                 replacements: int | None = None, stall_seconds: float = 1800.0):
+                 replacements: int | None = None, stall_seconds: float = 600.0):
         self.spawn, self.call, self.retries, self.name = spawn, call, retries, name
         self.ping = ping or (lambda actor: actor.ready.options(max_task_retries=-1).remote())
         self.replacements_left = size * (retries + 1) if replacements is None else replacements
@@ -118,7 +118,7 @@ class ActorPool:
 
     def dispatch(self) -> None:
         """Give every idle worker the next unit; fail loudly when units wait and no worker can ever run
-        them (all gone, or none back within `stall_seconds`)."""
+        them (all gone)."""
         for slot in self.slots:
             if not self.queue:
                 break
@@ -130,9 +130,22 @@ class ActorPool:
             if all(s.state == "gone" for s in self.slots):
                 raise WorkersLost(f"every {self.name} died and none could be replaced; last causes: "
                                   f"{'; '.join(self.causes[-3:]) or 'unknown'} (see `ray logs`)")
-            if time.monotonic() - self.last_event > self.stall_seconds:
-                raise WorkersLost(f"no {self.name} has been able to start for {self.stall_seconds:.0f} s "
-                                  "(no node with free resources?); finished units are kept, run again to resume")
+
+    def check_stalled(self) -> None:
+        """Called when nothing came back for a while: fail when units have waited `stall_seconds` with no
+        worker able to run them."""
+        waited = self.waiting()
+        if waited is not None and waited > self.stall_seconds:
+            raise WorkersLost(f"no {self.name} has been able to start for {self.stall_seconds:.0f} s "
+                              "(executor.node_wait: no node with free resources, or a lost node not replaced); "
+                              "finished units are kept, run the same command again to resume")
+
+    def waiting(self) -> float | None:
+        """Seconds units have waited with no worker able to run them (workers starting or restarting, e.g.
+        after their node was lost), or None while work runs. The sweep stops at `stall_seconds`."""
+        if self.queue and not self.tasks and not any(s.state == "idle" for s in self.slots):
+            return time.monotonic() - self.last_event
+        return None
 
     # ---- results ---------------------------------------------------------------------------------------
     def handle(self, ref) -> list[Done | Failed]:
@@ -247,6 +260,9 @@ def wait_from(pools: list[ActorPool], timeout: float = 1.0) -> list[tuple[ActorP
     if not owners:
         return []
     ready, _ = ray.wait(list(owners), num_returns=1, timeout=timeout)
+    if not ready:  # nothing came back: is anything waiting longer than it may?
+        for pool in pools:
+            pool.check_stalled()
     return [(owners[ref], event) for ref in ready for event in owners[ref].handle(ref)]
 
 

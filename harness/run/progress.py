@@ -15,7 +15,22 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+_quiet = [False]  # `no_live_display` is on: every verb that runs a sweep takes --quiet the same way
+
+
+@contextmanager
+def no_live_display(enabled: bool = True):
+    """No live display for the sweeps run inside (a verb's ``--quiet``, however deep the sweep is)."""
+    before = _quiet[0]
+    _quiet[0] = before or enabled
+    try:
+        yield
+    finally:
+        _quiet[0] = before
+
 
 STATE_STYLE = {"busy": "green", "idle": "dim", "starting": "yellow", "restarting": "yellow", "gone": "red"}
 
@@ -62,7 +77,7 @@ class SweepProgress:
         self.states: list[tuple[str, str, str]] = []
         self.stream = stream or sys.stderr
         self.live = None
-        self.enabled = not quiet and units > 0 and _is_terminal(self.stream)
+        self.enabled = not quiet and not _quiet[0] and units > 0 and _is_terminal(self.stream)
 
     # ---- events ----------------------------------------------------------------------------------------
     def unit_done(self, rows: int, group: str | None = None) -> None:

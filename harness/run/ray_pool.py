@@ -5,7 +5,8 @@ unit that keeps failing on its own.
 
 Where Ray runs: ``executor.address`` (``loco sweep --address auto``), else ``RAY_ADDRESS``, joins an
 existing cluster and leaves it running; without either a private Ray is started on this machine (bound to
-localhost, no dashboard) and stopped when the sweep ends or is interrupted, so no Ray process outlives it.
+127.0.0.1, no dashboard, workers in this environment) and stopped when the sweep ends or is interrupted,
+so no Ray process outlives it (`harness.run.ray_session`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from harness.errors import UserError
 from harness.run.plan import WorkUnit
 from harness.run.pool import ActorPool, Failed, wait_from
 from harness.run.ray_logs import route_ray_errors
+from harness.run.ray_session import check_node, init_ray  # noqa: F401  (init_ray: where the sweep's Ray comes from)
 from harness.run.scoring import ScoringWorker, UnitResult, needs_scoring_actors
 from harness.run.worker import Worker
 
@@ -30,23 +32,6 @@ SCORER_GPU_SHARE = 0.2  # of each GPU, for the scoring actor beside the generati
 def ray_address(job) -> str | None:
     """The cluster to join: the job's `executor.address`, else ``RAY_ADDRESS``, else None (start one)."""
     return job.executor.address or os.environ.get("RAY_ADDRESS") or None
-
-
-def init_ray(address: str | None) -> bool:
-    """Join `address`, or start a private Ray on this machine bound to localhost, without the dashboard.
-    True when this call started Ray (so the caller stops it again)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if address:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
-        return False
-    # address="local": a new private instance even when `ray start` left one running on this machine (a bare
-    # ray.init() would join that one, and its resources and its lifetime are not ours).
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR)
-    return True
 
 
 def ray_workers(job, budget: dict | None = None) -> tuple[Callable[[], Any], int]:
@@ -166,6 +151,7 @@ def run_groups(groups: list[PoolGroup], progress=None) -> None:
             group.generate.submit(unit, unit.unit_id)
     pools = [pool for group in groups for pool in group.pools]
     while any(pool.busy for pool in pools):
+        check_node()
         for pool, event in wait_from(pools):
             group = owner[id(pool)]
             if isinstance(event, Failed):
@@ -179,19 +165,27 @@ def run_groups(groups: list[PoolGroup], progress=None) -> None:
 
 
 def pool_states(pool: ActorPool) -> list[tuple[str, str, str]]:
-    """(name, state, detail) of every worker, for the progress display."""
+    """(name, state, detail) of every worker, for the progress display; while units wait with no worker
+    able to run them, how long they have waited of `executor.node_wait`."""
     rows = []
+    waited = pool.waiting()
     for slot in pool.slots:
         where = f"pid {slot.pid}" if slot.pid else ""
         unit = f"unit {slot.key}" if slot.key else ""
-        rows.append((slot.name, slot.state, " · ".join(x for x in (unit, f"{slot.done} done", where) if x)))
+        wait = (f"waiting for a node {waited:.0f} s of {pool.stall_seconds:.0f} s (executor.node_wait)"
+                if waited is not None and slot.state in ("restarting", "starting") else "")
+        rows.append((slot.name, slot.state, " · ".join(x for x in (unit, f"{slot.done} done", where, wait) if x)))
     return rows
 
 
 def remote_call(ref):
-    """`ray.get` that re-raises a remote user error as itself."""
+    """`ray.get` that re-raises a remote user error as itself, and gives up at once when the private
+    Ray's only node dies (`check_node`) instead of waiting for an actor that cannot come back."""
     import ray
 
+    refs = ref if isinstance(ref, list) else [ref]
+    while ray.wait(refs, num_returns=len(refs), timeout=1.0)[1]:
+        check_node()
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
@@ -220,10 +214,13 @@ class RayBackend:
         try:
             retries = job.executor.max_retries
             spawn, count = ray_workers(job, budget)
-            self.generate = ActorPool(spawn, count, _run_unit, retries=retries, name=f"{prefix}worker")
+            wait = job.executor.node_wait
+            self.generate = ActorPool(spawn, count, _run_unit, retries=retries, name=f"{prefix}worker",
+                                      stall_seconds=wait)
             spawn, count = ray_scorers(job, budget)
             if count:
-                self.score = ActorPool(spawn, count, _score, retries=retries, name=f"{prefix}scorer")
+                self.score = ActorPool(spawn, count, _score, retries=retries, name=f"{prefix}scorer",
+                                       stall_seconds=wait)
         except BaseException:
             self.close()
             raise

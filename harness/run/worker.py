@@ -15,18 +15,20 @@ import time
 import numpy as np
 import torch
 
+from harness.contribution import Measurements
 from harness.generate import PromptCache, generate_rows
 from harness.interventions import Sample
-from harness.methods import Variant, get_method, plan_variants, references
+from harness.methods import Variant, get_method, references
 from harness.metrics import ScoreBatch, build_scorers, score_all
 from harness.metrics.text import quoted_text
 from harness.models import load_model, resolve_device, set_reproducible
 from harness.results import provenance
 from harness.results.schema import build_row
 from harness.run.packing import Comparison, pack
-from harness.run.plan import WorkUnit, check_step_window
+from harness.run.plan import WorkUnit
 from harness.run.probe import choose_batch_size
 from harness.run.scoring import UnitResult, finish_scores, needs_scoring_actors
+from harness.validate import validate_job
 
 log = logging.getLogger("loco")
 
@@ -51,13 +53,16 @@ class Worker:
 
         self.edit_id = prepare_job_model(self.adapter, job.edit, job.model)  # an edit installed, or an edited model
         self.adapter.prepare_for_job(job)  # IF: the stage II that upsamples before scoring (P3)
-        self.variants = plan_variants(job, self.adapter.sites)
         self.references = references(job)
-        self.mode = self.method.resolve_mode(job, self.adapter)
-        self.noise_std = self.method.noise_std(job, self.adapter)
         self.config = self.adapter.defaults.with_job(job)
         self.calls = self.adapter.denoiser_calls(self.config.steps)
-        check_step_window(job, self.calls)
+        tokenizers = {name: (tok, self.adapter.max_text_length(name))
+                      for name, (_, tok) in self.adapter.text_encoders().items()}
+        # the checks `loco plan` runs against the model's shape (harness.validate), here on the model itself
+        self.variants, self.warnings = validate_job(job, self.adapter.sites, self.calls, tokenizers,
+                                                    self.adapter.pipeline_text)
+        self.mode = self.method.resolve_mode(job, self.adapter)
+        self.noise_std = self.method.noise_std(job, self.adapter)
         # Model-backed scorers are loaded here only when running in-process; otherwise ScoringWorker
         # actors hold them and this worker leaves their columns to them.
         self.scorers = build_scorers(job.metrics, job.scorers, heavy=False)
@@ -83,7 +88,7 @@ class Worker:
         """What the driver needs before dispatching: the site table, the plan and the model's identity."""
         return {"sites": self.adapter.sites.to_records(), "variants": self.variants,
                 "model": self.adapter.info, "config": self.config, "mode": self.mode,
-                "batch_size": self.batch_size, "static": self.run_part}
+                "batch_size": self.batch_size, "static": self.run_part, "warnings": self.warnings}
 
     # ---- one unit ----------------------------------------------------------------------------------
     def run_unit(self, unit: WorkUnit) -> UnitResult:
@@ -92,21 +97,27 @@ class Worker:
         # still generate the control (and donors) their rows are measured against, in their own batches.
         refs = self.references if unit.variant_indices[0] == 0 else []
         entries = []  # (prompt index, seed, variant, sample)
+        variants = [self.variants[i] for i in unit.variant_indices]
+        measurements = Measurements()  # what a measuring method (attn_contrib) reads while generating
         for p in unit.prompt_indices:
             prompt = self.job.prompts[p]
+            measure = self.method.measurement(self.job, prompt, variants)
             for seed in unit.seeds:
-                for variant in [*refs, *(self.variants[i] for i in unit.variant_indices)]:
-                    entries.append((p, seed, variant, self.method.bind(variant, self.job, prompt, seed, self.mode)))
+                for variant in [*refs, *variants]:
+                    sample = self.method.bind(variant, self.job, prompt, seed, self.mode)
+                    entries.append((p, seed, variant, sample))
+                    if measure is not None and variant.role == "variant":
+                        measurements.requests[sample] = measure
         items = [Comparison(sample, Sample(self.job.prompts[p].prompt, seed)) for p, seed, _, sample in entries]
-        done = self._generate(items)
+        done = self._generate(items, measurements)
         t0 = time.perf_counter()
         batch = self._score_batch(entries, [done[item] for item in items])
         metrics = score_all(self.scorers, batch)
         score_seconds = (time.perf_counter() - t0) / max(1, len(entries))
         rows, saved = [], {}
-        for i, ((p, seed, variant, _), item) in enumerate(zip(entries, items)):
+        for i, ((p, seed, variant, sample), item) in enumerate(zip(entries, items)):
             image, _, seconds, batch_rows = done[item]
-            row_id = f"{self.prompt_ids[p]}-s{seed}-{variant.label}".replace("/", "_")
+            row_id = f"{self.prompt_ids[p]}-s{seed}-{variant.key}".replace("/", "_")
             image_path = None
             if self.job.save_images:
                 saved[row_id] = image
@@ -117,12 +128,15 @@ class Worker:
                      "image_path": image_path},
                 design=self._design(variant), prompt=self._prompt_part(p, seed), sampler=self.sampler_part,
                 timing={"gen_seconds": seconds, "score_seconds": score_seconds, "batch_rows": batch_rows},
-                metrics={k: v[i] for k, v in metrics.items()}))
+                metrics={k: v[i] for k, v in metrics.items()}
+                | self.method.measured_columns(variant, measurements.results.get(sample))))
         result = UnitResult(unit.unit_id, rows, saved, time.perf_counter() - start, pending=batch)
         return result if self.defers_scores else finish_scores(result, self.heavy_scorers)
 
-    def _generate(self, items: list[Comparison]) -> dict[Comparison, tuple[np.ndarray, np.ndarray, float, int]]:
-        """(image, control image of the same batch, seconds per row, batch rows) for every item."""
+    def _generate(self, items: list[Comparison], measurements: Measurements | None = None,
+                  ) -> dict[Comparison, tuple[np.ndarray, np.ndarray, float, int]]:
+        """(image, control image of the same batch, seconds per row, batch rows) for every item; what a
+        measuring method asked for goes into `measurements.results`."""
         done: dict[Comparison, tuple[np.ndarray, np.ndarray, float, int]] = {}
         pending = list(dict.fromkeys(items))
         batches = pack(pending, self.batch_size)
@@ -130,7 +144,7 @@ class Worker:
             batch = batches.pop(0)
             t0 = time.perf_counter()
             try:
-                out = generate_rows(self.adapter, batch, self.config, self.cache)
+                out = generate_rows(self.adapter, batch, self.config, self.cache, measurements=measurements)
             except torch.cuda.OutOfMemoryError:
                 if self.batch_size == 1:
                     raise

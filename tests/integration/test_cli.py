@@ -22,12 +22,20 @@ def one_line_error(capsys, *argv) -> str:
     return lines[0]
 
 
+PRINTED = {}  # what the default sweep printed
+
+
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cli") / "run"
-    code = main(["sweep", "--local", "--out", str(out), "--set", "seeds=[0]",
-                 "--set", "sites={kind: cross_attn, index: 12-15}"])
+    import contextlib
+    import io
+
+    out, printed = tmp_path_factory.mktemp("cli") / "run", io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["sweep", "--local", "--out", str(out), "--set", "seeds=[0]",
+                     "--set", "sites={kind: cross_attn, index: 7-10}"])
     assert code == 0
+    PRINTED["sweep"] = printed.getvalue()
     return out
 
 
@@ -37,22 +45,43 @@ def test_help_describes_every_verb():
         assert verb in text
 
 
-def test_sweep_prints_summary_and_top_sites(small_run, capsys):
+def test_the_default_sweep_prints_a_real_ranking_its_planted_layer_first(small_run):
     assert (small_run / "manifest.json").is_file()
+    tables = [block.splitlines() for block in PRINTED["sweep"].split("\n\n") if "rank  variant" in block]
+    headers = [next(line for line in t if line.startswith("locogen · ")) for t in tables]
+    assert [h.split(" · ")[1] for h in headers] == ["object", "style", "text"]  # one table per attribute
+    for table in tables:
+        ranked = [line.split() for line in table if line.strip()[:1].isdigit()]
+        assert ranked[0][1] == "cross_attn#8" and float(ranked[0][2]) > 0
+        assert {r[1]: float(r[2]) for r in ranked[1:]} == {"cross_attn#7": 0.0, "cross_attn#9": 0.0, "cross_attn#10": 0.0}
+
+
+def test_rank_ranks_each_attribute_under_the_paper_rule_with_n_beside_every_interval(small_run, capsys):
+    code, out, _ = run(capsys, "rank", str(small_run))
+    assert code == 0
+    assert "locogen · style · locogen/style: highest mse" in out and "locogen · object ·" in out
+    assert "n=2" in out and "no interval (n=1)" in out  # style has 2 prompts, object and text 1
+    assert "only 2 prompts (< 10)" in out and "1 prompt: no interval and no P(top)" in out
 
 
 def test_rank_json_has_the_documented_fields(small_run, capsys):
     code, out, _ = run(capsys, "rank", str(small_run), "--json", "--bootstrap", "100")
     assert code == 0
     records = json.loads(out)
-    assert [r["rank"] for r in records] == [1, 2, 3, 4]
-    assert set(records[0]) >= {"site", "rank", "mean", "ci_low", "ci_high", "n"}
-    assert records[0]["site"].startswith("unet.up_blocks.")
+    style = [r for r in records if r["attribute"] == "style" and r["concept"] is None]
+    assert [r["rank"] for r in style] == [1, 2, 3, 4]
+    assert set(style[0]) >= {"site", "rank", "effect", "ci_low", "ci_high", "p_top", "n_prompts", "selected", "status"}
+    assert style[0]["site"].startswith("unet.up_blocks.") and style[0]["n_prompts"] == 2
+    text = [r for r in records if r["attribute"] == "text"]
+    assert all(r["ci_low"] is None and r["p_top"] is None for r in text)  # one prompt: no interval, no P(top)
 
 
-def test_rank_table(small_run, capsys):
-    code, out, _ = run(capsys, "rank", str(small_run), "--metric", "ssim", "--top", "2")
-    assert code == 0 and "ssim (mean; lower = stronger effect)" in out and "references: control 1" in out
+def test_pooled_rank_table(small_run, capsys):
+    code, out, _ = run(capsys, "rank", str(small_run), "--pooled", "--metric", "ssim", "--top", "2")
+    assert code == 0 and "ssim (mean; lower = stronger effect; every attribute pooled)" in out
+    assert "references: control 1" in out and "n=4" in out
+    code, out, _ = run(capsys, "rank", str(small_run), "--pooled", "--json", "--bootstrap", "100")
+    assert set(json.loads(out)[0]) >= {"site", "rank", "mean", "ci_low", "ci_high", "n", "n_prompts"}
 
 
 def test_sites_prints_the_table(capsys):
@@ -73,7 +102,8 @@ def test_plan_prints_units_steps_rows_cost_and_checkpoints_without_loading_a_mod
     for module in (harness.models, loading):
         monkeypatch.setattr(module, "load_model", lambda *a, **k: pytest.fail("plan loaded a model"))
     code, out, _ = run(capsys, "plan", "--json", "--set", "model=stabilityai/stable-diffusion-xl-base-1.0",
-                       "--set", "window=3", "--set", "scorers.clip={model: ViT-B-32, weights: openai}")
+                       "--set", "window=3", "--set", "metrics=[clip_score, mse]",
+                       "--set", "scorers.clip={model: ViT-B-32, weights: openai}")
     plan = json.loads(out)
     assert code == 0 and plan["arch"] == "sdxl" and plan["variants"] == 68 and plan["references"] == 2
     assert plan["generations"] == plan["expected_rows"] == 4 * 2 * 70
@@ -98,7 +128,7 @@ def test_prompts_writes_p3_pairs(tmp_path, capsys):
     (["sweep", "--set", "model=tiny:sd16", "--dry-run"], "unknown tiny model; expected one of tiny:sd15"),
     (["sweep", "--set", "model=./no/such/dir", "--dry-run"], "no such directory"),
     (["sweep", "--set", "oops"], "--set: expected KEY=VALUE"),
-    (["rank", "/nonexistent"], "has no results"),
+    (["rank", "/nonexistent"], "run directory '/nonexistent' does not exist"),
     (["sites", "tiny:sdxl", "--kind", "joint_attn"], "no 'joint_attn' sites"),
     (["prompts", "concept", "--concept", "van gog"], "did you mean 'van gogh'"),
     (["prompts", "concept", "--concept", "grumpy cat"], "unknown concept 'grumpy cat'"),  # no prompt file
@@ -119,6 +149,9 @@ def test_a_bad_metric_for_rank_names_the_closest(small_run, capsys):
 
 def test_only_effect_columns_are_ranked_and_resamples_are_positive(small_run, capsys):
     assert "'seed' is not a metric column" in one_line_error(capsys, "rank", str(small_run), "--metric", "seed")
+    assert "'seed' is not a metric column" in one_line_error(capsys, "rank", str(small_run), "--pooled", "--metric",
+                                                             "seed")
+    assert "--order: only with --pooled" in one_line_error(capsys, "rank", str(small_run), "--order", "asc")
     assert "--bootstrap: expected at least 1" in one_line_error(capsys, "rank", str(small_run), "--bootstrap", "0")
 
 

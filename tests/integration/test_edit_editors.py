@@ -93,3 +93,19 @@ def test_diffquickfix_edits_the_first_encoders_layer_0_by_default_on_sdxl():
     spec = load_edit({"method": "diffquickfix", "model": "tiny:sdxl",
                       "edits": [{"concept": "van gogh", "target": "painting"}]})
     assert [s.name for s in resolve_sites(spec, tiny("sdxl"))] == [DQF_SITE]
+
+
+def test_a_covariance_prior_from_too_few_prompts_is_refused_or_regularized_and_recorded(tmp_path):
+    # tiny SD1.x keys are 32-d; 3 short prompts give ~15 token keys: a singular covariance
+    from harness.edit.run import run_edit
+
+    edit = {"method": "locoedit", "edits": [{"concept": "van gogh", "target": "a painting"}],
+            "prior": "covariance", "prior_prompts": ["a dog", "a red house", "a cat on a mat"]}
+    with pytest.raises(UserError, match=r"^prior_prompts: the key covariance of 3 prompts \(\d+ tokens\) has rank "
+                                        r"\d+ of 32, .*or set prior_ridge"):
+        run_edit(load_edit(edit), tmp_path / "refused", adapter=tiny("sd15"))
+    assert not (tmp_path / "refused").exists()
+    manifest = run_edit(load_edit(edit | {"prior_ridge": 0.01}), tmp_path / "ridge", adapter=tiny("sd15"))
+    assert manifest["prior"]["rank"] < manifest["prior"]["dim"] == 32 and manifest["prior"]["ridge"] == 0.01
+    assert manifest["spec"]["prior_ridge"] == 0.01
+    assert all(r["relative_change"] < 1 for r in manifest["residuals"].values())

@@ -138,7 +138,8 @@ def test_baselines_select_every_attention_layer_or_seeded_random_text_layers():
     assert draw(0) == draw(0) and len(set(draw(0))) == 2 and {tuple(draw(s)) for s in range(6)} != {tuple(draw(0))}
 
 
-@pytest.mark.parametrize("arch, denoiser", [("sdxl", "unet"), ("sd3", "transformer"), ("if", "unet")])
+@pytest.mark.parametrize("arch, denoiser", [("sdxl", "unet"), ("sd3", "transformer"), ("if", "unet"),
+                                            ("sana", "transformer")])
 def test_other_architectures_train_and_load_in_their_pipelines(arch, denoiser, tmp_path):
     spec = load_finetune({"model": f"tiny:{arch}", "sites": {"kind": "joint_attn" if arch == "sd3" else "cross_attn",
                                                              "index": "1"},
@@ -190,6 +191,7 @@ def test_an_image_folder_trains_and_its_hash_follows_the_images(tmp_path):
     ({"data": "UNCAPTIONED"}, "has no caption (a non-empty 'text')"),
     ({"data": "UNLISTED"}, "has no caption in metadata.jsonl"),
     ({"sites": ["cross_attn#1"], "random": 2}, "expected exactly one of candidates, sites, baseline, random"),
+    ({"model": "tiny:pixart"}, "model: PixArtAlphaPipeline has no LoRA loader in diffusers"),
 ])
 def test_bad_specs_are_one_line_and_write_nothing(change, message, tmp_path, capsys):
     change = dict(change)

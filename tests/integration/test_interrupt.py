@@ -1,4 +1,4 @@
-"""Ctrl-C (or SIGTERM) on `loco sweep` stops it cleanly: finished units kept, the manifest says stopped, no
+"""Ctrl-C or SIGTERM on `loco sweep` stops it cleanly: finished units kept, the manifest says stopped, no
 Ray process of the private local cluster left behind, and the same command resumes to every row once.
 
 Runs the real CLI in a subprocess on its own session, as a terminal would, and sends the signal to its
@@ -16,13 +16,15 @@ import uuid
 from pathlib import Path
 
 import duckdb
+import pytest
 import yaml
 
 from harness.jobs import load_job
 from harness.sweep import run_sweep
 
+UNITS = 24  # seconds of work left after the first part: the signal lands mid-sweep, not in its shutdown
 JOB = {"name": "interrupt", "model": "tiny:sd15", "method": "locogen", "steps": 4,
-       "prompts": [{"prompt": f"a house number {i}", "target": "a painting"} for i in range(4)],
+       "prompts": [{"prompt": f"a house number {i}", "target": "a painting"} for i in range(UNITS)],
        "sites": {"kind": "cross_attn", "index": "14-15"}, "executor": {"workers": 2}}
 
 
@@ -47,7 +49,17 @@ def wait_for(condition, seconds: float) -> bool:
     return False
 
 
-def test_ctrl_c_leaves_a_resumable_run_and_no_ray_processes(tmp_path):
+def send(proc, how: str) -> None:
+    """Ctrl-C reaches a terminal's whole process group; SIGTERM (`timeout`, Kubernetes, Slurm) the driver
+    only, after Ray has replaced the handlers it found when it started."""
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_leaves_a_resumable_run_and_no_ray_processes(tmp_path, how):
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(JOB))
     out, marker = tmp_path / "run", f"LOCO_TEST_{uuid.uuid4().hex}"
     env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "LOCO_TEST_MARKER": marker}
@@ -58,19 +70,45 @@ def test_ctrl_c_leaves_a_resumable_run_and_no_ray_processes(tmp_path):
     try:
         assert wait_for(lambda: any(out.glob("results/*/part-*.parquet")) or proc.poll() is not None, 400)
         assert proc.poll() is None, f"the sweep ended before it could be interrupted: {proc.communicate()}"
-        os.killpg(proc.pid, signal.SIGINT)
+        send(proc, how)
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, err
-    assert "finished units are kept" in err and "Traceback" not in err
+    assert err.splitlines() == ["loco: interrupted; finished units are kept, run the same command again to resume"], err
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "stopped"
     assert wait_for(lambda: not processes_with(marker), 30), f"left behind: {processes_with(marker)}"
 
     kept = len(list(out.glob("results/*/part-*.parquet")))
     again = run_sweep(load_job(JOB), out=out, backend="local")
-    assert again.units_skipped == kept >= 1 and again.units_run == 4 - kept
+    assert again.units_skipped == kept >= 1 and again.units_run == UNITS - kept
     ids = [r[0] for r in duckdb.sql(f"SELECT row_id FROM read_parquet('{out}/results/**/*.parquet')").fetchall()]
-    assert len(ids) == len(set(ids)) == 4 * 4  # 2 variants + control + target per prompt, each once
+    assert len(ids) == len(set(ids)) == UNITS * 4  # 2 variants + control + target per prompt, each once
+
+
+def test_an_interrupt_while_ray_shuts_down_after_the_last_unit_leaves_the_run_complete(tmp_path, monkeypatch):
+    """Every unit finished; the signal lands while the backend closes (stopping a private Ray takes
+    seconds). The run is whole, so its manifest says complete, not running, and the interrupt still ends
+    the command."""
+    import harness.sweep as sweep_module
+
+    opened = sweep_module.open_backend
+
+    def interrupted_on_close(*args, **kwargs):
+        runner = opened(*args, **kwargs)
+        close = runner.close
+
+        def close_then_interrupt():
+            close()
+            raise KeyboardInterrupt
+
+        runner.close = close_then_interrupt
+        return runner
+
+    monkeypatch.setattr(sweep_module, "open_backend", interrupted_on_close)
+    job = load_job({**JOB, "prompts": JOB["prompts"][:1], "steps": 2})
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(job, out=tmp_path / "run", backend="local")
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["status"] == "complete"

@@ -4,7 +4,9 @@ localization method must find exactly that layer — through the whole sweep: jo
 import duckdb
 import pytest
 
+from analysis.effects import rank_run
 from analysis.rank import rank
+from analysis.runs import open_run
 from harness.jobs import load_job
 from harness.sweep import run_sweep
 
@@ -63,3 +65,20 @@ def test_the_known_answer_holds_for_windows_and_late_step_starts(tmp_path):
     late = {s.window_start: s.mean for s in rank(run_dir).sites if s.step_start == 5}
     early = {s.window_start: s.mean for s in rank(run_dir).sites if s.step_start == 0}
     assert 0 < late[PLANTED["sd15"]] < early[PLANTED["sd15"]]
+
+
+def test_causal_tracing_candidates_are_exactly_the_planted_layer(planted_trace_run):
+    # the decision, not only the ranking: the corruption worked, the threshold is > 0, and the one state above
+    # it whose interval excludes 0 is the planted layer; the 15 states that restore nothing are never selected
+    (group, *concepts) = rank_run(open_run(planted_trace_run))
+    assert group.status == "selected" and group.corruption["effective"]
+    assert [v.index for v in group.variants if v.selected] == [PLANTED["sd15"]]
+    assert group.threshold["value"] < 0  # mse: a restore lowers the distance to the clean image...
+    top = group.variants[0]
+    assert top.ci_high < 0 and top.effect < group.threshold["value"]  # ...by more than the threshold, surely
+    # restoring any other layer changes nothing (but a uint8 level on a pixel or two: BLAS picks kernels by batch size)
+    assert all(abs(v.effect) < 1e-3 for v in group.variants[1:])
+    assert group.n_prompts == 8 and len(group.threshold["validation_prompts"]) == 4
+    # each artist's 6 prompts (2 to choose the threshold, 4 to test) may be too few to select, never a wrong layer
+    assert all([v.index for v in c.variants if v.selected] in ([], [PLANTED["sd15"]]) for c in concepts)
+

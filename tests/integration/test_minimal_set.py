@@ -31,7 +31,7 @@ def test_site_sets_are_checked_when_the_job_is_loaded():
 
     base = {"name": "x", "prompts": [{"prompt": "a cat in the style of monet", "target": "a cat", "attribute": "style",
                              "concept": "monet"}]}
-    with pytest.raises(JobError, match="site_sets: method .causal_trace. does not intervene on sets of sites jointly"):
+    with pytest.raises(JobError, match="site_sets: method .causal_trace. does not read it \\(only locogen, attn_patch\\)"):
         load_job({**base, "method": "causal_trace", "site_sets": [["unet.a"]]})
     with pytest.raises(JobError, match="site_sets: expected a non-empty list"):
         load_job({**base, "method": "locogen", "site_sets": [[]]})

@@ -90,7 +90,7 @@ def test_loco_plan_shows_every_model_and_the_totals(capsys):
     assert main(["plan", "jobs/nightly.yaml", "--set", f"model=[tiny:sd15, '{PLANTED}']"]) == 0
     out = capsys.readouterr().out
     assert "nightly: locogen on tiny:sd15 (sd15)" in out and f"nightly: locogen on {PLANTED} (sd15)" in out
-    assert "2 models: 6 units · 216 generations" in out  # 3 prompts × 2 seeds × (16 + 2) per model
+    assert "2 models: 20 units · 720 generations" in out  # 10 prompts × 2 seeds × (16 + 2) per model
 
 
 def test_rank_on_the_root_names_the_model_directories(local_run, capsys):

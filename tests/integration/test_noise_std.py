@@ -76,3 +76,26 @@ def test_noise_std_must_be_a_known_source_or_a_positive_number():
         load_job({**base, "noise_std": "vocabulary"})
     with pytest.raises(JobError, match="noise_std: expected 'embedding', 'subject' or a number > 0, got -1"):
         load_job({**base, "noise_std": -1})
+
+
+def test_the_default_sigma_is_romes_subject_rule_and_rows_name_the_rule():
+    adapter = tiny("sdxl")
+    rows = trace_rows()  # no noise_std in the job
+    expected = [subject_sigma(adapter, name) for name in adapter.text_encoders()]
+    assert all(r["noise_std"] == pytest.approx(expected) and r["noise_rule"] == "subject" for r in rows)
+    assert {r["noise_rule"] for r in trace_rows(noise_std="embedding")} == {"embedding"}
+    assert {r["noise_rule"] for r in trace_rows(noise_std=0.25)} == {"fixed"}
+
+
+def test_each_noise_draw_is_a_row_with_its_own_noise_and_draw_0_is_the_single_draw_run():
+    one, three = trace_rows(), trace_rows(noise_draws=3)
+    by = lambda rows, role: {(r["prompt_id"], r["noise_draw"]): r["mse"] for r in rows if r["role"] == role}  # noqa: E731
+    assert sorted(by(three, "corrupted")) == [(p, d) for p in ("p00000", "p00001") for d in range(3)]
+    assert sorted(by(three, "variant")) == sorted(by(three, "corrupted"))
+    assert [r["noise_draw"] for r in three if r["role"] == "control"] == [None, None]  # the clean run: no noise
+    for p in ("p00000", "p00001"):
+        draws = [by(three, "corrupted")[(p, d)] for d in range(3)]  # each draw its own noise: seed noise_seed + d
+        assert min(abs(a - b) for a, b in ((draws[0], draws[1]), (draws[1], draws[2]), (draws[0], draws[2]))) > 0.05
+        # draw 0 is the single-draw run's noise (equal up to GEMM rounding between batch sizes, ~1 uint8 level)
+        assert draws[0] == pytest.approx(by(one, "corrupted")[(p, 0)], abs=0.005)
+    assert len({r["row_id"] for r in three}) == len(three)

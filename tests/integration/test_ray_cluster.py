@@ -146,3 +146,27 @@ def test_a_node_removed_mid_sweep_loses_and_repeats_no_row(cluster, tmp_path, mo
     assert removed and not summary.failures
     assert [r[0] for r in found] == expected_row_ids()
     cluster.add_node(num_cpus=1)
+
+
+def test_a_cluster_that_loses_every_worker_node_waits_executor_node_wait_then_stops(cluster, tmp_path, monkeypatch):
+    # After the node test above: takes every worker node away, waits the job's node_wait for a replacement
+    # (shown in the progress display), stops keeping the finished parts, and puts the nodes back.
+    from harness.errors import Stopped
+    from harness.run.progress import SweepProgress
+
+    shown = []
+    real = SweepProgress.workers
+    monkeypatch.setattr(SweepProgress, "workers", lambda self, states: (shown.append(states), real(self, states)))
+    after_first_unit(monkeypatch, lambda unit_rows: [cluster.remove_node(n, allow_graceful=False)
+                                                     for n in list(cluster.worker_nodes)])
+    try:
+        # node_wait also bounds the workers' first start (loading the model: ~10 s each on 2 idle cores)
+        with pytest.raises(Stopped, match=r"no worker has been able to start for 30 s \(executor.node_wait"):
+            run_sweep(job(executor={"workers": 2, "node_wait": 30}), out=tmp_path / "r")
+    finally:
+        for _ in range(2):
+            cluster.add_node(num_cpus=1)
+    manifest = __import__("json").loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["status"] == "stopped" and len(rows(tmp_path / "r")) >= ROWS_PER_UNIT
+    waits = [detail for states in shown for _, _, detail in states if "waiting for a node" in detail]
+    assert waits and waits[-1].endswith("of 30 s (executor.node_wait)")

@@ -3,6 +3,8 @@ attention's) already holds the residual, so restoring it restores the hidden *st
 feed-forward outputs are *contributions* added to a residual stream outside them. At a state site both
 can be restored, and each has a known answer."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -10,9 +12,9 @@ import torch
 from harness.generate import GenerationConfig, generate_rows
 from harness.interventions import Corruption, Restore, Sample
 from harness.jobs import JobError, load_job
-from harness.methods import plan_variants
+from harness.methods import get_method, plan_variants, references
 from harness.sites import CONTRIBUTION, STATE
-from tests.conftest import tiny
+from tests.conftest import mse, tiny
 
 A = "a house in the style of van gogh"
 CORRUPT = Corruption("van gogh", 3.0)
@@ -107,3 +109,23 @@ def test_the_job_chooses_what_is_restored_and_refuses_the_state_of_a_contributio
         plan_variants(job(sites={"kind": "cross_attn", "index": 0}, restore="state"), sites)
     with pytest.raises(JobError, match="restore: got 'residual'"):
         job(restore="residual")
+
+
+@pytest.mark.parametrize("label", ["resnet#0", "resnet#20"])
+def test_restoring_an_intermediate_state_under_guidance_moves_the_image_toward_the_clean_one(label):
+    # Under CFG the corrupted row's unconditional half follows the corrupted latents. The clean run has
+    # both halves, and the default restore copies both; copying the conditional half alone mixes the
+    # guided difference out of two trajectories and lands *farther* from the clean image than the
+    # corrupted run (issue 16: toyworld resnet#7, MSE 4080 against 92). resnet#0 is the first state of the
+    # UNet, resnet#20 the second-to-last (attention and ResNet layers follow both).
+    adapter = tiny("sd15")
+    assert adapter.defaults.guidance_scale > 1
+    spec = job(sites=[label])  # the job's defaults: branch, σ rule, what is restored
+    variant = plan_variants(spec, adapter.sites)[0]
+    rows = [Sample(A, 0), *(get_method("causal_trace").bind(v, spec, spec.prompts[0], 0, None)
+                            for v in (*references(spec)[1:], variant))]
+    cond_only = replace(rows[-1], restores=(replace(rows[-1].restores[0], branch="cond"),))
+    clean, corrupted, restored, half = generate_rows(adapter, [*rows, cond_only], config(adapter), as_float=True)
+    assert mse(restored, clean) < 0.9 * mse(corrupted, clean)
+    assert mse(half, clean) > mse(corrupted, clean)  # the cond-only restore: what the default used to do
+    assert rows[-1].restores[0].branch == "both" and rows[-1].restores[0].what == STATE

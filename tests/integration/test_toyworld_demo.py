@@ -36,11 +36,19 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("toyworld") / "demo"
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        status = call_verb("demo", ["--out", str(out), "--set", "seeds=[0]"])
-    return out, status, printed.getvalue()
+    """`loco demo --out demo` typed in a folder outside the checkout (issue #21: a relative --out from any
+    working directory, the sweeps on the private Ray)."""
+    import os
+
+    folder = tmp_path_factory.mktemp("toyworld")
+    printed, before = io.StringIO(), os.getcwd()
+    os.chdir(folder)
+    try:
+        with contextlib.redirect_stdout(printed):
+            status = call_verb("demo", ["--out", "demo", "--set", "seeds=[0]"])
+    finally:
+        os.chdir(before)
+    return folder / "demo", status, printed.getvalue()
 
 
 def mean(rows, key):
@@ -100,3 +108,19 @@ def test_the_window_ranked_first_for_colour_moves_colour_more_than_the_window_ra
         s = json.loads((tmp_path / f"{name}-eval" / "summary.json").read_text())["sets"]["efficacy"]
         drop[name] = s["probe_color_p_original"] - s["probe_color_p"]
     assert drop["first"] > drop["last"] + 0.2, drop
+
+
+def test_causal_tracing_on_the_organism_finds_p1s_text_state_and_no_candidate_without_an_effect(demo):
+    # With ROME's σ and both CFG halves restored, the corruption works for every attribute the demo traces,
+    # and every candidate restores the attribute: effect > 0 with an interval above 0 (issue 16: the old
+    # defaults selected effects of +3.8e-6 and -0.077). P1's text-encoder finding — layer 0's self-attention
+    # at the last subject token — is a candidate for colour.
+    groups = {g.attribute: g for g in rank_run(open_run(demo[0] / "runs" / "causal-trace"), by_concept=False)}
+    assert set(groups) == {"color", "shape", "background"}
+    assert all(g.corruption["effective"] for g in groups.values()), {a: g.corruption for a, g in groups.items()}
+    selected = [v for g in groups.values() for v in g.variants if v.selected]
+    assert selected and all(v.effect > 0 and v.ci_low > 0 for v in selected), selected
+    assert "text_self_attn#0@last_subject" in {v.variant for v in groups["color"].variants if v.selected}
+    assert "text_self_attn#1@last_subject" not in {v.variant for v in selected}
+    html = (demo[0] / "report.html").read_text()
+    assert all(f"{a}: corruption worked (probe_p_prompt" in html for a in groups)  # the report says so too

@@ -4,6 +4,7 @@ exist on full, failed and empty runs; every mistake is one line with exit status
 import json
 from dataclasses import fields
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -107,7 +108,7 @@ def test_the_shell_runs_queries_and_dot_commands(run, capsys):
     shell([run], stdin=io.StringIO(".tables\n.mode csv\nSELECT count(*) AS n\nFROM sites;\nSELECT nope FROM sites;\n.quit\n"),
           stdout=out)
     text = out.getvalue()
-    assert "results  sites  effects  rankings  candidates  failures" in text
+    assert "results  sites  effects  rankings  candidates  agreement_sites  agreement  failures" in text
     assert "n\n4\n" in text and "error: sql: no column 'nope'" in text
 
 
@@ -136,7 +137,7 @@ def test_cli_writes_candidates_and_answers_sql(run, tmp_path, capsys):
 def test_localizers_that_point_at_the_same_layer_agree_and_others_do_not(tmp_path):
     from analysis.agreement import agreement_table
     from analysis.effects import rank_run
-    from analysis.runs import open_run
+    from analysis.runs import open_run, open_runs
 
     effect = {0: -0.05, 1: -0.1, 2: -0.3, 3: 0.0}
     loco = make_run(tmp_path, "loco", "locogen", swap_rows(lambda i, p: effect[i], PROMPTS, [0]))
@@ -148,9 +149,9 @@ def test_localizers_that_point_at_the_same_layer_agree_and_others_do_not(tmp_pat
                      swap_rows(lambda i, p: {3: 0.3, 0: 0.2, 1: 0.1, 2: 0.0}[i], PROMPTS, [0], metric="ocr_word_f1_target",
                                control=0.1))
     groups = [g for r in (loco, trace, patch) for g in rank_run(open_run(r), n_boot=50, by_concept=False)]
-    table = {(a.method_a, a.method_b): a for a in agreement_table(groups)}
+    table = {(a.method_a, a.method_b): a for a in agreement_table(groups, open_runs([loco, trace, patch]))}
     same = table[("locogen", "causal_trace")]
-    assert same.n_common == 4 and same.kendall_tau == pytest.approx(1.0) and same.top_k_overlap == 1.0
+    assert same.n_sites == 4 and same.kendall_tau == pytest.approx(1.0) and same.top_k_share == 1.0
     assert table[("locogen", "attn_patch")].kendall_tau == pytest.approx(-1.0)
     assert build_candidates([loco, trace], n_boot=50).agreement[0]["kendall_tau"] == pytest.approx(1.0)
 
@@ -161,3 +162,20 @@ def test_loco_rank_by_attribute_applies_each_attributes_rule(run, capsys):
     top = {(r["attribute"], r["concept"]): r["variant"] for r in records if r["rank"] == 1}
     assert top[("style", None)] == "cross_attn#2" and top[("fact", None)] == "cross_attn#1"
     assert {r["best"] for r in records if r["attribute"] == "fact"} == {"highest"}
+
+
+def test_one_run_gives_one_p_top_whichever_verb_prints_it(tmp_path, capsys):
+    # a close race (P(top) well inside (0, 1)): rank, candidates and sql used 2000, 500 and 1000 resamples and
+    # printed 0.69, 0.73 and 0.706 for the same variant; one count and one RNG seed give one number
+    rng = np.random.default_rng(1)
+    noise = {(i, p): rng.normal(0, 0.1) for i in range(2) for p in PROMPTS}  # two windows, equally strong
+    race = make_run(tmp_path, "race", "locogen",
+                    swap_rows(lambda i, p: -0.3 + noise[i, p] if i < 2 else 0.0, PROMPTS, [0]))
+    assert main(["rank", str(race), "--json"]) == 0
+    ranked = {(r["concept"], r["variant"]): r["p_top"] for r in json.loads(capsys.readouterr().out)}
+    assert main(["candidates", str(race), "--out", str(tmp_path / "c.json")]) == 0
+    evidence = {e["variant"]: e["p_top"] for e in load_candidates(tmp_path / "c.json").find("style")[0].evidence}
+    assert main(["sql", str(race), "SELECT variant, p_top FROM rankings WHERE concept IS NULL", "--format", "json"]) == 0
+    sql = {r["variant"]: r["p_top"] for r in json.loads(capsys.readouterr().out)}
+    assert 0.05 < ranked[(None, "cross_attn#0")] < 0.95
+    assert all(ranked[(None, v)] == evidence[v] == sql[v] for v in evidence)

@@ -40,3 +40,10 @@ def test_every_node_type_is_declared_and_gpu_workers_have_gpus(config):
 def test_nodes_install_loco_from_the_lock_file(config):
     assert any("uv sync --frozen" in command for command in config["setup_commands"])
     assert "--dashboard-host=127.0.0.1" in " ".join(config["head_start_ray_commands"])
+
+
+def test_every_node_runs_ray_from_locos_environment_with_token_authentication(config):
+    starts = [*config["head_start_ray_commands"], *config["worker_start_ray_commands"]]
+    for command in (c for c in starts if " start " in c):
+        assert command.startswith("RAY_AUTH_MODE=token /home/ubuntu/loco/.venv/bin/ray start"), command
+    assert config["file_mounts"].get("/home/ubuntu/.ray/auth_token") == "~/.ray/auth_token"

@@ -1,10 +1,10 @@
 """The ridge solver is the closed-form family's one formula: it must equal a least-squares solve and
-obey the invariants of METHODS.md §11.6."""
+obey the invariants of docs/methods.md §11.6."""
 
 import pytest
 import torch
 
-from harness.edit.solver import key_covariance, ridge_edit
+from harness.edit.solver import covariance_prior, key_covariance, ridge_edit
 from harness.errors import UserError
 
 
@@ -122,3 +122,50 @@ def test_shared_factorization_equals_one_solve_per_matrix():
     shared = ridge_edit_shared([w1, w2], k, [v1, v2], 0.05, preserve=p)
     for w, v, got in ((w1, v1, shared[0]), (w2, v2, shared[1])):
         torch.testing.assert_close(got.weight, ridge_edit(w, k, v, 0.05, preserve=p).weight, rtol=1e-12, atol=1e-12)
+
+
+# ---- MEMIT's covariance prior must be full rank (issue 16) ---------------------------------------------
+def low_rank_keys(n_tokens=19, d_in=64, seed=3):
+    """19 token keys in a 64-d key space: 3 prior prompts' worth, rank 19 of 64."""
+    return torch.randn(n_tokens, d_in, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_a_rank_deficient_covariance_prior_is_refused_naming_how_many_keys_it_needs():
+    with pytest.raises(UserError, match=r"^prior_prompts: the key covariance of 3 prompts \(19 tokens\) has rank 19 "
+                                        r"of 64, .* at least 64 linearly independent token keys \(about 11 or more "
+                                        r"prompts of this length\), or set prior_ridge"):
+        covariance_prior(low_rank_keys(), 3)
+    # and the solver itself never solves a singular prior silently, whoever calls it
+    w, k, v = torch.randn(8, 64, dtype=torch.float64), low_rank_keys(2, seed=4), torch.randn(2, 8, dtype=torch.float64)
+    with pytest.raises(UserError, match="prior: the covariance has rank 19 of 64"):
+        ridge_edit(w, k, v, 0.1, prior=key_covariance(low_rank_keys()))
+
+
+def test_a_ridge_regularizes_the_prior_and_says_so():
+    keys = low_rank_keys()
+    prior = covariance_prior(keys, 3, ridge=0.01)
+    c0 = key_covariance(keys)
+    eps = 0.01 * float(torch.diagonal(c0).mean())
+    torch.testing.assert_close(prior.matrix, c0 + eps * torch.eye(64, dtype=torch.float64), rtol=0, atol=1e-15)
+    assert prior.record == {"rank": 19, "dim": 64, "tokens": 19, "prompts": 3, "ridge": 0.01,
+                            "ridge_absolute": pytest.approx(eps)}
+    # the regularized edit is the least-squares solve with that metric, and stays near the old weights
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(8, 64, generator=g, dtype=torch.float64)
+    k, v = torch.randn(2, 64, generator=g, dtype=torch.float64), torch.randn(2, 8, generator=g, dtype=torch.float64)
+    lt = torch.linalg.cholesky(prior.matrix).T
+    expected = torch.linalg.lstsq(torch.cat([k, lt]), torch.cat([v, lt @ w.T])).solution.T
+    solved = ridge_edit(w, k, v, 1.0, prior=prior.matrix)
+    torch.testing.assert_close(solved.weight, expected, rtol=1e-8, atol=1e-8)
+    assert solved.relative_change < 1.0
+
+
+def test_a_full_rank_prior_is_used_as_it_is_and_still_matches_least_squares():
+    keys = torch.randn(200, 5, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    prior = covariance_prior(keys, 20)
+    assert prior.record["rank"] == 5 and prior.record["ridge"] is None
+    torch.testing.assert_close(prior.matrix, key_covariance(keys), rtol=0, atol=0)
+    w, k, v, _ = problem(2, n=4)
+    lt = torch.linalg.cholesky(prior.matrix).T
+    expected = torch.linalg.lstsq(torch.cat([k, 0.5 ** 0.5 * lt]), torch.cat([v, 0.5 ** 0.5 * (lt @ w.T)])).solution.T
+    torch.testing.assert_close(ridge_edit(w, k, v, 0.5, prior=prior.matrix).weight, expected, rtol=1e-9, atol=1e-9)

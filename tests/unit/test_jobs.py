@@ -32,7 +32,7 @@ def test_branch_defaults_per_method():
 
 def test_embedded_default_job_is_valid():
     spec = default_job()
-    assert spec.method == "locogen" and spec.model == "tiny:sd15"
+    assert spec.method == "locogen" and spec.model == "tiny:sd15+planted=cross_attn#8"
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -67,7 +67,12 @@ def test_locogen_needs_a_target():
 def test_causal_trace_needs_a_concept_that_occurs_in_the_prompt():
     assert "prompts[0].concept: required" in error_of(method="causal_trace", prompts=[{"prompt": "a cat"}])
     message = error_of(method="causal_trace", prompts=[{"prompt": "a cat", "concept": "dog"}])
-    assert "prompts[0]: concept: 'dog' does not occur in prompt 'a cat'" in message
+    assert "prompts[0]: concept: 'dog' is not a whole word or phrase of 'a cat'" in message
+    # whole words only, with the closest words of the prompt as a hint
+    message = error_of(method="causal_trace", prompts=[{"prompt": "two dogs on a sofa", "concept": "dog"}])
+    assert "concept: 'dog' is not a whole word or phrase of 'two dogs on a sofa' (did you mean 'dogs'?)" in message
+    assert "concept: 'red'" in error_of(method="causal_trace",
+                                        prompts=[{"prompt": "a checkered background", "concept": "red"}])
 
 
 def test_attribute_is_the_category_and_concept_the_words_in_the_prompt():

@@ -125,3 +125,48 @@ def test_rows_record_the_cfg_branch_actually_intervened_on():
     assert get_method("attn_patch").applied_branch(spec, "inject") == "cond"  # injection swaps cond only
     assert get_method("attn_patch").applied_branch(spec, "patch") == "both"
     assert get_method("locogen").applied_branch(job(), "inject") == "cond"
+
+
+def test_causal_trace_restores_both_cfg_halves_unless_the_job_says_cond():
+    # the clean run a state is copied from has both halves (issue 16: cond-only restores broke the image)
+    from harness.methods import get_method
+
+    sites = tiny("sd15").sites
+    trace = job(method="causal_trace", sites={"kind": ["resnet", "text_mlp"], "index": 0}, positions=["last"])
+    resnet, text = plan_variants(trace, sites)
+    assert trace.effective_branch == "both"
+    assert bind(resnet, trace, trace.prompts[0], 0, None).restores[0].branch == "both"
+    cond = job(method="causal_trace", sites={"kind": "resnet", "index": 0}, branch="cond")
+    assert bind(plan_variants(cond, sites)[0], cond, cond.prompts[0], 0, None).restores[0].branch == "cond"
+    # a text-encoder restore changes the conditional prompt embedding only, and its rows say so
+    assert get_method("causal_trace").design(text, trace, 10, None)["branch"] == "cond"
+    assert "branch" not in get_method("causal_trace").design(resnet, trace, 10, None)  # the worker's: both
+    # the default means both halves, so a run of the old default (cond) is never resumed into
+    both, old = (trace.model_copy(update={"branch": b}) for b in ("both", "cond"))
+    assert trace.fingerprint() == both.fingerprint() != old.fingerprint()
+
+
+def test_noise_draws_repeat_every_restore_and_the_corrupted_row_with_their_own_noise_seed():
+    sites = tiny("sd15").sites
+    spec = job(method="causal_trace", sites={"kind": "resnet", "index": "0-1"}, noise_draws=3, noise_seed=5)
+    variants = plan_variants(spec, sites)
+    assert [(v.label, v.noise_draw) for v in variants] == [(r, d) for r in ("resnet#0", "resnet#1") for d in range(3)]
+    assert len({v.key for v in variants}) == 6  # row and unit ids tell the draws apart; the label pools them
+    assert [(r.role, r.noise_draw) for r in references(spec)] == [
+        ("control", None), ("corrupted", 0), ("corrupted", 1), ("corrupted", 2)]
+    seeds = [bind(v, spec, spec.prompts[0], 0, None).corruption.seed for v in variants[:3]]
+    assert seeds == [5, 6, 7]  # draw d: noise seed noise_seed + d
+    single = job(method="causal_trace", sites={"kind": "resnet", "index": "0-1"}, noise_seed=5)
+    assert [v.key for v in plan_variants(single, sites)] == ["resnet#0", "resnet#1"]  # one draw: ids as before
+    with pytest.raises(JobError, match="noise_draws"):
+        job(method="causal_trace", noise_draws=0)
+
+
+def test_loco_plan_shows_what_noise_draws_cost():
+    from harness.preflight import plan
+
+    one = plan(job(method="causal_trace", sites={"kind": "resnet", "index": "0-1"}, model="tiny:sd15"))
+    three = plan(job(method="causal_trace", sites={"kind": "resnet", "index": "0-1"}, model="tiny:sd15",
+                     noise_draws=3))
+    assert (one.generations, three.generations) == (1 * (2 + 2), 1 * (6 + 4))  # variants and corrupted × 3
+    assert "variants         6 = 2 restores × 3 noise draws (+4 reference rows" in three.format()

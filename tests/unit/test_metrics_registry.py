@@ -38,3 +38,26 @@ def test_an_option_no_scorer_takes_is_an_error_even_for_pure_functions():
 ])
 def test_directions_are_the_declared_signs(column, sign):
     assert direction(column) == sign
+
+
+def test_measured_columns_have_a_direction():
+    assert direction("attn_contrib") == direction("attn_contrib_bias") == 1
+
+
+def test_rows_with_the_same_image_and_texts_are_scored_once_and_get_the_same_values():
+    import numpy as np
+
+    from harness.metrics import ScoreBatch, Scorer, score_all
+
+    class Counting(Scorer):
+        name, metrics = "counting", ("counting",)
+        seen: list[int] = []
+
+        def score(self, batch):
+            Counting.seen.append(len(batch))
+            return {"brightness": [float(im.mean()) for im in batch.images], "prompt": list(batch.prompts)}
+
+    images = np.stack([np.full((2, 2, 3), v, np.uint8) for v in (1, 1, 2, 1)])
+    batch = ScoreBatch(images, images.copy(), prompts=["a", "a", "a", "b"])  # rows 0 and 1 are one row twice
+    columns = score_all([Counting()], batch)
+    assert Counting.seen == [3] and columns == {"brightness": [1.0, 1.0, 2.0, 1.0], "prompt": ["a", "a", "a", "b"]}

@@ -1,4 +1,6 @@
-"""`loco regress` usage mistakes: one line, exit status 2, before any sweep starts."""
+"""`loco regress` on hand-made runs: seed noise passes with the default thresholds, a moved layer fails; usage
+mistakes (and runs that cannot support a verdict: a constant metric, one prompt) are one line, exit status 2,
+before any sweep starts."""
 
 import pytest
 from analysis_fixtures import make_run, swap_rows
@@ -6,7 +8,7 @@ from analysis_fixtures import make_run, swap_rows
 from analysis.regress import Thresholds, regress
 from harness.cli import main
 
-PROMPTS = [f"p{k}" for k in range(5)]
+PROMPTS = [f"p{k}" for k in range(8)]
 
 
 @pytest.fixture
@@ -15,14 +17,17 @@ def runs(tmp_path):
     b = make_run(tmp_path, "b", "locogen", swap_rows(lambda i, p: -0.3 if i == 2 else 0.0, PROMPTS, [0, 1], seed=1))
     moved = make_run(tmp_path, "moved", "locogen", swap_rows(lambda i, p: -0.3 if i == 0 else 0.0, PROMPTS, [0, 1]))
     trace = make_run(tmp_path, "trace", "causal_trace", swap_rows(lambda i, p: 0.0, PROMPTS, [0], reference_role="corrupted"))
-    return a, b, moved, trace
+    flat = make_run(tmp_path, "flat", "locogen", swap_rows(lambda i, p: 0.0, PROMPTS, [0], noise=0.0, control=0.0))
+    single = make_run(tmp_path, "single", "locogen", swap_rows(lambda i, p: -0.3 if i == 2 else 0.0, ["p0"], [0, 1]))
+    return a, b, moved, trace, flat, single
 
 
 def test_seed_noise_alone_passes_and_a_moved_layer_fails(runs):
-    a, b, moved, _ = runs
-    assert regress(a, b, Thresholds(min_kendall_tau=-1, min_spearman=-1, min_top_k_overlap=0), n_boot=200).passed
+    a, b, moved, *_ = runs
+    assert regress(a, b, Thresholds(), n_boot=200).passed
     verdict = regress(a, moved, Thresholds(), n_boot=200)
     assert not verdict.passed and verdict.groups[0].top_candidate == "cross_attn#0"
+    assert verdict.failing_sites == {"style": ["cross_attn#2", "cross_attn#0"]}
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -33,13 +38,15 @@ def test_seed_noise_alone_passes_and_a_moved_layer_fails(runs):
     (["--candidate", "B", "--thresholds", "BADKEY"], "min_kendal_tau: unknown key (did you mean 'min_kendall_tau'?)"),
     (["--candidate", "B", "--thresholds", "BADVALUE"], "min_spearman: Input should be less than or equal to 1"),
     (["--candidate", "B", "--thresholds", "no/file.yaml"], "--thresholds: file 'no/file.yaml' does not exist"),
+    (["--candidate", "FLAT"], "clip_t_prompt is constant (0) on all 40 rows of attribute 'style' in run 'flat'"),
+    (["--candidate", "SINGLE"], "attribute 'style' of run 'single' has 1 prompt: no interval"),
 ])
 def test_usage_mistakes_exit_2_with_one_line(runs, tmp_path, capsys, extra, message):
-    a, b, _, trace = runs
+    a, b, _, trace, flat, single = runs
     (tmp_path / "badkey.yaml").write_text("min_kendal_tau: 0.5\n")
     (tmp_path / "badvalue.yaml").write_text("min_spearman: 3\n")
     names = {"B": str(b), "TRACE": str(trace), "BADKEY": str(tmp_path / "badkey.yaml"),
-             "BADVALUE": str(tmp_path / "badvalue.yaml")}
+             "BADVALUE": str(tmp_path / "badvalue.yaml"), "FLAT": str(flat), "SINGLE": str(single)}
     assert main(["regress", "--baseline", str(a), *[names.get(x, x) for x in extra]]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1

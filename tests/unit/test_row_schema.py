@@ -53,7 +53,7 @@ def test_a_row_part_with_a_missing_or_unknown_column_is_refused():
 SQL_WORDS = {"select", "from", "where", "and", "group", "by", "order", "as", "count", "read_parquet",
              "hive_partitioning", "union_by_name", "true", "false", "list", "any_value", "null", "is", "not",
              "with", "left", "join", "on", "create", "view", "unpivot", "into", "name", "value", "case", "when",
-             "then", "else", "end", "double", "coalesce"}
+             "then", "else", "end", "double", "coalesce", "distinct", "or"}
 
 
 SQL_KEYWORDS_AFTER_TABLE = {"WHERE", "ON", "GROUP", "ORDER", "JOIN", "LEFT"}
@@ -73,7 +73,10 @@ def sql_identifiers(text: str) -> set[str]:
     return {w for w in words if w.lower() not in SQL_WORDS and w not in aliases}
 
 
-@pytest.mark.parametrize("path", sorted(SQL_DIR.glob("*.sql")), ids=lambda p: p.name)
+ROW_SQL = sorted(p for p in SQL_DIR.glob("*.sql") if p.name != "agreement_view.sql")  # that one reads agreement_sites
+
+
+@pytest.mark.parametrize("path", ROW_SQL, ids=lambda p: p.name)
 def test_the_sql_files_name_only_schema_columns(path):
     names = sql_identifiers(path.read_text())
     allowed = set(COLUMNS) | set(VIEWS) | set(VIEW_COLUMNS)  # the analysis views and the columns they add
@@ -87,3 +90,13 @@ def test_the_identifier_check_catches_a_column_the_schema_does_not_have():
 
 def test_the_ranking_reads_only_schema_design_columns():
     assert set(rank_module.DESIGN_COLUMNS) <= set(DESIGN)
+
+
+def test_the_agreement_view_names_only_the_columns_of_agreement_sites():
+    from analysis.agreement import SITES_SCHEMA
+
+    functions = {"filter", "row_number", "over", "partition", "desc", "greatest", "len", "list_intersect", "nullif",
+                 "kendall_tau", "k"}  # SQL functions and keywords (kendall_tau: scipy's), the alias of the tau CTE
+    names = {n for n in sql_identifiers((SQL_DIR / "agreement_view.sql").read_text()) if n.lower() not in functions}
+    computed = {"held_a", "held_b"}  # the strengths held at 0 where there is no effect
+    assert names and names <= set(SITES_SCHEMA.names) | computed | {"agreement_sites", "agreement"}, names

@@ -5,7 +5,7 @@ import pytest
 from harness.sites import SiteError
 from tests.conftest import tiny
 
-# METHODS.md §2.2 and §3.2: the papers' layer maps.
+# docs/methods.md §2.2 and §3.2: the papers' layer maps.
 SD15_CROSS_ATTN = (
     [f"unet.down_blocks.{b}.attentions.{a}.transformer_blocks.0.attn2" for b in range(3) for a in range(2)]
     + ["unet.mid_block.attentions.0.transformer_blocks.0.attn2"]

@@ -37,9 +37,10 @@ def test_each_target_changes_only_the_rows_attribute_to_another_label(name):
         assert caption_labels(row["concept"] + " background")[head] == a[head], row
 
 
-def test_demo_scenes_come_from_the_training_split():
+@pytest.mark.parametrize("name", ["objects.csv", "trace.csv"])
+def test_demo_scenes_come_from_the_training_split(name):
     train = set(world.object_combos("train"))
-    for row in rows("objects.csv"):
+    for row in rows(name):
         labels = caption_labels(row["prompt"])
         assert (labels["shape"], labels["color"], labels["background"]) in train, row["prompt"]
 
@@ -59,3 +60,22 @@ def test_loco_demo_with_a_missing_model_is_one_line_and_exit_2_before_anything_r
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"loco: error: model '{tmp_path / 'nope'}': no such directory"]
     assert not (tmp_path / "demo").exists()
+
+
+def test_causal_tracing_has_a_validation_split_per_attribute_and_only_labels_a_corruption_can_remove():
+    # 12 prompts per attribute: the threshold's validation split gets 4, the candidates are tested on 8.
+    # Noising the word makes the model draw its default (yellow, a circle, a grid or dots: causal_trace.yaml),
+    # so those labels are not traced; each other label has 4 prompts, and the concept is the word naming it.
+    spec = load_job(HERE / "causal_trace.yaml")
+    assert spec.noise_std == "subject" and spec.effective_branch == "both"
+    by_attribute: dict[str, list[str]] = {}
+    for row in rows("trace.csv"):
+        head = probe_attribute(row["attribute"])
+        label = caption_labels(row["prompt"])[head]
+        assert caption_labels(row["concept"] + " background")[head] == label, row
+        by_attribute.setdefault(row["attribute"], []).append(label)
+    assert {a: sorted(set(labels)) for a, labels in by_attribute.items()} == {
+        "color": ["blue", "green", "red"], "shape": ["cross", "square", "triangle"],
+        "background": ["dots", "plain", "stripes"]}
+    assert all(labels.count(label) == 4 for labels in by_attribute.values() for label in labels)
+    assert len({r["prompt"] for r in rows("trace.csv")}) == 36

@@ -4,15 +4,16 @@ The toyworld model (`harness.toyworld`) was trained on a world whose facts we kn
 flow can be checked by eye and by the attribute probes (`harness.metrics.probe`):
 
 1. **localize** — three sweeps on one local Ray session, their jobs shipped beside this module:
-   LocoGen (`locogen.yaml`) and causal tracing (`causal_trace.yaml`) for colour and shape
-   (`objects.csv`), attention patching for the rendered word (`attn_patch.yaml`, `words.csv`);
-2. **rank** — each run per attribute under its paper's rule, read through the probes (`loco rank
-   --by-attribute`), and the candidate layer sets of all three (`loco candidates`);
-3. **edit** — LocoEdit makes "red" draw blue in the window LocoGen ranked first for colour
+   LocoGen (`locogen.yaml`, `objects.csv`) and causal tracing (`causal_trace.yaml`, `trace.csv`: 12
+   prompts per attribute, so its threshold has a validation split) for colour, shape and background,
+   attention patching for the rendered word (`attn_patch.yaml`, `words.csv`);
+2. **rank** — each run per attribute under its paper's rule, read through the probes (`loco rank`),
+   and the candidate layer sets of all three (`loco candidates`);
+3. **edit** — LocoEdit makes "red" draw blue in the window LocoGen found for the concept red
    (`edit_red_blue.yaml`, `loco edit`), evaluated on red prompts (should turn blue), red prompts in
    other phrasings (should too) and the other colours (should not move; `edit_eval.csv`, `loco edit-eval
    --metrics probe`);
-4. **report** — one HTML file of the three runs (`loco report`).
+4. **report** — one HTML file of the three runs and the edit's evaluation (`loco report`).
 
 Every step is the verb itself, called through the verb registry (`harness.cli.registry.call_verb`), so
 the demo exercises exactly what a user runs, and `harness` still never imports `analysis`.
@@ -32,7 +33,6 @@ import yaml
 
 HERE = Path(__file__).parent
 SWEEPS = {"locogen": "locogen.yaml", "causal-trace": "causal_trace.yaml", "attn-patch": "attn_patch.yaml"}
-BOOTSTRAP = 500  # resamples for the demo's intervals (the verbs' default is 2000: same estimate, less noise)
 
 
 @dataclass
@@ -61,21 +61,24 @@ def edit_spec(out: Path, candidates: Path, model: str | None) -> Path:
 
 
 def summarize_candidates(path: Path) -> str:
-    """One line per (method, attribute) set of a candidates file: its layers and the top one's evidence."""
+    """One line per (method, attribute) set of a candidates file: its layers (or why it has none) and the
+    top variant's evidence, with the prompts behind the interval."""
     data = yaml.safe_load(path.read_text())
-    lines = [f"  {'method':<13} {'attribute':<11} {'layers':<26} effect of the first [95% CI]   P(top)"]
+    lines = [f"  {'method':<13} {'attribute':<11} {'layers':<26} effect of the first [95% CI], prompts   P(top)"]
     for s in data["sets"]:
         if s.get("concept"):
             continue  # per-concept sets are in the file; the summary shows each attribute's pooled set
         top = s["evidence"][0]
-        layers = ", ".join(e["variant"] for e in s["evidence"] if e.get("selected")) or top["variant"]
-        lines.append(f"  {s['method']:<13} {s['attribute']:<11} {layers[:26]:<26} {top['effect']:+.3f} "
-                     f"[{top['ci_low']:+.3f}, {top['ci_high']:+.3f}]   {top['p_top']:.2f}")
+        layers = ", ".join(e["variant"] for e in s["evidence"] if e.get("selected")) or f"none ({s['status']})"
+        ci = (f"[{top['ci_low']:+.3f}, {top['ci_high']:+.3f}]" if top.get("ci_low") is not None else "no interval")
+        p_top = f"{top['p_top']:.2f}" if top.get("p_top") is not None else "—"
+        lines.append(f"  {s['method']:<13} {s['attribute']:<11} {layers:<26} {top['effect']:+.3f} "
+                     f"{ci} n={top['n_prompts']}   {p_top}")
     return "\n".join(lines)
 
 
 def run_demo(out: str | Path, model: str | None = None, overrides: list[str] = (), seeds: str = "0-1",
-             bootstrap: int = BOOTSTRAP, local: bool = False, log=print) -> DemoResult:
+             local: bool = False, log=print) -> DemoResult:
     """Run the four steps into `out` (replacing what an earlier demo left there). `model` replaces the
     jobs' ``model: toyworld`` (tests use a random model of the same architecture), `overrides` are
     ``KEY=VALUE`` job overrides for every sweep; `local` runs the sweeps in this process instead of Ray."""
@@ -99,9 +102,6 @@ def run_demo(out: str | Path, model: str | None = None, overrides: list[str] = (
     # One private Ray session for the three sweeps. Ray runs its workers at nice 15 by default, which on a
     # busy machine starves a demo someone is waiting for; as Ray's own job supervisor does, run them at 0.
     os.environ.setdefault("RAY_worker_niceness", "0")
-    # Ray starts every worker through `uv run` when the driver runs under it (re-resolving the environment and
-    # uploading the working directory, a minute per sweep here); a private local Ray can use this interpreter.
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     started = False if local else init_ray(None)
     try:
         for name, job in SWEEPS.items():
@@ -124,18 +124,17 @@ def run_demo(out: str | Path, model: str | None = None, overrides: list[str] = (
     candidates = out / "candidates.yaml"
     log("\n== rank every attribute under its paper's rule, and the candidate sets: loco candidates")
     with (out / "rankings.txt").open("w") as rankings, contextlib.redirect_stderr(rankings):  # the full tables
-        call_verb("candidates", [*(str(r) for r in runs.values()), "--out", str(candidates),
-                                 "--bootstrap", str(bootstrap)])
+        call_verb("candidates", [*(str(r) for r in runs.values()), "--out", str(candidates)])
     log(summarize_candidates(candidates) + f"\n(full rankings: {out / 'rankings.txt'})")
     seconds["rank + candidates"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    log("\n== edit: LocoEdit red → blue in LocoGen's first colour window")
+    log("\n== edit: LocoEdit red → blue in the window LocoGen found for red")
     call_verb("edit", [str(edit_spec(out, candidates, model)), "--out", str(out / "edit"), "--force"])
     call_verb("edit-eval", [str(out / "edit"), "--prompts", str(HERE / "edit_eval.csv"), "--out", str(out / "edit-eval"),
                             "--seeds", seeds, "--metrics", "probe", "--force"])
     seconds["edit + evaluation"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     report = out / "report.html"
-    call_verb("report", [*(str(r) for r in runs.values()), "--out", str(report), "--bootstrap", str(bootstrap)])
+    call_verb("report", [*(str(r) for r in runs.values()), str(out / "edit-eval"), "--out", str(report)])
     seconds["report"] = time.perf_counter() - t0
     return DemoResult(out, runs, candidates, out / "edit", out / "edit-eval", report, seconds)
