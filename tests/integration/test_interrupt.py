@@ -63,7 +63,10 @@ def test_ctrl_c_or_sigterm_leaves_a_resumable_run_and_no_ray_processes(tmp_path,
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(JOB))
     out, marker = tmp_path / "run", f"LOCO_TEST_{uuid.uuid4().hex}"
     env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "LOCO_TEST_MARKER": marker}
-    cli = "import sys; from harness.cli import main; sys.exit(main())"
+    # as from a terminal: Ctrl-C raises KeyboardInterrupt (a shell's background job, CI's included, may start us
+    # with SIGINT ignored, and a child inherits that)
+    cli = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+           "from harness.cli import main; sys.exit(main())")
     proc = subprocess.Popen([sys.executable, "-c", cli, "sweep", str(tmp_path / "job.yaml"), "--out", str(out), "--quiet"],
                             env=env, start_new_session=True, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
