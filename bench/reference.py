@@ -43,26 +43,45 @@ def _call(adapter, prompt, seed, cfg, **extra) -> np.ndarray:
 def locogen_loop(adapter, pairs, seed, cfg, window: int = 1, starts: int | None = None) -> list[np.ndarray]:
     """LocoGen as its code does it: the pipeline is called with the *target* prompt, and forward hooks on
     every attn2.to_k/to_v outside the window overwrite the conditional half (batch index 1) with the
-    projection of the original prompt's embeddings; one call per window start (the first `starts` of
-    them, default all), plus the original image."""
+    projection of what those projections read for the original prompt (`kv_input`: its prompt embeddings on
+    the UNets, PixArt's caption projection of T5); one call per window start (the first `starts` of them,
+    default all), plus the original image. Where the text sites mask the prompt's padding (PixArt, SANA:
+    `masks_text`), a pre-hook on each of those attentions also gives the conditional half the original
+    prompt's mask, whose padding sits elsewhere than the target's."""
     sites = [s.name for s in adapter.sites.of_kind("cross_attn")]
     images = []
     for prompt, target in pairs:
         images.append(_call(adapter, prompt, seed, cfg))
         for start in range(len(sites) - window + 1)[:starts]:
-            original = adapter.encode([prompt])["prompt_embeds"]  # re-encoded for every call, as the loop does
+            cond = adapter.encode([prompt])  # re-encoded for every call, as the loop does
+            original = adapter.kv_input(cond)
+            mask = adapter.text_mask(cond) if adapter.masks_text else None
             handles = []
             for i, site in enumerate(sites):
                 if start <= i < start + window:
                     continue
                 for proj in adapter.kv_modules(site):
                     def hook(_m, _a, out, proj=proj):
-                        out[1] = linear(original, proj.weight, proj.bias)[0]
+                        out[1] = linear(original.to(proj.weight.dtype), proj.weight, proj.bias)[0]
                         return out
                     handles.append(proj.register_forward_hook(hook))
+                if mask is not None:
+                    handles.append(adapter.module(site).register_forward_pre_hook(_cond_mask(mask), with_kwargs=True))
             with _hooked(*handles):
                 images.append(_call(adapter, target, seed, cfg))
     return images
+
+
+def _cond_mask(mask: torch.Tensor):
+    """A pre-forward hook giving an attention's conditional half (batch index 1) the additive padding bias
+    `mask` (1 × 1 × tokens) in its ``attention_mask`` keyword; a copy, since every block shares the tensor."""
+
+    def hook(_m, args, kwargs):
+        moved = kwargs["attention_mask"].clone()
+        moved[1] = mask[0].to(moved.dtype)
+        return args, {**kwargs, "attention_mask": moved}
+
+    return hook
 
 
 class _Steps:

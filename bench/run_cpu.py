@@ -10,6 +10,8 @@ Workloads (tiny models, CPU):
   flux_patching  (group `dit`) block-by-block K/V patching of the text tokens over all 57 blocks of tiny
                  FLUX.1-dev (19 dual-stream joint attentions, 38 single-stream text slices), the clean prompt
                  into the styled one, 2 prompts, 4 steps; the reference is Zarei et al.'s loop structure
+  pixart_locogen (group `dit`) LocoGen m=1 over the 28 cross-attention blocks of tiny PixArt-α, 2 prompts,
+                 4 steps (the original prompt's caption-projected K/V and its padding mask outside the window)
 
 A DiT workload is one line in `workloads()` (`dit(...)` of a LocoGen or patching workload on a tiny DiT).
 
@@ -100,6 +102,8 @@ def workloads():
         # setting, block by block: the clean prompt's text K/V into the styled prompt's run (as
         # jobs/zarei_locogen_flux_style.yaml), no CFG batch.
         "flux_patching": dit(patching_workload("tiny:flux", STYLE[:2], 0, step_start=0, method="locogen", steps=4)),
+        # PixArt-α's 28 attn2 blocks, LocoGen m=1 (58 images): K/V from the caption projection, the mask moved too.
+        "pixart_locogen": dit(locogen_workload("tiny:pixart", STYLE[:2], steps=4)),
     }
 
 

@@ -1,11 +1,11 @@
-"""GPU benchmark: full-size SD1.5, SDXL and FLUX.1-dev architectures (random weights) at native resolution.
+"""GPU benchmark: full-size SD1.5, SDXL, FLUX.1-dev and PixArt-α architectures (random weights) at native resolution.
 
-    uv run python bench/run_gpu.py [--models sd15 sdxl flux] [--dtype auto] [--steps 20] [--windows 16]
+    uv run python bench/run_gpu.py [--models sd15 sdxl flux pixart] [--dtype auto] [--steps 20] [--windows 16]
     uv run python bench/run_gpu.py --smoke        # the same code on tiny models on the CPU (CI-sized)
     uv run python bench/run_gpu.py --dry-run      # each model's job validated and planned, nothing built
 
 For each model, its workload (`WORKLOADS`) over the first `--windows` text-attention layers for one prompt:
-LocoGen (m=1) over the UNets' cross-attention layers, block-by-block K/V patching of the text tokens over
+LocoGen (m=1) over the UNets' and PixArt's cross-attention layers, block-by-block K/V patching of the text tokens over
 FLUX's dual-stream blocks (the clean prompt into the styled one, as Zarei et al.'s FLUX setting) — run as
 the reference-style loop (bench/reference.py) and by the harness in-process (batched, batch size probed
 from free memory), in one process; images/s, ratio, peak GPU memory. Then the denoiser alone: FLOPs of one
@@ -45,6 +45,7 @@ WORKLOADS = {
     "sd15": ("locogen", "cross_attn", "locogen"),
     "sdxl": ("locogen", "cross_attn", "locogen"),
     "flux": ("locogen", "joint_attn", "patching"),  # no CFG batch; K/V patched from the clean prompt's row
+    "pixart": ("locogen", "cross_attn", "locogen"),  # attn2 over the caption projection of T5, padding masked
 }
 
 
@@ -93,12 +94,29 @@ def denoiser_inputs(adapter, rows: int, cfg: GenerationConfig, device: str) -> d
                 "encoder_hidden_states": rand(n, text, net.config.joint_attention_dim),
                 "pooled_projections": rand(n, net.config.pooled_projection_dim), "img_ids": ids,
                 "txt_ids": torch.zeros(text, 3, device=device, dtype=dtype), **extra}
+    if adapter.arch.startswith("pixart"):  # T5 tokens (120 on α) of T5's width, their padding mask
+        text = adapter.max_sequence_length
+        return {"hidden_states": rand(n, net.config.in_channels, latent, latent),
+                "encoder_hidden_states": rand(n, text, net.config.caption_channels),
+                "encoder_attention_mask": torch.ones(n, text, device=device, dtype=dtype),
+                "timestep": torch.full((n,), 500, device=device), "added_cond_kwargs": pixart_conditions(net, n, cfg)}
     kwargs = {"sample": rand(n, net.config.in_channels, latent, latent), "timestep": torch.tensor(500, device=device),
               "encoder_hidden_states": rand(n, 77, net.config.cross_attention_dim)}
     if adapter.arch == "sdxl":
         pooled = net.config.projection_class_embeddings_input_dim - 6 * net.config.addition_time_embed_dim
         kwargs["added_cond_kwargs"] = {"text_embeds": rand(n, pooled), "time_ids": rand(n, 6)}
     return kwargs
+
+
+def pixart_conditions(net, rows: int, cfg: GenerationConfig) -> dict:
+    """PixArt's `added_cond_kwargs` as its pipeline makes them: None for both unless the transformer embeds
+    the resolution and aspect ratio (PixArt-α at 1024², `use_additional_conditions`), then one row each per
+    batch row."""
+    if not net.use_additional_conditions:
+        return {"resolution": None, "aspect_ratio": None}
+    device, dtype = net.device, net.dtype
+    return {"resolution": torch.tensor([[cfg.height, cfg.width]], device=device, dtype=dtype).repeat(rows, 1),
+            "aspect_ratio": torch.full((rows, 1), cfg.height / cfg.width, device=device, dtype=dtype)}
 
 
 def denoiser_throughput(adapter, batch_rows: int, cfg: GenerationConfig, device: str, repeats: int) -> dict:
