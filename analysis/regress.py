@@ -325,14 +325,14 @@ def too_few_prompts(attribute: str, run: str, n: int) -> AnalysisError:
                          "trustworthy intervals)")
 
 
-def check_enough_prompts(baseline: str | Path) -> None:
+def check_enough_prompts(run: Run) -> None:
     """Refuse a baseline with an attribute of one prompt before a candidate sweep is spent on it."""
     import duckdb
 
-    run = open_run(baseline)
     require_results(run)
-    counts = duckdb.sql(f"SELECT attribute, count(DISTINCT prompt) FROM read_parquet('{run.results_glob}', "
-                        "union_by_name=true) GROUP BY attribute ORDER BY attribute").fetchall()
+    counts = duckdb.connect().execute(
+        "SELECT coalesce(attribute, ''), count(DISTINCT prompt) FROM read_parquet($g, hive_partitioning = true, "
+        "union_by_name = true) GROUP BY 1 ORDER BY 1", {"g": run.results_glob}).fetchall()
     for attribute, n in counts:
         if n < 2:
             raise too_few_prompts(attribute, run.name, n)

@@ -43,9 +43,9 @@ def run(args) -> int:
     if (args.candidate is None) == (args.candidate_model is None):
         raise AnalysisError("regress: give exactly one of --candidate RUN_DIR or --candidate-model PATH")
     thresholds = load_thresholds(args.thresholds)
-    open_run(args.baseline)  # a wrong baseline fails before a sweep starts
+    baseline = open_run(args.baseline)  # a wrong baseline fails before a sweep starts
     if args.candidate_model is not None:
-        check_enough_prompts(args.baseline)
+        check_enough_prompts(baseline)
     candidate = args.candidate or run_candidate_model(args.baseline, args.candidate_model, args.candidate_out, args.local)
     if not args.allow_different_jobs:
         check_comparable(Path(args.baseline), Path(candidate))

@@ -50,3 +50,13 @@ def test_usage_mistakes_exit_2_with_one_line(runs, tmp_path, capsys, extra, mess
     assert main(["regress", "--baseline", str(a), *[names.get(x, x) for x in extra]]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_a_one_prompt_baseline_is_refused_before_a_candidate_model_sweep(runs, tmp_path, capsys):
+    *_, single = runs
+    out = tmp_path / "candidate"
+    assert main(["regress", "--baseline", str(single), "--candidate-model", "tiny:sd15", "--candidate-out", str(out),
+                 "--local"]) == 2
+    err = capsys.readouterr().err
+    assert "attribute 'style' of run 'single' has 1 prompt: no interval" in err and err.count("\n") == 1
+    assert not out.exists()  # no sweep was spent on the candidate
