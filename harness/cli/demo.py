@@ -5,17 +5,19 @@ from __future__ import annotations
 from harness.cli.registry import add_quiet
 from harness.paths import cli_model, cli_path
 
-HELP = "the whole flow on the built-in toyworld model: sweeps, ranking, candidates, an edit, the report"
+HELP = "the whole flow on a built-in toyworld organism: sweeps, ranking, candidates, an edit, the report"
 DESCRIPTION = ("On the toyworld model (trained on a synthetic world, read by attribute probes): LocoGen and causal "
                "tracing for colour and shape and attention patching for the rendered word on local Ray, rankings "
                "and candidate sets, a LocoEdit of red → blue with its evaluation, and the HTML report. A few minutes "
-               "on a 2-core CPU; prints where the report is.")
+               "on a 2-core CPU; prints where the report is. --model toyworld-dit: the same on the DiT organism, with "
+               "four localizers side by side (LocoGen, attention patching, causal tracing, attention contribution).")
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--out", type=cli_path, default="runs/demo", help="output directory (default runs/demo; replaced)")
     parser.add_argument("--model", type=cli_model,
-                        help="another model of the toyworld's vocabulary (default: the jobs' toyworld)")
+                        help="toyworld-dit (the DiT organism and its own jobs), or another model of the toyworld's "
+                        "vocabulary run through the UNet organism's jobs (default: toyworld)")
     parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                         help="a job override for every sweep, e.g. --set seeds=[0]")
     parser.add_argument("--local", action="store_true", help="run the sweeps in this process instead of on Ray")

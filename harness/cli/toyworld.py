@@ -30,13 +30,15 @@ def add_arguments(parser) -> None:
     train.add_argument("--warmup", type=int, help="warmup steps (default 100)")
     train.add_argument("--samples", type=int, help="pre-rendered training images (default 30000)")
     train.add_argument("--batch", type=int, help="diffusion batch size")
+    train.add_argument("--eval-every", type=int, help="steps between the quick colour and probe checks (default 250; "
+                       "0: only at the end)")
     train.add_argument("--partial-captions", type=float, metavar="SHARE",
                        help="share of object captions swapped for partial ones naming only some attributes "
                        "(teaches each word its own attribute; default 0)")
     train.add_argument("--arch", default="unet", help="the organism: unet (`model: toyworld`, the default) or pixart "
                        "(`model: toyworld-dit`)")
     train.add_argument("--config", default="base", help="model size: base (shipped), wide (2x channels) or micro "
-                       "(smoke tests); --arch pixart: base or micro")
+                       "(smoke tests); --arch pixart: base (8 blocks, width 128), narrow (width 96) or micro")
     ship = sub.add_parser("ship", help="copy a trained run's pipeline and report into the shipped weights directory",
                           description="Copy RUN/model (or RUN/checkpoint) and RUN's report files into "
                           "harness/toyworld/weights (weights-dit for a DiT run), which `model: toyworld` "
@@ -79,9 +81,9 @@ def _train(args) -> int:
     if args.config not in configs:
         raise UserError(f"--config: unknown '{args.config}' for --arch {args.arch}; expected one of "
                         f"{', '.join(configs)}{did_you_mean(args.config, configs)}")
-    for flag in ("steps", "vae_steps", "samples", "batch", "minutes", "lr", "warmup"):
+    for flag in ("steps", "vae_steps", "samples", "batch", "minutes", "lr", "warmup", "eval_every"):
         value = getattr(args, flag)
-        if value is not None and (value < 0 if flag in ("vae_steps", "warmup") else value <= 0
+        if value is not None and (value < 0 if flag in ("vae_steps", "warmup", "eval_every") else value <= 0
                                   if flag in ("minutes", "lr") else value < 1):
             raise UserError(f"--{flag.replace('_', '-')}: expected a positive number, got {value}")
     if args.partial_captions is not None and not 0 <= args.partial_captions <= 1:
@@ -101,7 +103,7 @@ def _train(args) -> int:
     cfg = TrainConfig(seed=args.seed)
     overrides = {"steps": args.steps, "lr": args.lr, "warmup": args.warmup, "vae_steps": args.vae_steps,
                  "n_samples": args.samples, "batch": args.batch,
-                 "minutes": args.minutes, "partial_captions": args.partial_captions}
+                 "minutes": args.minutes, "partial_captions": args.partial_captions, "eval_every": args.eval_every}
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if cfg.steps < cfg.warmup:
         cfg = replace(cfg, warmup=max(1, cfg.steps // 10))

@@ -115,9 +115,11 @@ def load_pair(edit_dir: Path, manifest: dict):
 def shifts(original, edited, params: list[str], prompt: str) -> tuple[float, float | None]:
     from harness.edit.weights import parameter
 
-    e0 = original.encode([prompt])["prompt_embeds"][0]
-    e1 = edited.encode([prompt])["prompt_embeds"][0]
+    c0, c1 = original.encode([prompt]), edited.encode([prompt])
+    e0, e1 = c0["prompt_embeds"][0], c1["prompt_embeds"][0]
     embed = float((e1 - e0).norm() / e0.norm())
+    # the K/V projections read `kv_input` (PixArt/SANA: the caption projection of the embeddings)
+    e0, e1 = original.kv_input(c0)[0], edited.kv_input(c1)[0]
     kv = [float((e1 @ parameter(edited, n).T - e0 @ parameter(original, n).T).norm()
                 / (e0 @ parameter(original, n).T).norm())
           for n in params if n.startswith(original.denoiser_name + ".")]

@@ -45,11 +45,16 @@ def _state_fingerprint(modules: dict[str, torch.nn.Module]) -> str:
     return digest.hexdigest()[:16]
 
 
+DOCUMENT_SUFFIXES = (".md", ".png", ".jpg", ".csv", ".html")  # reports beside the weights, not the model
+
+
 def dir_fingerprint(path: Path) -> str:
-    """Configs' content plus weight files' names and sizes: cheap, and changes with any new checkpoint."""
+    """Configs' content plus weight files' names and sizes: cheap, and changes with any new checkpoint. Reports
+    kept beside the weights (a model card, loss curves, samples) are not the model: writing MODEL_CARD.md after
+    a sweep must not make the sweep's runs another model's."""
     digest = hashlib.sha256()
     for file in sorted(path.rglob("*")):
-        if not file.is_file():
+        if not file.is_file() or file.suffix.lower() in DOCUMENT_SUFFIXES:
             continue
         rel = file.relative_to(path).as_posix()
         digest.update(rel.encode())

@@ -43,7 +43,7 @@ class DitConfig:
     image_size: int = 32
     vae_factor: int = 4            # the toyworld VAE's
     latent_channels: int = 4
-    patch_size: int = 1            # 8x8 latents → 64 image tokens
+    patch_size: int = 2            # 8x8 latents → 16 image tokens (1 → 64: 1.8x slower per step, worse loss per step)
     layers: int = 8                # transformer blocks (≥ 6: localization must be a question)
     heads: int = 4
     head_dim: int = 32             # width = heads × head_dim
@@ -65,7 +65,7 @@ class DitConfig:
 
 
 DIT_MICRO = DitConfig(name="dit-micro", layers=6, heads=2, head_dim=8, text_hidden=16, text_layers=1, text_heads=2)
-DIT_CONFIGS = {"base": DitConfig(), "micro": DIT_MICRO}  # `loco toyworld train --arch pixart --config`
+DIT_CONFIGS = {"base": DitConfig(), "narrow": DitConfig(name="narrow", heads=3), "micro": DIT_MICRO}  # `loco toyworld train --arch pixart --config`
 
 
 @functools.cache

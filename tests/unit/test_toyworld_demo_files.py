@@ -9,7 +9,7 @@ import pytest
 from harness.jobs import load_job
 from harness.metrics.probe import probe_attribute
 from harness.toyworld import world
-from harness.toyworld.demo import HERE, SWEEPS
+from harness.toyworld.demo import DEMOS, HERE, SWEEPS, demo_jobs
 from harness.toyworld.probes.labels import caption_labels
 
 
@@ -25,7 +25,7 @@ def test_every_demo_job_loads_on_the_toyworld_model_and_is_scored_by_the_probes(
     assert {p.attribute for p in spec.prompts} <= {"color", "shape", "background", "text"}
 
 
-@pytest.mark.parametrize("name", ["objects.csv", "words.csv"])
+@pytest.mark.parametrize("name", ["objects.csv", "words.csv", "dit/prompts.csv"])
 def test_each_target_changes_only_the_rows_attribute_to_another_label(name):
     for row in rows(name):
         head = probe_attribute(row["attribute"])
@@ -37,12 +37,15 @@ def test_each_target_changes_only_the_rows_attribute_to_another_label(name):
         assert caption_labels(row["concept"] + " background")[head] == a[head], row
 
 
-@pytest.mark.parametrize("name", ["objects.csv", "trace.csv"])
+@pytest.mark.parametrize("name", ["objects.csv", "trace.csv", "dit/prompts.csv"])
 def test_demo_scenes_come_from_the_training_split(name):
     train = set(world.object_combos("train"))
     for row in rows(name):
-        labels = caption_labels(row["prompt"])
-        assert (labels["shape"], labels["color"], labels["background"]) in train, row["prompt"]
+        if row["attribute"] == "text":
+            continue
+        for caption in (row["prompt"], row.get("target") or row["prompt"]):
+            labels = caption_labels(caption)
+            assert (labels["shape"], labels["color"], labels["background"]) in train, caption
 
 
 def test_the_edit_evaluation_sets_red_prompts_to_move_and_other_colours_to_stay():
@@ -79,3 +82,17 @@ def test_causal_tracing_has_a_validation_split_per_attribute_and_only_labels_a_c
         "background": ["dots", "plain", "stripes"]}
     assert all(labels.count(label) == 4 for labels in by_attribute.values() for label in labels)
     assert len({r["prompt"] for r in rows("trace.csv")}) == 36
+
+
+def test_the_dit_demo_runs_four_localizers_on_one_prompt_set_over_the_same_blocks():
+    # Agreement (Kendall τ, top-K overlap) needs the same prompts and the same sites in every run: one prompt
+    # file, and every intervention on single blocks' cross-attention (LocoGen at window 1).
+    jobs, override = demo_jobs("toyworld-dit")
+    assert override is None and jobs is DEMOS["toyworld-dit"]
+    specs = {name: load_job(jobs.job(name)) for name in jobs.sweeps}
+    assert {s.method for s in specs.values()} == {"locogen", "attn_patch", "causal_trace", "attn_contrib"}
+    assert all(s.model == "toyworld-dit" and "probe" in s.metrics for s in specs.values())
+    assert len({tuple(p.prompt for p in s.prompts) for s in specs.values()}) == 1
+    assert specs["locogen"].window == 1
+    assert {p.attribute for p in specs["locogen"].prompts} == {"color", "shape", "background", "text"}
+    assert demo_jobs("random:sd15") == (DEMOS["toyworld"], "random:sd15")  # other models: the UNet's jobs

@@ -15,6 +15,11 @@ flow can be checked by eye and by the attribute probes (`harness.metrics.probe`)
    --metrics probe`);
 4. **report** — one HTML file of the three runs and the edit's evaluation (`loco report`).
 
+`loco demo --model toyworld-dit` runs the same flow on the DiT organism (`dit/`: a PixArt-α transformer on
+the same world) with four localizers on one prompt set (`dit/prompts.csv`) — LocoGen and attention patching
+per block, causal tracing of every block and T5 layer, and attention contribution (Zarei et al.) — so their
+rankings can be set side by side (the report's agreement table: Kendall τ, top-K overlap).
+
 Every step is the verb itself, called through the verb registry (`harness.cli.registry.call_verb`), so
 the demo exercises exactly what a user runs, and `harness` still never imports `analysis`.
 """
@@ -32,7 +37,35 @@ from pathlib import Path
 import yaml
 
 HERE = Path(__file__).parent
-SWEEPS = {"locogen": "locogen.yaml", "causal-trace": "causal_trace.yaml", "attn-patch": "attn_patch.yaml"}
+
+
+@dataclass(frozen=True)
+class DemoJobs:
+    """One organism's demo: its sweeps (run name → job file) and its edit, all in `folder`."""
+
+    folder: Path
+    sweeps: dict[str, str]
+    edit: str = "edit_red_blue.yaml"
+
+    def job(self, name: str) -> Path:
+        return self.folder / self.sweeps[name]
+
+
+DEMOS = {
+    "toyworld": DemoJobs(HERE, {"locogen": "locogen.yaml", "causal-trace": "causal_trace.yaml",
+                                "attn-patch": "attn_patch.yaml"}),
+    "toyworld-dit": DemoJobs(HERE / "dit", {"locogen": "locogen.yaml", "causal-trace": "causal_trace.yaml",
+                                            "attn-patch": "attn_patch.yaml", "attn-contrib": "attn_contrib.yaml"}),
+}
+SWEEPS = DEMOS["toyworld"].sweeps
+
+
+def demo_jobs(model: str | None) -> tuple[DemoJobs, str | None]:
+    """The demo an organism runs, and the `model:` override left for its jobs: a built-in organism's own
+    jobs name it; any other model (a random one of the UNet organism's architecture, in tests) runs the
+    UNet organism's jobs with `model:` replaced."""
+    name = (model or "toyworld").removeprefix("builtin:")
+    return (DEMOS[name], None) if name in DEMOS else (DEMOS["toyworld"], model)
 
 
 @dataclass
@@ -49,9 +82,9 @@ class DemoResult:
         return json.loads((self.edit_eval / "summary.json").read_text())
 
 
-def edit_spec(out: Path, candidates: Path, model: str | None) -> Path:
+def edit_spec(out: Path, candidates: Path, model: str | None, jobs: DemoJobs = DEMOS["toyworld"]) -> Path:
     """The shipped edit with `candidates:` pointing at this demo's file (and `model:` when overridden)."""
-    spec = yaml.safe_load((HERE / "edit_red_blue.yaml").read_text())
+    spec = yaml.safe_load((jobs.folder / jobs.edit).read_text())
     spec["candidates"] = str(candidates.resolve())
     if model:
         spec["model"] = model
@@ -94,23 +127,24 @@ def run_demo(out: str | Path, model: str | None = None, overrides: list[str] = (
 
     if not (model or "toyworld").startswith(("tiny:", "random:")):
         locate(model or "toyworld")  # a missing model is one line before any Ray worker tries to load it
+    jobs, model = demo_jobs(model)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sets = [*(f"--set={o}" for o in overrides), *([f"--set=model={model}"] if model else [])]
     seconds: dict[str, float] = {}
-    runs = {name: out / "runs" / name for name in SWEEPS}
+    runs = {name: out / "runs" / name for name in jobs.sweeps}
     # One private Ray session for the three sweeps. Ray runs its workers at nice 15 by default, which on a
     # busy machine starves a demo someone is waiting for; as Ray's own job supervisor does, run them at 0.
     os.environ.setdefault("RAY_worker_niceness", "0")
     started = False if local else init_ray(None)
     try:
-        for name, job in SWEEPS.items():
+        for name in jobs.sweeps:
             t0 = time.perf_counter()
-            log(f"\n== {name}: loco sweep {HERE / job}")
+            log(f"\n== {name}: loco sweep {jobs.job(name)}")
             # A fresh run: a sweep resumes finished units of the same job, and `model: toyworld` names the
             # shipped weights, not their version, so new weights would otherwise reuse the old rows.
             shutil.rmtree(runs[name], ignore_errors=True)
-            status = call_verb("sweep", [str(HERE / job), "--out", str(runs[name]), "--force", "--quiet",
+            status = call_verb("sweep", [str(jobs.job(name)), "--out", str(runs[name]), "--force", "--quiet",
                                          *sets, *(["--local"] if local else [])])
             if status:
                 raise RuntimeError(f"loco demo: the {name} sweep failed (exit {status}); see {runs[name]}")
@@ -129,7 +163,7 @@ def run_demo(out: str | Path, model: str | None = None, overrides: list[str] = (
     seconds["rank + candidates"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     log("\n== edit: LocoEdit red → blue in the window LocoGen found for red")
-    call_verb("edit", [str(edit_spec(out, candidates, model)), "--out", str(out / "edit"), "--force"])
+    call_verb("edit", [str(edit_spec(out, candidates, model, jobs)), "--out", str(out / "edit"), "--force"])
     call_verb("edit-eval", [str(out / "edit"), "--prompts", str(HERE / "edit_eval.csv"), "--out", str(out / "edit-eval"),
                             "--seeds", seeds, "--metrics", "probe", "--force"])
     seconds["edit + evaluation"] = time.perf_counter() - t0
