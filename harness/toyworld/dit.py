@@ -65,7 +65,8 @@ class DitConfig:
 
 
 DIT_MICRO = DitConfig(name="dit-micro", layers=6, heads=2, head_dim=8, text_hidden=16, text_layers=1, text_heads=2)
-DIT_CONFIGS = {"base": DitConfig(), "narrow": DitConfig(name="narrow", heads=3), "micro": DIT_MICRO}  # `loco toyworld train --arch pixart --config`
+# `loco toyworld train --arch pixart --config`: base is shipped (weights-dit/TRAINING.md has narrow's measurements)
+DIT_CONFIGS = {"base": DitConfig(), "narrow": DitConfig(name="narrow", heads=3), "micro": DIT_MICRO}
 
 
 @functools.cache

@@ -89,8 +89,9 @@ def test_edit_edit_eval_and_regress_on_the_edited_model_from_my_folder(mine):
     done = loco(mine, "edit-eval", "edited", "--prompts", "eval.csv", "--steps", "2", "--out", "eval")
     assert done.returncode == 0, done.stderr
     assert (mine / "eval" / "results.parquet").is_file()
+    # --local: the paths are what this test is about; a Ray sweep from this folder is the test above's
     done = loco(mine, "regress", "--baseline", "runs/base", "--candidate-model", "edited",
-                "--candidate-out", "runs/candidate", "--bootstrap", "50")
+                "--candidate-out", "runs/candidate", "--bootstrap", "50", "--local")
     assert done.returncode in (0, 1), done.stderr  # judged: pass or regression, not a usage error
     candidate = yaml.safe_load((mine / "runs" / "candidate" / "job.yaml").read_text())
     assert candidate["model"] == str(mine / "edited")

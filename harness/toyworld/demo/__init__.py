@@ -162,7 +162,7 @@ def run_demo(out: str | Path, model: str | None = None, overrides: list[str] = (
     log(summarize_candidates(candidates) + f"\n(full rankings: {out / 'rankings.txt'})")
     seconds["rank + candidates"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    log("\n== edit: LocoEdit red → blue in the window LocoGen found for red")
+    log(f"\n== edit: LocoEdit red → blue in the sites LocoGen found ({jobs.folder / jobs.edit})")
     call_verb("edit", [str(edit_spec(out, candidates, model, jobs)), "--out", str(out / "edit"), "--force"])
     call_verb("edit-eval", [str(out / "edit"), "--prompts", str(HERE / "edit_eval.csv"), "--out", str(out / "edit-eval"),
                             "--seeds", seeds, "--metrics", "probe", "--force"])
