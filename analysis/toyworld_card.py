@@ -133,7 +133,8 @@ def word_sweeps(demo: Path, model: str) -> None:
 
 def localization_section(demo: Path, n_boot: int, top: int = 3) -> str:
     lines = ["## What the harness finds in the model", "",
-             f"From `loco demo` ({demo.name}), plus LocoGen and causal tracing on the demo's word prompts: each "
+             f"From `loco demo` ({demo.name}; on the UNet organism plus LocoGen and causal tracing on the demo's word "
+             "prompts, which the DiT's demo runs itself): each "
              "attribute's prompts ranked under the paper's rule, read through the "
              "probes (`probe_p_prompt`: P(the prompt's label); `probe_p_target`: P(the target's)). Effect = variant − "
              "reference (control for swaps, corrupted run for restores), 95% cluster-bootstrap interval over prompts; "
@@ -155,7 +156,8 @@ def localization_section(demo: Path, n_boot: int, top: int = 3) -> str:
         lines.append(f"| {attr} | {METHOD_NAMES.get(group.method, group.method)} | {group.rule.metric} | "
                      f"{group.rule.reference} {shown[0].reference:.2f} | {cells} | "
                      f"{p_top_text(shown[0].p_top)} | {shown[0].n_prompts} |")
-    lines += ["", "The sites named above (indices count each kind in forward order: down blocks, mid, up blocks):", ""]
+    lines += ["", "The sites named above (indices count each kind in forward order: a UNet's down blocks, mid, up blocks; a "
+              "DiT's blocks):", ""]
     lines += [f"- `{label}`: `{site}`" for label, site in sorted(named.items())]
     return "\n".join(lines)
 
@@ -230,7 +232,7 @@ def causal_tracing_section(demo: Path, n_boot: int) -> str:
 def edit_section(demo: Path) -> str:
     summary = json.loads((demo / "edit-eval" / "summary.json").read_text())
     lines = ["## The demo's edit: LocoEdit red → blue", "",
-             f"Edit `{summary['edit_id']}` in LocoGen's first colour window (the candidate set of `candidates.yaml`). "
+             f"Edit `{summary['edit_id']}` in the sites LocoGen found for colour (the candidate set of `candidates.yaml`). "
              "Means over the prompt sets of "
              "`harness/toyworld/demo/edit_eval.csv`, original → edited model:", "",
              "| set | P(prompt's colour) | colour correct | shape correct | background correct | MSE to original |",

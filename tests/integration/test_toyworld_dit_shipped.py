@@ -13,9 +13,7 @@ import pytest
 from harness.models import load_model, set_reproducible
 from harness.models.builtin import BUILTIN_DIRS
 from harness.toyworld.probes import load_probes
-from harness.toyworld.probes.quality import generated_accuracy, quality_prompts
-
-BAR = 0.8
+from harness.toyworld.probes.quality import BAR, BAR_CASES, generated_accuracy, quality_prompts
 
 
 def test_shipped_dit_weights_are_safetensors_small_and_documented():
@@ -46,11 +44,7 @@ def rows():
     return generated_accuracy(load_model("toyworld-dit", "cpu"), quality_prompts(12), [0], load_probes())
 
 
-@pytest.mark.parametrize("split,attribute", [
-    ("train", "color"), ("train", "shape"), ("train", "background"),
-    ("heldout", "color"), ("heldout", "shape"), ("heldout", "background"),
-    ("words", "word"),
-])
+@pytest.mark.parametrize("split,attribute", BAR_CASES)
 def test_each_attribute_is_drawn_as_captioned_in_at_least_80_percent_of_images(rows, split, attribute):
     ok = [r["ok"] for r in rows if r["split"] == split and r["attribute"] == attribute]
     assert len(ok) >= 10

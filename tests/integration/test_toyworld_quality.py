@@ -11,11 +11,9 @@ import pytest
 
 from harness.models import load_model, set_reproducible
 from harness.toyworld.probes import load_probes
-from harness.toyworld.probes.quality import generated_accuracy, quality_prompts
+from harness.toyworld.probes.quality import BAR, BAR_CASES, generated_accuracy, quality_prompts
 
 pytestmark = pytest.mark.slow
-
-BAR = 0.8
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +22,7 @@ def rows():
     return generated_accuracy(load_model("toyworld", "cpu"), quality_prompts(24), [0, 1], load_probes())
 
 
-@pytest.mark.parametrize("split,attribute", [
-    ("train", "color"), ("train", "shape"), ("train", "background"),
-    ("heldout", "color"), ("heldout", "shape"), ("heldout", "background"),
-    ("words", "word"),
-])
+@pytest.mark.parametrize("split,attribute", BAR_CASES)
 def test_each_attribute_is_drawn_as_captioned_in_at_least_80_percent_of_images(rows, split, attribute):
     ok = [r["ok"] for r in rows if r["split"] == split and r["attribute"] == attribute]
     assert len(ok) >= 24  # every held-out combination / word phrasing, two seeds each

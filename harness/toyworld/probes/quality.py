@@ -26,6 +26,13 @@ class QualityPrompt:
     labels: tuple[tuple[str, str], ...] | None = None  # (attribute, label) pairs; None: read from the caption
 
 
+# The issue's quality bar: each (split, attribute) read as captioned in at least BAR of generated images.
+BAR = 0.8
+BAR_CASES: tuple[tuple[str, str], ...] = (("train", "color"), ("train", "shape"), ("train", "background"),
+                                          ("heldout", "color"), ("heldout", "shape"), ("heldout", "background"),
+                                          ("words", "word"))
+
+
 def quality_prompts(max_train: int | None = None) -> list[QualityPrompt]:
     """Every held-out combination, the training combinations (every k-th, to `max_train`), every word."""
     train = world.object_combos("train")
