@@ -14,7 +14,8 @@ DESCRIPTION = ("On the toyworld model (trained on a synthetic world, read by att
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", type=cli_path, default="runs/demo", help="output directory (default runs/demo; replaced)")
+    parser.add_argument("--out", type=cli_path, help="output directory (default runs/demo, runs/demo-dit for "
+                        "--model toyworld-dit; replaced)")
     parser.add_argument("--model", type=cli_model,
                         help="toyworld-dit (the DiT organism and its own jobs), or another model of the toyworld's "
                         "vocabulary run through the UNet organism's jobs (default: toyworld)")
@@ -30,7 +31,8 @@ def run(args) -> int:
     from harness.toyworld.demo import run_demo
 
     t0 = time.perf_counter()
-    result = run_demo(args.out, model=args.model, overrides=args.overrides or [], local=args.local)
+    out = args.out or cli_path("runs/demo-dit" if args.model == "toyworld-dit" else "runs/demo")
+    result = run_demo(out, model=args.model, overrides=args.overrides or [], local=args.local)
     sets = result.edit_summary()["sets"]
     print("\n== the edit, per prompt set (probe: colour read as the prompt's / as blue), original → edited")
     for name, s in sets.items():
