@@ -103,9 +103,8 @@ def comparison_section(dit_demo: Path, unet_demo: Path | None, n_boot: int) -> s
               "| attribute | UNet: top site | UNet: causal-tracing states | DiT: top site | DiT: causal-tracing states |",
               "|---|---|---|---|---|"]
     for attr in ORDER:
-        method = "locogen"
-        unet = found["unet"].get((method, attr)) or found["unet"].get(("attn_patch", attr))
-        dit = found["dit"].get((method, attr))
+        unet = found["unet"].get(("locogen", attr)) or found["unet"].get(("attn_patch", attr))
+        dit = found["dit"].get(("locogen", attr))
         if unet is None and dit is None:
             continue
         lines.append(f"| {_attr(attr)} | {_top(unet)} | {_chosen(found['unet'].get(('causal_trace', attr)))} | "
