@@ -69,6 +69,10 @@ def test_bad_flags_are_one_line(capsys):
     assert "--lr: expected a positive number" in capsys.readouterr().err
     assert main(["toyworld", "train", "--out", "x", "--partial-captions", "1.5"]) == 2
     assert "--partial-captions: expected a share between 0 and 1" in capsys.readouterr().err
+    assert main(["toyworld", "train", "--out", "x", "--eval-every", "-1"]) == 2
+    assert "--eval-every: expected a positive number, got -1" in capsys.readouterr().err
+    assert main(["toyworld", "train", "--out", "x", "--arch", "pixart", "--config", "narow"]) == 2
+    assert "did you mean 'narrow'" in capsys.readouterr().err
 
 
 def test_second_stage_starts_from_the_given_weights(smoke, tmp_path):
